@@ -1,0 +1,12 @@
+# The ecomstream CLI and workers, for docker-compose.yml.
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md topics.yaml ./
+COPY ecom ./ecom
+COPY schemas ./schemas
+COPY producers ./producers
+COPY consumers ./consumers
+COPY streams ./streams
+RUN pip install --no-cache-dir .
+ENV ECOM_HOME=/app
+ENTRYPOINT ["ecom"]

@@ -1,0 +1,57 @@
+# ecomstream: `make demo` runs the shop, `make test` proves it. Both install what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help install jars system-deps lint format test test-unit demo down clean
+
+help:
+	@echo "make demo   start the local cluster, apply topics, run a round trip of events"
+	@echo "make test   install everything, start Kafka, run every test, stop Kafka"
+	@echo "make lint   ruff + mypy"
+	@echo "make down   stop the local cluster (data kept)"
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+jars: install
+	$(BIN)/ecom cluster fetch
+
+# Tools the integration tests drive from the outside: docker-compose (to validate
+# docker-compose.yml without a Docker engine). Installed with apt-get when we may.
+system-deps:
+	@command -v docker-compose >/dev/null || ./.ci/apt-install docker-compose
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# The test session starts the local 3-broker cluster if none runs, and stops it again.
+test: install jars system-deps
+	$(BIN)/pytest
+
+test-unit: install
+	$(BIN)/pytest tests/unit
+
+demo: install jars
+	$(BIN)/ecom cluster up
+	$(BIN)/ecom topics apply
+	$(BIN)/ecom demo
+
+down: install
+	$(BIN)/ecom cluster down
+
+clean:
+	-$(BIN)/ecom cluster down --wipe
+	rm -rf $(VENV) .kafka

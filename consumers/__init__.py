@@ -1,0 +1,1 @@
+"""The read side: projection runners, projections, the query view, offsets tooling."""

@@ -1,0 +1,5 @@
+"""Run the CLI as `python -m ecom`."""
+
+from ecom.cli import main
+
+main()

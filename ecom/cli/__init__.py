@@ -1,0 +1,67 @@
+"""The `ecom` command: one root group, one sub-group per job.
+
+Every command fails the same way: one line on stderr, an exit code from
+ecom.errors (2 bad input, 3 Kafka unreachable or delivery failed), no traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from ecom.cli.cluster import cluster
+from ecom.cli.output import bootstrap_option
+from ecom.cli.topics import topics
+from ecom.errors import EcomError
+from ecom.settings import get_settings, resolve_bootstrap
+from ecom.topology import Topology
+
+EXIT_INTERRUPTED = 130
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Show client library logs.")
+def cli(verbose: bool) -> None:
+    """ecomstream: an event-driven shop on Apache Kafka."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not verbose:
+        logging.getLogger("ecom.librdkafka").setLevel(logging.CRITICAL)
+
+
+cli.add_command(cluster)
+cli.add_command(topics)
+
+
+@cli.command()
+@bootstrap_option
+def demo(bootstrap: str | None) -> None:
+    """Show the cluster working: a durable round trip of keyed records."""
+    from ecom.demo import round_trip
+
+    settings = get_settings()
+    topology = Topology.load(settings.topics_path, settings.topic_prefix)
+    round_trip(topology, resolve_bootstrap(bootstrap), click.echo)
+
+
+def main() -> None:
+    """Run the CLI and turn every expected failure into one line and an exit code."""
+    try:
+        code = cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except EcomError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,29 @@
+"""Plain-text tables for command output."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import click
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """Render rows as aligned columns under headers."""
+    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+    return "\n".join(lines)
+
+
+def echo_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """Print a table to stdout."""
+    click.echo(table(headers, rows))
+
+
+bootstrap_option = click.option(
+    "--bootstrap",
+    metavar="HOST:PORT[,...]",
+    help="Kafka bootstrap servers (else KAFKA_BOOTSTRAP_SERVERS, else the local cluster).",
+)

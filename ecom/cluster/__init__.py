@@ -1,0 +1,6 @@
+"""The local Kafka cluster: Apache Kafka KRaft nodes run from Maven-fetched jars."""
+
+from ecom.cluster.config import cluster_settings, kafka_version
+from ecom.cluster.local import LocalCluster, NodeStatus
+
+__all__ = ["LocalCluster", "NodeStatus", "cluster_settings", "kafka_version"]

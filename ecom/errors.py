@@ -1,0 +1,61 @@
+"""Every error ecomstream raises on purpose.
+
+    EcomError                     base; carries the process exit code
+    +-- BadInput                  the user asked for something invalid (exit 2)
+    |   +-- TopologyError         topics.yaml is malformed
+    |   +-- PlanRefused           the cluster cannot be made to match topics.yaml
+    +-- KafkaUnavailable          brokers unreachable or a request failed (exit 3)
+    |   +-- DeliveryFailed        a record was not acknowledged by Kafka (exit 3)
+    +-- ClusterError              the local cluster cannot start or stop (exit 4)
+        +-- ToolMissing           Java or Maven is not installed
+        +-- PortInUse             a port the cluster needs is taken
+
+Foreign errors (confluent-kafka, pydantic, OSError) are mapped to these at the edge,
+with `raise ... from`, so the CLI can print one line and exit with the right code.
+"""
+
+from __future__ import annotations
+
+
+class EcomError(Exception):
+    """Base of every error ecomstream raises on purpose."""
+
+    exit_code = 1
+
+
+class BadInput(EcomError):
+    """The user asked for something invalid; nothing was changed."""
+
+    exit_code = 2
+
+
+class TopologyError(BadInput):
+    """topics.yaml is malformed."""
+
+
+class PlanRefused(BadInput):
+    """The cluster cannot be made to match topics.yaml; nothing was changed."""
+
+
+class KafkaUnavailable(EcomError):
+    """The brokers did not answer, or refused a request."""
+
+    exit_code = 3
+
+
+class DeliveryFailed(KafkaUnavailable):
+    """Kafka did not acknowledge a record."""
+
+
+class ClusterError(EcomError):
+    """The local cluster cannot start, stop or be found."""
+
+    exit_code = 4
+
+
+class ToolMissing(ClusterError):
+    """Java or Maven is not installed."""
+
+
+class PortInUse(ClusterError):
+    """A port the local cluster needs is already taken."""

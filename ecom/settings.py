@@ -1,0 +1,65 @@
+"""One typed settings object, read from environment variables (prefix ECOM_)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+LAST_RESORT_BOOTSTRAP = "localhost:9092"
+
+
+def _default_home() -> Path:
+    """The checkout when run from one (editable install), else the working directory."""
+    if (PROJECT_ROOT / "topics.yaml").is_file():
+        return PROJECT_ROOT
+    return Path.cwd()
+
+
+class Settings(BaseSettings):
+    """Everything configurable, with the defaults a laptop needs."""
+
+    model_config = SettingsConfigDict(env_prefix="ECOM_", extra="ignore")
+
+    home: Path = Field(default_factory=_default_home)
+    bootstrap_servers: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "ECOM_BOOTSTRAP_SERVERS"),
+    )
+    cluster_dir: Path | None = None
+    cluster_port_base: int = Field(default=9092, ge=1024, le=65000)
+    kafka_heap: str = "-Xms256m -Xmx1g"
+    topics_file: Path | None = None
+    topic_prefix: str = ""
+
+    @property
+    def cluster_path(self) -> Path:
+        return self.cluster_dir or self.home / ".kafka"
+
+    @property
+    def topics_path(self) -> Path:
+        return self.topics_file or self.home / "topics.yaml"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings, read once from the environment."""
+    return Settings()
+
+
+def resolve_bootstrap(flag: str | None = None) -> str:
+    """Find the cluster: --bootstrap, KAFKA_BOOTSTRAP_SERVERS, local cluster, localhost."""
+    if flag:
+        return flag
+    settings = get_settings()
+    if settings.bootstrap_servers:
+        return settings.bootstrap_servers
+    from ecom.cluster import LocalCluster
+
+    local = LocalCluster.from_settings(settings)
+    if local.is_running():
+        return local.bootstrap_servers()
+    return LAST_RESORT_BOOTSTRAP

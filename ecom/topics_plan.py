@@ -1,0 +1,136 @@
+"""Plan how to make a cluster's topics match topics.yaml (pure; no I/O here).
+
+A plan lists what will be created, grown or reconfigured, and refuses whatever Kafka
+cannot do in place: fewer partitions, another replication factor, more replicas than
+brokers. A plan with refusals is never executed, not even in part.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ecom.topology import Topic, Topology
+
+Action = Literal["create", "add-partitions", "alter-configs"]
+
+
+@dataclass(frozen=True)
+class LiveTopic:
+    """A topic as the cluster has it."""
+
+    name: str
+    partitions: int
+    replication_factor: int
+    configs: dict[str, str]
+    under_replicated: int = 0
+
+
+@dataclass(frozen=True)
+class Change:
+    """One step of a plan."""
+
+    topic: str
+    action: Action
+    detail: str
+    partitions: int = 0
+    replication_factor: int = 0
+    configs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What `ecom topics apply` would do."""
+
+    changes: list[Change]
+    refusals: list[str]
+    notes: list[str]
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.changes and not self.refusals
+
+
+def make_plan(
+    topology: Topology, live: dict[str, LiveTopic], brokers: int, dev: bool = False
+) -> Plan:
+    """Compare topics.yaml with the cluster and decide every change."""
+    changes: list[Change] = []
+    refusals: list[str] = []
+    capped = 0
+    for topic in topology.topics():
+        replicas, configs = _effective(topic, brokers, dev)
+        capped += replicas < topic.spec.replication_factor
+        existing = live.get(topic.name)
+        if int(configs.get("min.insync.replicas", "1")) > replicas:
+            refusals.append(
+                f"{topic.name}: min.insync.replicas {configs['min.insync.replicas']} is above "
+                f"the replication factor {replicas}; no acks=all write could ever succeed"
+            )
+        elif existing is None:
+            changes += _plan_create(topic, replicas, configs, brokers, refusals)
+        else:
+            changes += _plan_update(topic, existing, replicas, configs, refusals)
+    notes = []
+    if capped:
+        notes.append(
+            f"--dev: the cluster has {brokers} broker(s), so {capped} topic(s) get "
+            f"replication factor {brokers} and min.insync.replicas at most {brokers}"
+        )
+    if any(c.action == "add-partitions" for c in changes):
+        notes.append("adding partitions moves keys: per-key order is kept only after the change")
+    return Plan(changes, refusals, notes)
+
+
+def _effective(topic: Topic, brokers: int, dev: bool) -> tuple[int, dict[str, str]]:
+    """Return the replication factor and configs to ask for, capped only in --dev."""
+    spec = topic.spec
+    if not dev or spec.replication_factor <= brokers:
+        return spec.replication_factor, dict(spec.configs)
+    configs = dict(spec.configs)
+    if spec.min_insync_replicas > brokers:
+        configs["min.insync.replicas"] = str(brokers)
+    return brokers, configs
+
+
+def _plan_create(
+    topic: Topic, replicas: int, configs: dict[str, str], brokers: int, refusals: list[str]
+) -> list[Change]:
+    if replicas > brokers:
+        refusals.append(
+            f"{topic.name}: replication factor {replicas} needs {replicas} brokers but the "
+            f"cluster has {brokers}; start more brokers (or pass --dev on a laptop cluster)"
+        )
+        return []
+    detail = f"{topic.spec.partitions} partitions, replication factor {replicas}"
+    return [Change(topic.name, "create", detail, topic.spec.partitions, replicas, configs)]
+
+
+def _plan_update(
+    topic: Topic,
+    existing: LiveTopic,
+    replicas: int,
+    configs: dict[str, str],
+    refusals: list[str],
+) -> list[Change]:
+    changes: list[Change] = []
+    wanted = topic.spec.partitions
+    if existing.partitions > wanted:
+        refusals.append(
+            f"{topic.name}: has {existing.partitions} partitions, topics.yaml asks for "
+            f"{wanted}; Kafka cannot remove partitions (create a new topic instead)"
+        )
+    elif existing.partitions < wanted:
+        detail = f"partitions {existing.partitions} -> {wanted}"
+        changes.append(Change(topic.name, "add-partitions", detail, partitions=wanted))
+    if existing.replication_factor != replicas:
+        refusals.append(
+            f"{topic.name}: replication factor is {existing.replication_factor} on the "
+            f"cluster, {replicas} in topics.yaml; Kafka cannot change it in place "
+            "(reassign its partitions with kafka-reassign-partitions)"
+        )
+    differing = {k: v for k, v in configs.items() if existing.configs.get(k) != v}
+    if differing:
+        detail = ", ".join(f"{k} {existing.configs.get(k)} -> {v}" for k, v in differing.items())
+        changes.append(Change(topic.name, "alter-configs", detail, configs=differing))
+    return changes

@@ -1,0 +1,176 @@
+"""topics.yaml as typed specs: every topic, its layout, its key and its event types.
+
+Code asks a `Topology` for topics (`topology.topic("orders").name`,
+`topology.for_event("OrderCreated")`), never spells a topic name itself. A topology can
+carry a name prefix, so tests and parallel environments get topics of their own.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ecom.errors import TopologyError
+
+TopicKind = Literal["domain", "internal", "changelog", "dlq"]
+
+
+def _config_value(value: object) -> str:
+    """Render a YAML scalar the way Kafka spells config values."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class TopicSpec(BaseModel):
+    """One topic as topics.yaml declares it (name without the prefix)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9._-]{1,200}$")
+    kind: TopicKind = "domain"
+    description: str = ""
+    partitions: int = Field(ge=1, le=10_000)
+    replication_factor: int = Field(ge=1, le=15)
+    configs: dict[str, str] = Field(default_factory=dict)
+    key: str | None = None
+    events: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("configs", mode="before")
+    @classmethod
+    def _stringify(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): _config_value(v) for k, v in value.items()}
+        return value
+
+    @property
+    def min_insync_replicas(self) -> int:
+        return int(self.configs.get("min.insync.replicas", "1"))
+
+
+class Topic(BaseModel):
+    """A topic as it exists on a cluster: its spec and its full (prefixed) name."""
+
+    model_config = ConfigDict(frozen=True)
+
+    spec: TopicSpec
+    name: str
+
+    def key_field(self, event_type: str) -> str:
+        """Return the event field whose value is the record key."""
+        return self.spec.events[event_type]
+
+
+class Topology:
+    """Every topic of the system, with an optional name prefix."""
+
+    def __init__(self, specs: list[TopicSpec], prefix: str = "") -> None:
+        self.specs = specs
+        self.prefix = prefix
+
+    @classmethod
+    def load(cls, path: Path, prefix: str = "") -> Topology:
+        """Read topics.yaml; a malformed file raises TopologyError naming the spot."""
+        try:
+            document = yaml.safe_load(path.read_text())
+        except OSError as error:
+            raise TopologyError(f"cannot read {path}: {error.strerror}") from error
+        except yaml.YAMLError as error:
+            raise TopologyError(f"{path} is not valid YAML: {error}") from error
+        return cls(parse_specs(document, str(path)), prefix)
+
+    def with_prefix(self, prefix: str) -> Topology:
+        """Return the same topology with another name prefix."""
+        return Topology(self.specs, prefix)
+
+    @cached_property
+    def _by_name(self) -> dict[str, Topic]:
+        return {s.name: Topic(spec=s, name=self.prefix + s.name) for s in self.specs}
+
+    @cached_property
+    def _by_event(self) -> dict[str, Topic]:
+        return {event: t for t in self._by_name.values() for event in t.spec.events}
+
+    def topics(self) -> list[Topic]:
+        """Return every topic, in file order."""
+        return list(self._by_name.values())
+
+    def topic(self, name: str) -> Topic:
+        """Return a topic by its name in topics.yaml."""
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise TopologyError(f"no topic {name!r} in topics.yaml") from None
+
+    def for_event(self, event_type: str) -> Topic:
+        """Return the topic that carries an event type."""
+        try:
+            return self._by_event[event_type]
+        except KeyError:
+            raise TopologyError(f"no topic in topics.yaml carries {event_type!r}") from None
+
+    def event_types(self) -> list[str]:
+        """Return every event type some topic carries."""
+        return list(self._by_event)
+
+
+def parse_specs(document: Any, source: str) -> list[TopicSpec]:
+    """Turn the parsed YAML document into topic specs, applying the defaults."""
+    if not isinstance(document, dict) or not isinstance(document.get("topics"), dict):
+        raise TopologyError(f"{source}: expected a mapping with a 'topics' section")
+    defaults = document.get("defaults") or {}
+    specs = []
+    for name, body in document["topics"].items():
+        specs.append(_parse_topic(str(name), body or {}, defaults, source))
+    _check_events_unique(specs, source)
+    return specs
+
+
+def _parse_topic(name: str, body: Any, defaults: Any, source: str) -> TopicSpec:
+    if not isinstance(body, dict):
+        raise TopologyError(f"{source}: topics.{name}: expected a mapping")
+    fields = {k: v for k, v in defaults.items() if k != "configs"}
+    fields |= {k: v for k, v in body.items() if k not in ("configs", "events")}
+    fields["configs"] = {**(defaults.get("configs") or {}), **(body.get("configs") or {})}
+    fields["events"] = _parse_events(name, body.get("events") or [], body.get("key"), source)
+    try:
+        return TopicSpec(name=name, **fields)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise TopologyError(f"{source}: topics.{name}.{where}: {first['msg']}") from None
+
+
+def _parse_events(topic: str, items: Any, key: str | None, source: str) -> dict[str, str]:
+    """Map each event type to its key field: `- Name` uses the topic key, `- Name: field`."""
+    if not isinstance(items, list):
+        raise TopologyError(f"{source}: topics.{topic}.events: expected a list")
+    events: dict[str, str] = {}
+    for item in items:
+        if isinstance(item, str) and key:
+            events[item] = key
+        elif isinstance(item, dict) and len(item) == 1:
+            ((event, field),) = item.items()
+            events[str(event)] = str(field)
+        else:
+            raise TopologyError(
+                f"{source}: topics.{topic}.events: {item!r} needs a key field "
+                "(set the topic's `key` or write `- EventName: key_field`)"
+            )
+    return events
+
+
+def _check_events_unique(specs: list[TopicSpec], source: str) -> None:
+    seen: dict[str, str] = {}
+    for spec in specs:
+        for event in spec.events:
+            if event in seen:
+                raise TopologyError(
+                    f"{source}: {event} is on both {seen[event]} and {spec.name}; "
+                    "each event type belongs to one topic"
+                )
+            seen[event] = spec.name

@@ -1,0 +1,1 @@
+"""Publishing events: the keyed producer, the CLI producer, the command API."""

@@ -1,0 +1,1 @@
+"""Event contracts: Avro schemas, the event models and the codec."""

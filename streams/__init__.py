@@ -1,0 +1,1 @@
+"""The order flow as faust stream processors."""

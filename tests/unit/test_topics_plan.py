@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from ecom.topics_plan import LiveTopic, make_plan
+from ecom.topology import Topology, parse_specs
+
+
+def _topology(partitions: int = 6, replicas: int = 3, min_isr: int = 2) -> Topology:
+    doc = {
+        "defaults": {"partitions": partitions, "replication_factor": replicas,
+                     "configs": {"min.insync.replicas": min_isr}},
+        "topics": {"orders": {"key": "order_id", "events": ["OrderCreated"]}},
+    }  # fmt: skip
+    return Topology(parse_specs(doc, "test"))
+
+
+def _live(partitions: int = 6, replicas: int = 3, min_isr: str = "2") -> dict[str, LiveTopic]:
+    configs = {"min.insync.replicas": min_isr, "retention.ms": "604800000"}
+    return {"orders": LiveTopic("orders", partitions, replicas, configs)}
+
+
+def test_missing_topic_is_created() -> None:
+    plan = make_plan(_topology(), {}, brokers=3)
+    assert [(c.action, c.topic, c.partitions, c.replication_factor) for c in plan.changes] == [
+        ("create", "orders", 6, 3)
+    ]
+    assert plan.changes[0].configs == {"min.insync.replicas": "2"}
+    assert not plan.refusals
+
+
+def test_matching_cluster_needs_no_change() -> None:
+    assert make_plan(_topology(), _live(), brokers=3).is_empty
+
+
+def test_more_partitions_are_added_with_a_note_on_key_order() -> None:
+    plan = make_plan(_topology(partitions=12), _live(), brokers=3)
+    assert [(c.action, c.partitions) for c in plan.changes] == [("add-partitions", 12)]
+    assert any("per-key order" in note for note in plan.notes)
+
+
+def test_fewer_partitions_are_refused() -> None:
+    plan = make_plan(_topology(partitions=3), _live(), brokers=3)
+    assert plan.refusals == [
+        "orders: has 6 partitions, topics.yaml asks for 3; Kafka cannot remove partitions "
+        "(create a new topic instead)"
+    ]
+
+
+def test_replication_factor_change_is_refused() -> None:
+    plan = make_plan(_topology(replicas=2, min_isr=1), _live(), brokers=3)
+    assert len(plan.refusals) == 1
+    assert "cannot change it in place" in plan.refusals[0]
+
+
+def test_more_replicas_than_brokers_is_refused() -> None:
+    plan = make_plan(_topology(replicas=4), {}, brokers=3)
+    assert not plan.changes
+    assert "needs 4 brokers but the cluster has 3" in plan.refusals[0]
+
+
+def test_one_broker_without_dev_is_refused() -> None:
+    plan = make_plan(_topology(), {}, brokers=1)
+    assert "pass --dev" in plan.refusals[0]
+
+
+def test_dev_caps_replication_and_min_isr_and_says_so() -> None:
+    plan = make_plan(_topology(), {}, brokers=1, dev=True)
+    (change,) = plan.changes
+    assert (change.replication_factor, change.configs["min.insync.replicas"]) == (1, "1")
+    assert plan.notes == [
+        "--dev: the cluster has 1 broker(s), so 1 topic(s) get replication factor 1 "
+        "and min.insync.replicas at most 1"
+    ]
+
+
+def test_dev_changes_nothing_when_brokers_suffice() -> None:
+    plan = make_plan(_topology(), {}, brokers=3, dev=True)
+    assert plan.changes[0].replication_factor == 3
+    assert not plan.notes
+
+
+def test_config_drift_is_altered_and_unmanaged_configs_left_alone() -> None:
+    plan = make_plan(_topology(min_isr=1), _live(), brokers=3)
+    (change,) = plan.changes
+    assert change.action == "alter-configs"
+    assert change.configs == {"min.insync.replicas": "1"}
+
+
+def test_min_isr_above_replication_factor_is_refused() -> None:
+    plan = make_plan(_topology(replicas=2, min_isr=3), {}, brokers=3)
+    assert "above the replication factor" in plan.refusals[0]
