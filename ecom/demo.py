@@ -59,9 +59,7 @@ def _write(bootstrap: str, topic: str) -> list[tuple[str, str, int, int]]:
 
 def _read(bootstrap: str, topic: str, count: int) -> list[tuple[str, str, int, int]]:
     consumer = Consumer(
-        client_config(
-            bootstrap, **{"group.id": f"{topic}-reader", "auto.offset.reset": "earliest"}
-        )
+        client_config(bootstrap, **{"group.id": f"{topic}-reader", "auto.offset.reset": "earliest"})
     )
     consumer.subscribe([topic])
     read: list[tuple[str, str, int, int]] = []

@@ -36,7 +36,8 @@ from ecom.settings import Settings
 
 Report = Callable[[str], None]
 START_TIMEOUT_S = 90.0
-STOP_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0
+LAST_NODE_GRACE_S = 3.0
 LOG_TAIL_LINES = 15
 
 
@@ -205,16 +206,17 @@ class LocalCluster:
         ensure_jars(self.lib_dir, self.root / "mvn.log")
 
     def down(self, wipe: bool = False, report: Report = _quiet) -> None:
-        """Stop every node (SIGTERM, then SIGKILL after a while); optionally delete data."""
+        """Stop every node; optionally delete the cluster's data."""
         running = [(node, pid) for node in self.nodes() if (pid := node.pid())]
-        for _, pid in running:
-            os.kill(pid, signal.SIGTERM)
-        for node, pid in running:
-            if not _wait_exit(node, pid, STOP_TIMEOUT_S):
-                report(f"node {node.node_id} did not stop in {STOP_TIMEOUT_S:.0f}s; killing it")
-                os.kill(pid, signal.SIGKILL)
-                _wait_exit(node, pid, 10)
-            node.pid_file.unlink(missing_ok=True)
+        # With several voters, the node that stops last can never finish a controlled
+        # shutdown: no controller quorum is left to confirm it. So the others stop
+        # gracefully first, and the last one gets a short grace, then SIGKILL. Its data
+        # is on disk; the next start recovers its logs.
+        first, last = running[:-1], running[-1:]
+        if len(self.nodes()) == 1:
+            first, last = running, []
+        _stop(first, STOP_TIMEOUT_S, report)
+        _stop(last, LAST_NODE_GRACE_S, _quiet)
         report(f"stopped {len(running)} node(s)")
         if wipe:
             for node in self.nodes():
@@ -388,6 +390,19 @@ def _command_line(pid: int) -> str:
         ["ps", "-p", str(pid), "-o", "command="], capture_output=True, text=True, check=False
     )
     return result.stdout.strip()
+
+
+def _stop(nodes: list[tuple[Node, int]], grace: float, report: Report) -> None:
+    """SIGTERM the nodes together, then SIGKILL any still running after grace seconds."""
+    for _, pid in nodes:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for node, pid in nodes:
+        if not _wait_exit(node, pid, max(0.0, deadline - time.monotonic())):
+            report(f"node {node.node_id} did not stop within {grace:.0f}s; killed it")
+            os.kill(pid, signal.SIGKILL)
+            _wait_exit(node, pid, 10)
+        node.pid_file.unlink(missing_ok=True)
 
 
 def _wait_exit(node: Node, pid: int, timeout: float) -> bool:
