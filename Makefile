@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 help:
 	@echo "make demo   start the local cluster, apply topics, run a round trip of events"
 	@echo "make test   install everything, start Kafka, run every test, stop Kafka"
-	@echo "make lint   ruff + mypy"
+	@echo "make lint   ruff, mypy and the schema evolution guard"
 	@echo "make down   stop the local cluster (data kept)"
 
 install: $(STAMP)
@@ -32,6 +32,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/ecom schemas check
 
 format: install
 	$(BIN)/ruff format .

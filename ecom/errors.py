@@ -4,6 +4,10 @@
     +-- BadInput                  the user asked for something invalid (exit 2)
     |   +-- TopologyError         topics.yaml is malformed
     |   +-- PlanRefused           the cluster cannot be made to match topics.yaml
+    |   +-- InvalidEvent          event data breaks its contract (missing field ...)
+    +-- DecodeError               bytes on a topic are not an event we can read
+    |   +-- UnknownSchema         the writer schema's fingerprint is not known here
+    +-- SchemaIncompatible        a schema change would break old or new readers
     +-- KafkaUnavailable          brokers unreachable or a request failed (exit 3)
     |   +-- DeliveryFailed        a record was not acknowledged by Kafka (exit 3)
     +-- ClusterError              the local cluster cannot start or stop (exit 4)
@@ -35,6 +39,24 @@ class TopologyError(BadInput):
 
 class PlanRefused(BadInput):
     """The cluster cannot be made to match topics.yaml; nothing was changed."""
+
+
+class InvalidEvent(BadInput):
+    """Event data breaks its contract; the event was not published."""
+
+
+class DecodeError(EcomError):
+    """A record's bytes are not an event this code can read."""
+
+
+class UnknownSchema(DecodeError):
+    """The record was written with a schema whose fingerprint is not known here."""
+
+
+class SchemaIncompatible(EcomError):
+    """A schema change would break reading old events or new ones."""
+
+    exit_code = 2
 
 
 class KafkaUnavailable(EcomError):

@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     kafka_heap: str = "-Xms256m -Xmx1g"
     topics_file: Path | None = None
     topic_prefix: str = ""
+    query_url: str = "http://127.0.0.1:8001"
 
     @property
     def cluster_path(self) -> Path:

@@ -17,7 +17,7 @@ from confluent_kafka.admin import (
 )
 
 from ecom.errors import KafkaUnavailable
-from ecom.kafka import admin_client, kafka_error
+from ecom.kafka import admin_client, end_offsets, kafka_error
 from ecom.topics_plan import LiveTopic, Plan
 
 METADATA_TIMEOUT_S = 10.0
@@ -124,12 +124,14 @@ class TopicAdmin:
             altered = admin.incremental_alter_configs(alters, validate_only=validate_only)
             _wait_all(altered, "alter configs of")
 
-    def wait_until_ready(self, partitions: dict[str, int], timeout: float = 30.0) -> None:
-        """Wait until every topic shows its partition count, each with a leader."""
+    def wait_until_ready(self, partitions: dict[str, int], timeout: float = 60.0) -> None:
+        """Wait until every topic has its partitions, each answered by its leader."""
         deadline = time.monotonic() + timeout
         while partitions:
             topics = self._metadata().topics
             if all(_has_leaders(topics.get(name), count) for name, count in partitions.items()):
+                # Leaders are assigned before they have the log: ask each for its offsets.
+                end_offsets(self.bootstrap, list(partitions), max(1.0, deadline - time.monotonic()))
                 return
             if time.monotonic() > deadline:
                 raise KafkaUnavailable(

@@ -1,1 +1,67 @@
-"""Event contracts: Avro schemas, the event models and the codec."""
+"""Event contracts: one Avro schema and one frozen model per event type, and the codec.
+
+from schemas import OrderCreated, Codec
+codec = Codec()
+data = codec.encode(OrderCreated(...))
+event = codec.decode(data)
+"""
+
+from schemas.base import EVENT_TYPES, Event, Money
+from schemas.codec import Codec, headers
+from schemas.inventory import (
+    StockAdjusted,
+    StockCommitted,
+    StockReleased,
+    StockReservationRejected,
+    StockReservationRequested,
+    StockReserved,
+)
+from schemas.order import (
+    OrderCancellationRequested,
+    OrderCancelled,
+    OrderConfirmed,
+    OrderCreated,
+    OrderExpired,
+    OrderLine,
+    OrderPaymentRequested,
+    OrderPriced,
+    OrderStockReserved,
+    PricedLine,
+)
+from schemas.payment import PaymentAuthorized, PaymentCreated, PaymentFailed
+from schemas.pricing import PriceChanged, TaxRateChanged
+from schemas.product import ProductCreated, ProductUpdated
+from schemas.user import UserCreated, UserUpdated
+
+__all__ = [
+    "EVENT_TYPES",
+    "Codec",
+    "Event",
+    "Money",
+    "OrderCancellationRequested",
+    "OrderCancelled",
+    "OrderConfirmed",
+    "OrderCreated",
+    "OrderExpired",
+    "OrderLine",
+    "OrderPaymentRequested",
+    "OrderPriced",
+    "OrderStockReserved",
+    "PaymentAuthorized",
+    "PaymentCreated",
+    "PaymentFailed",
+    "PriceChanged",
+    "PricedLine",
+    "ProductCreated",
+    "ProductUpdated",
+    "StockAdjusted",
+    "StockCommitted",
+    "StockReleased",
+    "StockReservationRejected",
+    "StockReservationRequested",
+    "StockReserved",
+    "TaxRateChanged",
+    "UserCreated",
+    "UserUpdated",
+    "headers",
+]

@@ -11,12 +11,16 @@ import sys
 
 import click
 
+from ecom.cli.bench import bench
 from ecom.cli.cluster import cluster
 from ecom.cli.output import bootstrap_option
+from ecom.cli.schemas import schemas
+from ecom.cli.serve import serve
 from ecom.cli.topics import topics
 from ecom.errors import EcomError
 from ecom.settings import get_settings, resolve_bootstrap
 from ecom.topology import Topology
+from producers.cli import produce, simulate
 
 EXIT_INTERRUPTED = 130
 
@@ -35,6 +39,11 @@ def cli(verbose: bool) -> None:
 
 cli.add_command(cluster)
 cli.add_command(topics)
+cli.add_command(schemas)
+cli.add_command(produce)
+cli.add_command(simulate)
+cli.add_command(serve)
+cli.add_command(bench)
 
 
 @cli.command()

@@ -1,0 +1,38 @@
+"""`ecom bench`: measure ours beside Kafka's own perf tools, on the same cluster."""
+
+from __future__ import annotations
+
+import click
+
+from ecom.cli.output import bootstrap_option
+from ecom.settings import get_settings, resolve_bootstrap
+from ecom.topology import Topology
+
+
+def _topology() -> Topology:
+    settings = get_settings()
+    return Topology.load(settings.topics_path, settings.topic_prefix)
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks that print our figures, Kafka's, and the ratio."""
+
+
+@bench.command()
+@click.option("--events", type=click.IntRange(1000), default=200_000, show_default=True)
+@click.option("--linger-ms", type=click.IntRange(0), help="Override linger.ms.")
+@click.option("--compression", type=click.Choice(["none", "gzip", "snappy", "lz4", "zstd"]))
+@bootstrap_option
+def produce(
+    events: int, linger_ms: int | None, compression: str | None, bootstrap: str | None
+) -> None:
+    """Publish N realistic events through our producer, then run ProducerPerformance."""
+    from producers.bench import run
+
+    overrides: dict[str, object] = {}
+    if linger_ms is not None:
+        overrides["linger.ms"] = linger_ms
+    if compression is not None:
+        overrides["compression.type"] = compression
+    run(_topology(), resolve_bootstrap(bootstrap), events, click.echo, **overrides)

@@ -1,0 +1,32 @@
+"""`ecom serve`: the HTTP services."""
+
+from __future__ import annotations
+
+import click
+
+from ecom.cli.output import bootstrap_option
+from ecom.settings import get_settings, resolve_bootstrap
+from ecom.topology import Topology
+
+host_option = click.option("--host", default="127.0.0.1", show_default=True)
+
+
+@click.group()
+def serve() -> None:
+    """Run the command API or the query API."""
+
+
+@serve.command()
+@host_option
+@click.option("--port", type=int, default=8000, show_default=True)
+@bootstrap_option
+def commands(host: str, port: int, bootstrap: str | None) -> None:
+    """Serve the command API: POST /orders and the shop's other commands (docs at /docs)."""
+    import uvicorn
+
+    from producers.api import create_app
+
+    settings = get_settings()
+    topology = Topology.load(settings.topics_path, settings.topic_prefix)
+    app = create_app(topology, resolve_bootstrap(bootstrap), settings.query_url)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

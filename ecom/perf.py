@@ -1,0 +1,99 @@
+"""Benchmark plumbing: scratch topics from topics.yaml, and Kafka's own perf tools.
+
+Benchmarks run beside Kafka's ProducerPerformance / ConsumerPerformance on the same
+cluster and topic settings, and print both figures and their ratio.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from ecom.cluster import LocalCluster
+from ecom.cluster.tools import ensure_jars, find_java
+from ecom.errors import EcomError
+from ecom.settings import get_settings
+from ecom.topics_admin import TopicAdmin
+from ecom.topics_plan import make_plan
+from ecom.topology import Topology
+
+
+@contextmanager
+def scratch_topology(topology: Topology, bootstrap: str, label: str) -> Iterator[Topology]:
+    """Create every topic of topics.yaml under a fresh prefix; delete them afterwards."""
+    scratch = topology.with_prefix(f"{label}-{int(time.time())}-")
+    admin = TopicAdmin(bootstrap)
+    brokers = admin.broker_count()
+    admin.execute(make_plan(scratch, {}, brokers, dev=brokers < 3))
+    try:
+        yield scratch
+    finally:
+        admin.delete([t.name for t in scratch.topics()])
+
+
+def run_kafka_tool(main_class: str, *args: str, timeout: float = 900) -> str:
+    """Run one of Kafka's Java tools from the local jars and return its output."""
+    local = LocalCluster.from_settings(get_settings())
+    local.root.mkdir(parents=True, exist_ok=True)
+    ensure_jars(local.lib_dir, local.root / "mvn.log")
+    command = [
+        find_java(), "-Xmx1g", f"-Dlog4j2.configurationFile={_quiet_log4j(local)}",
+        "-cp", f"{local.lib_dir}/*", main_class, *args,
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    if result.returncode != 0:
+        tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+        raise EcomError(f"{main_class} failed (exit {result.returncode}): {' | '.join(tail)}")
+    return result.stdout
+
+
+def _quiet_log4j(local: LocalCluster) -> str:
+    path = local.root / "tools-log4j2.properties"
+    path.write_text(
+        "status = error\nappender.err.type = Console\nappender.err.name = err\n"
+        "appender.err.target = SYSTEM_ERR\nappender.err.layout.type = PatternLayout\n"
+        "appender.err.layout.pattern = %p %m%n\nrootLogger.level = WARN\n"
+        "rootLogger.appenderRef.err.ref = err\n"
+    )
+    return str(path)
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A measured throughput."""
+
+    records: int
+    seconds: float
+    bytes: int
+
+    @property
+    def per_second(self) -> float:
+        return self.records / self.seconds if self.seconds else 0.0
+
+    @property
+    def mb_per_second(self) -> float:
+        return self.bytes / self.seconds / 1e6 if self.seconds else 0.0
+
+
+_PRODUCER_SUMMARY = re.compile(r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\)")
+
+
+def producer_performance(
+    bootstrap: str, topic: str, records: int, record_size: int, props: dict[str, str]
+) -> Rate:
+    """Run Kafka's ProducerPerformance and return its overall rate."""
+    output = run_kafka_tool(
+        "org.apache.kafka.tools.ProducerPerformance",
+        "--topic", topic, "--num-records", str(records), "--record-size", str(record_size),
+        "--throughput", "-1", "--producer-props", f"bootstrap.servers={bootstrap}",
+        *(f"{k}={v}" for k, v in props.items()),
+    )  # fmt: skip
+    summaries = list(_PRODUCER_SUMMARY.finditer(output))
+    if not summaries:
+        raise EcomError(f"could not read ProducerPerformance's summary: {output[-200:]}")
+    sent, per_second = int(summaries[-1].group(1)), float(summaries[-1].group(2))
+    return Rate(sent, sent / per_second, sent * record_size)

@@ -1,0 +1,230 @@
+"""The command API (`ecom serve commands`): the HTTP entry point of the old synchronous
+design, now answering 202 as soon as Kafka has acknowledged the event.
+
+Request bodies are derived from the event contracts (minus event id and timestamp), so
+the API validates exactly what the events do. Kafka trouble answers 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+import threading
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, create_model
+
+from ecom.errors import BadInput, DeliveryFailed, KafkaUnavailable
+from ecom.topology import Topology
+from producers.input import build_event
+from producers.producer import LOW_LATENCY, Delivery, EventProducer, Outcome
+from schemas import (
+    Event,
+    OrderCancellationRequested,
+    OrderCreated,
+    PriceChanged,
+    ProductCreated,
+    ProductUpdated,
+    StockAdjusted,
+    TaxRateChanged,
+    UserCreated,
+    UserUpdated,
+)
+from schemas.base import Id
+
+ENVELOPE = {"event_id", "occurred_at"}
+
+
+class Accepted(BaseModel):
+    """What a command answers: the event Kafka stored, and where to read the result."""
+
+    event_type: str
+    event_id: str
+    entity_id: str
+    topic: str
+    partition: int
+    offset: int
+    read_at: str | None = None
+
+
+def request_model(event: type[Event], path_fields: set[str], generated: str | None = None) -> Any:
+    """Derive a request body model from an event: envelope and path fields left out,
+    the generated id (if any) optional."""
+    fields: dict[str, Any] = {}
+    for name, info in event.model_fields.items():
+        if name in ENVELOPE | path_fields:
+            continue
+        fields[name] = (Id | None, None) if name == generated else (info.annotation, info)
+    config = ConfigDict(extra="forbid", frozen=True)
+    return create_model(f"{event.__name__}Command", __config__=config, **fields)
+
+
+Accept = Callable[[str, dict[str, Any], str], Awaitable[Accepted]]
+
+
+class Publisher:
+    """An EventProducer served by a background thread, awaited from asyncio."""
+
+    def __init__(self, producer: EventProducer) -> None:
+        self.producer = producer
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="delivery-reports", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            self.producer.poll(0.05)
+
+    async def publish(self, event: Event) -> Delivery:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outcome] = loop.create_future()
+
+        def resolve(outcome: Outcome) -> None:
+            loop.call_soon_threadsafe(future.set_result, outcome)
+
+        self.producer.publish(event, resolve)
+        outcome = await asyncio.wait_for(future, timeout=60)
+        if isinstance(outcome, DeliveryFailed):
+            raise outcome
+        return outcome
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.producer.close()
+
+
+def create_app(topology: Topology, bootstrap: str, query_url: str | None = None) -> FastAPI:
+    """Build the command API publishing to the given cluster."""
+    state: dict[str, Publisher] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        producer = EventProducer(topology, bootstrap, "/ecomstream/api", **LOW_LATENCY)
+        state["publisher"] = Publisher(producer)
+        yield
+        state.pop("publisher").close()
+
+    app = FastAPI(
+        title="ecomstream commands",
+        description="Commands of the shop. Each is validated, published as an event, and "
+        "answered with 202 once Kafka has acknowledged it.",
+        lifespan=lifespan,
+    )
+
+    async def accept(event_type: str, data: dict[str, Any], entity: str) -> Accepted:
+        try:
+            event = build_event(event_type, data)
+            delivery = await state["publisher"].publish(event)
+        except BadInput as error:
+            raise HTTPException(status_code=422, detail=str(error)) from error
+        except (KafkaUnavailable, TimeoutError) as error:
+            raise HTTPException(
+                status_code=503, detail=f"Kafka did not accept the event: {error}"
+            ) from error
+        read_at = f"{query_url}/{entity}" if query_url else None
+        return Accepted(
+            event_type=event_type,
+            event_id=event.event_id,
+            entity_id=delivery.key,
+            topic=delivery.topic,
+            partition=delivery.partition,
+            offset=delivery.offset,
+            read_at=read_at,
+        )
+
+    @app.exception_handler(HTTPException)
+    async def one_line(_: Request, error: HTTPException) -> JSONResponse:
+        return JSONResponse({"detail": error.detail}, status_code=error.status_code)
+
+    _routes(app, accept)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        """Tell that the API runs and which cluster it publishes to."""
+        return {"status": "ok", "kafka": bootstrap}
+
+    return app
+
+
+@dataclass(frozen=True)
+class Command:
+    """One endpoint: an HTTP method and path that publish one event type."""
+
+    method: str
+    path: str
+    event: type[Event]
+    summary: str
+    tag: str
+    read_at: str
+    generated: str | None = None
+
+    @property
+    def path_fields(self) -> list[str]:
+        return re.findall(r"{(\w+)}", self.path)
+
+
+COMMANDS = [
+    Command("POST", "/users", UserCreated, "Sign up a user.", "users", "users/{user_id}/orders",
+            "user_id"),
+    Command("PATCH", "/users/{user_id}", UserUpdated,
+            "Change a user's details; fields left out stay as they are.", "users",
+            "users/{user_id}/orders"),
+    Command("POST", "/products", ProductCreated, "Add a product to the catalogue.", "catalogue",
+            "products/{product_id}", "product_id"),
+    Command("PATCH", "/products/{product_id}", ProductUpdated, "Change a product's details.",
+            "catalogue", "products/{product_id}"),
+    Command("PUT", "/products/{product_id}/price", PriceChanged, "Set the price in force.",
+            "pricing", "products/{product_id}"),
+    Command("PUT", "/tax-rates/{country}/{category}", TaxRateChanged,
+            "Set the tax rate of a country and product category.", "pricing", "products"),
+    Command("POST", "/products/{product_id}/stock", StockAdjusted,
+            "Add (positive quantity) or remove (negative) stock.", "inventory",
+            "inventory/{product_id}"),
+    Command("POST", "/orders", OrderCreated,
+            "Place an order. It completes asynchronously: follow read_at.", "orders",
+            "orders/{order_id}", "order_id"),
+    Command("POST", "/orders/{order_id}/cancel", OrderCancellationRequested,
+            "Ask to cancel an order; honoured unless it is already final.", "orders",
+            "orders/{order_id}"),
+]  # fmt: skip
+
+
+def _routes(app: FastAPI, accept: Accept) -> None:
+    for command in COMMANDS:
+        app.add_api_route(
+            command.path,
+            _handler(command, accept),
+            methods=[command.method],
+            status_code=202,
+            response_model=Accepted,
+            tags=[command.tag],
+            summary=f"{command.summary} ({command.event.event_type})",
+            name=command.event.event_type,
+        )
+
+
+def _handler(command: Command, accept: Accept) -> Callable[..., Awaitable[Accepted]]:
+    """Build an endpoint whose signature FastAPI reads: path fields, then the body."""
+    body_model = request_model(command.event, set(command.path_fields), command.generated)
+
+    async def handle(**arguments: Any) -> Accepted:
+        body = arguments.pop("body")
+        data = body.model_dump() | arguments
+        if command.generated and not data[command.generated]:
+            data[command.generated] = f"{command.generated[0]}-{uuid.uuid4().hex[:12]}"
+        return await accept(command.event.event_type, data, command.read_at.format(**data))
+
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    parameters = [inspect.Parameter(name, keyword, annotation=str) for name in command.path_fields]
+    parameters.append(inspect.Parameter("body", keyword, annotation=body_model))
+    handle.__signature__ = inspect.Signature(parameters, return_annotation=Accepted)  # type: ignore[attr-defined]
+    handle.__doc__ = command.summary
+    return handle

@@ -1,0 +1,132 @@
+"""`ecom produce` and `ecom simulate`: put events on Kafka from the command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+
+import click
+
+from ecom.cli.output import bootstrap_option
+from ecom.errors import BadInput
+from ecom.settings import get_settings, resolve_bootstrap
+from ecom.topology import Topology
+from producers.input import TYPE_FIELD, build_event, parse_data_option, read_ndjson
+from producers.producer import EventProducer
+from producers.simulate import SIMULATED_ORDER_EVENTS, Shop, ShopPlan
+from schemas import Event
+
+
+def _topology() -> Topology:
+    settings = get_settings()
+    return Topology.load(settings.topics_path, settings.topic_prefix)
+
+
+@click.command()
+@click.argument("event_type", required=False)
+@click.option("--data", help="The event as JSON, or @file.json.")
+@click.option(
+    "--file", "path", help='NDJSON file, one event per line with its "type" (- for stdin).'
+)
+@bootstrap_option
+@click.option("--source", default="/ecomstream/cli", show_default=True, help="CloudEvents source.")
+def produce(
+    event_type: str | None, data: str | None, path: str | None, bootstrap: str | None, source: str
+) -> None:
+    """Validate events and publish them: one with --data, or a whole file with --file."""
+    if path and (event_type or data):
+        raise BadInput("give either EVENT_TYPE --data JSON or --file PATH, not both")
+    if path:
+        events = read_ndjson(path)
+    elif event_type and data:
+        events = [build_event(event_type, parse_data_option(data))]
+    else:
+        raise BadInput("give EVENT_TYPE --data JSON, or --file PATH (see `ecom produce --help`)")
+    topology = _topology()
+    with EventProducer(topology, resolve_bootstrap(bootstrap), source) as producer:
+        producer.check_topics({e.event_type for e in events})
+        if len(events) == 1:
+            delivery = producer.publish_and_wait(events[0])
+            click.echo(
+                f"{events[0].event_type} {delivery.key} -> {delivery.topic} "
+                f"partition {delivery.partition} offset {delivery.offset}"
+            )
+            return
+        _publish_all(producer, events, len(events))
+
+
+@click.command()
+@click.option("--users", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--products", type=click.IntRange(1), default=50, show_default=True)
+@click.option("--orders", type=click.IntRange(0), default=1000, show_default=True)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Orders per second (default: as fast as possible).",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same events.")
+@click.option("--cancel-share", type=click.FloatRange(0, 1), default=0.1, show_default=True)
+@click.option("--ndjson", is_flag=True, help="Print the events as NDJSON instead of publishing.")
+@bootstrap_option
+def simulate(
+    users: int,
+    products: int,
+    orders: int,
+    rate: float | None,
+    seed: int,
+    cancel_share: float,
+    ndjson: bool,
+    bootstrap: str | None,
+) -> None:
+    """Publish realistic, deterministic shop traffic."""
+    shop = Shop(ShopPlan(users, products, orders, seed, cancel_share))
+    if ndjson:
+        for event in shop.events():
+            click.echo(json.dumps({TYPE_FIELD: event.event_type, **event.model_dump(mode="json")}))
+        return
+    reference = list(shop.reference_events())
+    with EventProducer(
+        _topology(), resolve_bootstrap(bootstrap), "/ecomstream/simulate"
+    ) as producer:
+        producer.check_topics({e.event_type for e in reference} | SIMULATED_ORDER_EVENTS)
+        _publish_all(producer, reference, len(reference), quiet=True)
+        paced = _paced(shop.order_events(), rate) if rate else shop.order_events()
+        _publish_all(producer, paced, orders + round(orders * cancel_share))
+
+
+def _paced(events: Iterator[Event], orders_per_second: float) -> Iterator[Event]:
+    """Yield events so that orders leave at the given rate."""
+    start = time.monotonic()
+    sent = 0
+    for event in events:
+        if event.event_type == "OrderCreated":
+            due = start + sent / orders_per_second
+            if (wait := due - time.monotonic()) > 0:
+                time.sleep(wait)
+            sent += 1
+        yield event
+
+
+def _publish_all(
+    producer: EventProducer, events: Iterable[Event], expected: int, quiet: bool = False
+) -> None:
+    """Publish events with a progress bar on a terminal, then print a summary."""
+    started = time.monotonic()
+    counts: Counter[str] = Counter()
+    show_bar = sys.stderr.isatty() and not quiet
+    with click.progressbar(
+        length=expected, label="publishing", file=sys.stderr, hidden=not show_bar
+    ) as bar:
+        for event in events:
+            producer.publish(event)
+            counts[event.event_type] += 1
+            bar.update(1)
+        producer.flush()
+    took = time.monotonic() - started
+    total = sum(counts.values())
+    kinds = ", ".join(f"{name} {n}" for name, n in counts.most_common())
+    rate = total / took if took > 0 else float(total)
+    click.echo(f"published {total} events in {took:.2f}s ({rate:,.0f}/s): {kinds}")

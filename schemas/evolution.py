@@ -1,0 +1,71 @@
+"""The schema evolution guard: every current schema stays fully compatible with every
+released version of its event (old events readable with the new schema, new events
+readable with the old one)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from schemas.base import EVENT_TYPES
+from schemas.compat import full_compatibility
+from schemas.registry import SchemaRegistry
+
+
+@dataclass
+class Report:
+    """What `ecom schemas check` found."""
+
+    problems: list[str] = field(default_factory=list)
+    unreleased: list[str] = field(default_factory=list)
+    checked: int = 0
+
+
+def check(registry: SchemaRegistry) -> Report:
+    """Compare each current schema with every released version of its event."""
+    report = Report()
+    for event_type in sorted(set(EVENT_TYPES) - set(registry.current)):
+        report.problems.append(f"{event_type}: a model without a schema file")
+    for event_type in sorted(set(registry.released) - set(registry.current)):
+        report.problems.append(
+            f"{event_type}: released, but its schema is gone; old events would be unreadable"
+        )
+    for event_type, current in sorted(registry.current.items()):
+        released = registry.released.get(event_type, [])
+        for version in released:
+            report.checked += 1
+            for problem in full_compatibility(current.raw, version.raw):
+                report.problems.append(f"{event_type} (current vs v{version.version}): {problem}")
+        if not released or _essence(released[-1].raw) != _essence(current.raw):
+            report.unreleased.append(event_type)
+    return report
+
+
+def release(registry: SchemaRegistry, released_dir: Path) -> list[Path]:
+    """Freeze every new or changed current schema as its next released version."""
+    written = []
+    for event_type in check(registry).unreleased:
+        current = registry.current[event_type]
+        versions = registry.released.get(event_type, [])
+        number = (versions[-1].version or 0) + 1 if versions else 1
+        target = released_dir / current.domain / f"{event_type}.v{number}.avsc"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(current.path, target)
+        written.append(target)
+    return written
+
+
+def _essence(schema: Any) -> str:
+    """Return the schema without its docs, to tell a real change from a reworded one."""
+
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if k != "doc"}
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+
+    return json.dumps(strip(schema), sort_keys=True)

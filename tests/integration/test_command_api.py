@@ -1,0 +1,102 @@
+"""The command API publishes validated events and answers 202, or a clear 4xx."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ecom.kafka import end_offsets
+from ecom.topology import Topology
+from producers.api import create_app
+from schemas import Codec, OrderCancellationRequested, OrderCreated
+from tests.conftest import KafkaTarget
+from tests.support import read_records
+
+pytestmark = pytest.mark.kafka
+ORDER = {
+    "user_id": "u-1",
+    "lines": [{"product_id": "p-1", "quantity": 2}, {"product_id": "p-2", "quantity": 1}],
+    "shipping_country": "FR",
+    "currency": "EUR",
+}
+
+
+@pytest.fixture
+def client(kafka: KafkaTarget, topology: Topology) -> Iterator[TestClient]:
+    app = create_app(topology, kafka.bootstrap, "http://query.test")
+    with TestClient(app) as client:
+        yield client
+
+
+def test_post_orders_answers_202_with_the_order_id_and_where_to_read_it(
+    client: TestClient, kafka: KafkaTarget, topology: Topology
+) -> None:
+    response = client.post("/orders", json=ORDER)
+    assert response.status_code == 202
+    body = response.json()
+    order_id = body["entity_id"]
+    assert body["read_at"] == f"http://query.test/orders/{order_id}"
+    assert body["topic"] == topology.topic("orders").name
+    (record,) = read_records(kafka.bootstrap, [body["topic"]], 1)
+    event = Codec().decode(record.value())
+    assert isinstance(event, OrderCreated)
+    assert (event.order_id, event.event_id) == (order_id, body["event_id"])
+    assert (record.partition(), record.offset()) == (body["partition"], body["offset"])
+
+
+def test_cancel_and_catalogue_commands_publish_their_events(
+    client: TestClient, kafka: KafkaTarget, topology: Topology
+) -> None:
+    assert client.post("/orders/o-7/cancel", json={"reason": "too slow"}).status_code == 202
+    assert client.post("/products", json={"name": "Mug", "category": "standard"}).status_code == 202
+    assert (
+        client.put(
+            "/products/p-1/price", json={"price": {"amount_minor": 999, "currency": "EUR"}}
+        ).status_code
+        == 202
+    )
+    assert client.post("/products/p-1/stock", json={"quantity": 5}).status_code == 202
+    assert client.put("/tax-rates/DE/food", json={"rate_bp": 700}).status_code == 202
+    assert (
+        client.post("/users", json={"email": "a@b.de", "name": "A", "country": "DE"}).status_code
+        == 202
+    )
+    assert client.patch("/users/u-1", json={"name": "B"}).status_code == 202
+    (record,) = read_records(kafka.bootstrap, [topology.topic("orders").name], 1)
+    cancel = Codec().decode(record.value())
+    assert isinstance(cancel, OrderCancellationRequested)
+    assert (cancel.order_id, cancel.reason) == ("o-7", "too slow")
+    offsets = end_offsets(kafka.bootstrap, [t.name for t in topology.topics()])
+    assert sum(offsets.values()) == 7
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "detail"),
+    [
+        ("post", "/orders", ORDER | {"lines": []}, 422, "lines"),
+        ("post", "/orders", ORDER | {"currency": "EUX"}, 422, "ISO 4217"),
+        ("post", "/orders", ORDER | {"coupon": "X"}, 422, "Extra inputs"),
+        ("post", "/products/p-1/stock", {"quantity": 0}, 422, "must not be zero"),
+        ("put", "/tax-rates/XX/food", {"rate_bp": 700}, 422, "ISO 3166"),
+        ("post", "/orders/o-1/cancel", {"order_id": "o-2"}, 422, "Extra inputs"),
+    ],
+)
+def test_invalid_requests_get_a_clear_4xx_and_publish_nothing(
+    client: TestClient, kafka: KafkaTarget, topology: Topology,
+    method: str, path: str, body: dict[str, object], status: int, detail: str,
+) -> None:  # fmt: skip
+    response = client.request(method, path, json=body)
+    assert response.status_code == status
+    assert detail in str(response.json()["detail"])
+    offsets = end_offsets(kafka.bootstrap, [t.name for t in topology.topics()])
+    assert sum(offsets.values()) == 0
+
+
+def test_openapi_documents_every_command(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/orders", "/orders/{order_id}/cancel", "/users", "/products",
+            "/products/{product_id}/price", "/products/{product_id}/stock",
+            "/tax-rates/{country}/{category}"} <= set(paths)  # fmt: skip
+    assert client.get("/docs").status_code == 200

@@ -1,0 +1,64 @@
+"""The evolution guard (`ecom schemas check`) on the real schemas and a broken copy."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from schemas.evolution import check, release
+from schemas.registry import CURRENT_DIR, RELEASED_DIR, SchemaRegistry
+from tests.support import run_cli
+
+
+def _copies(tmp_path: Path) -> tuple[Path, Path]:
+    current, released = tmp_path / "avro", tmp_path / "released"
+    shutil.copytree(CURRENT_DIR, current)
+    shutil.copytree(RELEASED_DIR, released)
+    return current, released
+
+
+def _edit(path: Path, change: dict[str, object]) -> None:
+    schema = json.loads(path.read_text())
+    schema["fields"].append(change)
+    path.write_text(json.dumps(schema))
+
+
+def test_the_shipped_schemas_pass_and_are_all_released() -> None:
+    report = check(SchemaRegistry.load())
+    assert report.problems == []
+    assert report.unreleased == []
+    assert report.checked >= len(SchemaRegistry.load().current)
+
+
+def test_a_breaking_change_is_rejected(tmp_path: Path) -> None:
+    current, released = _copies(tmp_path)
+    _edit(current / "order" / "OrderCreated.avsc", {"name": "coupon", "type": "string"})
+    report = check(SchemaRegistry.load(current, released))
+    assert report.problems == [
+        "OrderCreated (current vs v1): new schema cannot read old events: "
+        "coupon: added without a default"
+    ]
+    result = run_cli("schemas", "check", "--current", str(current), "--released", str(released))
+    assert result.returncode == 2
+    assert "BREAKING  OrderCreated (current vs v1)" in result.stdout
+    assert result.stderr.startswith("error: 1 incompatible schema change(s)")
+
+
+def test_a_compatible_change_is_released_as_the_next_version(tmp_path: Path) -> None:
+    current, released = _copies(tmp_path)
+    _edit(
+        current / "order" / "OrderCreated.avsc", {"name": "coupon", "type": "string", "default": ""}
+    )
+    registry = SchemaRegistry.load(current, released)
+    report = check(registry)
+    assert (report.problems, report.unreleased) == ([], ["OrderCreated"])
+    assert release(registry, released) == [released / "order" / "OrderCreated.v2.avsc"]
+    assert check(SchemaRegistry.load(current, released)).unreleased == []
+
+
+def test_a_removed_event_type_is_rejected(tmp_path: Path) -> None:
+    current, released = _copies(tmp_path)
+    (current / "order" / "OrderExpired.avsc").unlink()
+    problems = check(SchemaRegistry.load(current, released)).problems
+    assert any("OrderExpired: released, but its schema is gone" in p for p in problems)

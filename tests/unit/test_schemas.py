@@ -1,0 +1,149 @@
+"""Event contracts and the codec: every event survives model -> bytes -> model."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime
+
+import pytest
+from fastavro import parse_schema, schemaless_writer
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+from pydantic import ValidationError
+
+from ecom.errors import DecodeError, InvalidEvent, UnknownSchema
+from ecom.topology import Topology
+from schemas import EVENT_TYPES, Codec, ProductCreated, headers
+from schemas.codec import MAGIC
+from schemas.registry import RELEASED_DIR, default_registry
+from tests.samples import SAMPLES, sample
+from tests.support import REPO
+
+CODEC = Codec()
+
+
+def test_every_event_type_has_a_sample_and_a_schema() -> None:
+    assert set(SAMPLES) == set(EVENT_TYPES)
+    assert set(default_registry().current) == set(EVENT_TYPES)
+
+
+@pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))
+def test_event_round_trips_through_bytes(event_type: str) -> None:
+    event = sample(event_type)
+    assert CODEC.decode(CODEC.encode(event)) == event
+
+
+@pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))
+def test_model_fields_match_the_avro_contract(event_type: str) -> None:
+    schema = default_registry().current[event_type].raw
+    assert [f["name"] for f in schema["fields"]] == list(EVENT_TYPES[event_type].model_fields)
+    assert schema["name"] == event_type
+    assert f"ecomstream.{schema['namespace'].split('.')[-1]}.{event_type}" == (
+        EVENT_TYPES[event_type].avro_name()
+    )
+
+
+def test_every_event_type_is_carried_by_one_topic_keyed_by_a_model_field() -> None:
+    topology = Topology.load(REPO / "topics.yaml")
+    assert set(topology.event_types()) == set(EVENT_TYPES)
+    for event_type in EVENT_TYPES:
+        key_field = topology.for_event(event_type).key_field(event_type)
+        assert key_field in EVENT_TYPES[event_type].model_fields, event_type
+
+
+def test_wire_format_is_avro_single_object_encoding() -> None:
+    event = sample("UserCreated")
+    data = CODEC.encode(event)
+    raw = default_registry().current["UserCreated"].raw
+    expected = bytes.fromhex(fingerprint(to_parsing_canonical_form(raw), "CRC-64-AVRO"))
+    assert data[:2] == MAGIC == b"\xc3\x01"
+    assert data[2:10] == expected
+
+
+def test_an_old_version_record_decodes_with_the_current_schema() -> None:
+    old = json.loads((RELEASED_DIR / "product" / "ProductCreated.v1.avsc").read_text())
+    assert "description" not in {f["name"] for f in old["fields"]}
+    body = io.BytesIO()
+    record = {"event_id": "e-1", "occurred_at": datetime(2026, 1, 2, tzinfo=UTC),
+              "product_id": "p-9", "name": "Old lamp", "category": "standard"}  # fmt: skip
+    schemaless_writer(body, parse_schema(old), record)
+    old_fingerprint = bytes.fromhex(fingerprint(to_parsing_canonical_form(old), "CRC-64-AVRO"))
+    event = CODEC.decode(MAGIC + old_fingerprint + body.getvalue())
+    assert isinstance(event, ProductCreated)
+    assert (event.product_id, event.name, event.description) == ("p-9", "Old lamp", "")
+
+
+@pytest.mark.parametrize(
+    ("payload", "error", "message"),
+    [
+        (b"not avro at all", DecodeError, "no C3 01 marker"),
+        (None, DecodeError, "no C3 01 marker"),
+        (MAGIC + b"\x00" * 8 + b"\x02", UnknownSchema, "unknown writer schema fingerprint"),
+    ],
+)
+def test_undecodable_bytes_raise_named_errors(
+    payload: bytes | None, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        CODEC.decode(payload)
+
+
+def test_truncated_and_padded_bodies_are_rejected() -> None:
+    data = CODEC.encode(sample("OrderCreated"))
+    with pytest.raises(DecodeError, match="corrupt Avro body"):
+        CODEC.decode(data[:-5])
+    with pytest.raises(DecodeError, match="stray bytes"):
+        CODEC.decode(data + b"\x00")
+
+
+def test_decoded_data_that_breaks_the_contract_is_invalid_event() -> None:
+    event = sample("OrderCreated")
+    schema = default_registry().current["OrderCreated"]
+    body = io.BytesIO()
+    record = event.model_dump() | {"currency": "XXX"}
+    schemaless_writer(body, schema.parsed, record)
+    with pytest.raises(InvalidEvent, match="currency"):
+        CODEC.decode(MAGIC + schema.fingerprint + body.getvalue())
+
+
+@pytest.mark.parametrize(
+    ("event_type", "changes", "where"),
+    [
+        ("OrderCreated", {"lines": [{"product_id": "p-1", "quantity": 0}]}, "quantity"),
+        ("OrderCreated", {"lines": []}, "lines"),
+        ("OrderCreated", {"lines": [{"product_id": "p", "quantity": 1}] * 2}, "one line only"),
+        ("OrderCreated", {"currency": "EUX"}, "ISO 4217"),
+        ("OrderCreated", {"shipping_country": "XX"}, "ISO 3166"),
+        ("StockAdjusted", {"quantity": 0}, "must not be zero"),
+        ("PriceChanged", {"price": {"amount_minor": -1, "currency": "EUR"}}, "amount_minor"),
+        ("UserCreated", {"email": "not-an-email"}, "email"),
+        ("UserCreated", {"occurred_at": datetime(2026, 1, 1)}, "timezone"),
+        ("OrderCancelled", {"reason": "bored"}, "reason"),
+        ("TaxRateChanged", {"rate_bp": 10_001}, "rate_bp"),
+    ],
+)  # fmt: skip
+def test_invalid_event_data_is_rejected(
+    event_type: str, changes: dict[str, object], where: str
+) -> None:
+    with pytest.raises(ValidationError, match=where):
+        sample(event_type, **changes)
+
+
+def test_events_are_frozen_and_timestamps_utc() -> None:
+    event = sample("UserCreated", occurred_at="2026-05-01T14:00:00+02:00")
+    assert event.occurred_at == datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    with pytest.raises(ValidationError, match="frozen"):
+        event.event_id = "other"  # type: ignore[misc]
+
+
+def test_headers_follow_the_cloudevents_kafka_binding() -> None:
+    event = sample("OrderCreated")
+    found = dict(headers(event, "/ecomstream/test"))
+    assert found == {
+        "ce_specversion": b"1.0",
+        "ce_id": event.event_id.encode(),
+        "ce_type": b"ecomstream.order.OrderCreated",
+        "ce_source": b"/ecomstream/test",
+        "ce_time": event.occurred_at.isoformat().encode(),
+        "content-type": b"application/avro",
+    }
