@@ -1,4 +1,4 @@
-"""Benchmark plumbing: scratch topics from topics.yaml, and Kafka's own perf tools.
+"""Benchmark plumbing: Kafka's own perf tools, run from the local cluster's jars.
 
 Benchmarks run beside Kafka's ProducerPerformance / ConsumerPerformance on the same
 cluster and topic settings, and print both figures and their ratio.
@@ -8,31 +8,12 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ecom.cluster import LocalCluster
 from ecom.cluster.tools import ensure_jars, find_java
 from ecom.errors import EcomError
 from ecom.settings import get_settings
-from ecom.topics_admin import TopicAdmin
-from ecom.topics_plan import make_plan
-from ecom.topology import Topology
-
-
-@contextmanager
-def scratch_topology(topology: Topology, bootstrap: str, label: str) -> Iterator[Topology]:
-    """Create every topic of topics.yaml under a fresh prefix; delete them afterwards."""
-    scratch = topology.with_prefix(f"{label}-{int(time.time())}-")
-    admin = TopicAdmin(bootstrap)
-    brokers = admin.broker_count()
-    admin.execute(make_plan(scratch, {}, brokers, dev=brokers < 3))
-    try:
-        yield scratch
-    finally:
-        admin.delete([t.name for t in scratch.topics()])
 
 
 def run_kafka_tool(main_class: str, *args: str, timeout: float = 900) -> str:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from confluent_kafka import KafkaException
@@ -18,7 +19,8 @@ from confluent_kafka.admin import (
 
 from ecom.errors import KafkaUnavailable
 from ecom.kafka import admin_client, end_offsets, kafka_error
-from ecom.topics_plan import LiveTopic, Plan
+from ecom.topics_plan import LiveTopic, Plan, make_plan
+from ecom.topology import Topology
 
 METADATA_TIMEOUT_S = 10.0
 
@@ -159,3 +161,16 @@ def _wait_all(futures: dict[Any, Any], what: str) -> None:
             future.result()
         except KafkaException as error:
             raise kafka_error(f"could not {what} {name}", error) from error
+
+
+@contextmanager
+def scratch_topology(topology: Topology, bootstrap: str, label: str) -> Iterator[Topology]:
+    """Create every topic of topics.yaml under a fresh prefix; delete them afterwards."""
+    scratch = topology.with_prefix(f"{label}-{int(time.time())}-")
+    admin = TopicAdmin(bootstrap)
+    brokers = admin.broker_count()
+    admin.execute(make_plan(scratch, {}, brokers, dev=brokers < 3))
+    try:
+        yield scratch
+    finally:
+        admin.delete([t.name for t in scratch.topics()])

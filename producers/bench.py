@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ecom.perf import Rate, producer_performance, scratch_topology
+from ecom.perf import Rate, producer_performance
+from ecom.topics_admin import scratch_topology
 from ecom.topology import Topology
 from producers.producer import PRODUCER_DEFAULTS, EventProducer
 from producers.simulate import Shop, ShopPlan

@@ -1,0 +1,19 @@
+"""The benchmarks run and print their figures (speed itself is never asserted in tests)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.support import run_cli
+
+pytestmark = pytest.mark.kafka
+
+
+def test_bench_produce_prints_both_rates_and_the_ratio(cli_env: dict[str, str]) -> None:
+    result = run_cli("bench", "produce", "--events", "5000", env=cli_env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^  [\d,]+ events/s \([\d.]+ MB/s\)$", result.stdout, re.M)
+    assert re.search(r"^  [\d,]+ records/s \([\d.]+ MB/s\)$", result.stdout, re.M)
+    assert re.search(r"^ratio ours / ProducerPerformance: \d+\.\d\d$", result.stdout, re.M)
