@@ -59,6 +59,8 @@ Name = Annotated[str, Field(min_length=1, max_length=200)]
 Category = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
 Quantity = Annotated[int, Field(gt=0, le=1_000_000)]
 BasisPoints = Annotated[int, Field(ge=0, le=10_000)]
+MinorUnits = Annotated[int, Field(ge=0, le=10**15)]
+Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
 
 
 def now_utc() -> datetime:
@@ -80,7 +82,7 @@ class Value(BaseModel):
 class Money(Value):
     """An amount in integer minor units (cents) of an ISO 4217 currency."""
 
-    amount_minor: int = Field(ge=0, le=10**15)
+    amount_minor: MinorUnits
     currency: Currency
 
 

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from pydantic import Field, field_validator
 
-from schemas.base import Event, Id, Quantity
+from schemas.base import Event, Id, Int32, Quantity
 
 SignedQuantity = Annotated[int, Field(ge=-1_000_000, le=1_000_000)]
 
@@ -52,7 +52,7 @@ class StockReservationRejected(Event, domain="inventory"):
     product_id: Id
     order_id: Id
     quantity: Quantity
-    available: int
+    available: Int32
 
 
 class StockReleased(Event, domain="inventory"):

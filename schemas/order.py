@@ -12,6 +12,7 @@ from schemas.base import (
     Currency,
     Event,
     Id,
+    MinorUnits,
     Money,
     Quantity,
     UtcDatetime,
@@ -34,10 +35,10 @@ class PricedLine(Value):
 
     product_id: Id
     quantity: Quantity
-    unit_price_minor: int = Field(ge=0)
+    unit_price_minor: MinorUnits
     tax_rate_bp: BasisPoints
-    net_minor: int = Field(ge=0)
-    tax_minor: int = Field(ge=0)
+    net_minor: MinorUnits
+    tax_minor: MinorUnits
 
 
 class OrderCreated(Event, domain="order"):
