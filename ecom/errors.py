@@ -10,6 +10,7 @@
     +-- SchemaIncompatible        a schema change would break old or new readers
     +-- KafkaUnavailable          brokers unreachable or a request failed (exit 3)
     |   +-- DeliveryFailed        a record was not acknowledged by Kafka (exit 3)
+    +-- StaleView                 a view's offsets belong to another cluster or topic (exit 6)
     +-- ClusterError              the local cluster cannot start or stop (exit 4)
         +-- ToolMissing           Java or Maven is not installed
         +-- PortInUse             a port the cluster needs is taken
@@ -67,6 +68,12 @@ class KafkaUnavailable(EcomError):
 
 class DeliveryFailed(KafkaUnavailable):
     """Kafka did not acknowledge a record."""
+
+
+class StaleView(EcomError):
+    """A view was built from a cluster or topic that is not the one here any more."""
+
+    exit_code = 6
 
 
 class ClusterError(EcomError):

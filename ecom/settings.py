@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     topics_file: Path | None = None
     topic_prefix: str = ""
     query_url: str = "http://127.0.0.1:8001"
+    store: str | None = None
+
+    @property
+    def store_url(self) -> str:
+        return self.store or f"sqlite:///{self.home / '.ecom' / 'view.db'}"
 
     @property
     def cluster_path(self) -> Path:

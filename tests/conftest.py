@@ -13,14 +13,17 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
+from consumers.store import Store, open_store
 from ecom.cluster import LocalCluster
 from ecom.settings import Settings
 from ecom.topics_admin import TopicAdmin
 from ecom.topics_plan import make_plan
 from ecom.topology import Topology
+from tests.postgres import create_database, postgres_server
 from tests.support import REPO, run_cli, unique
 
 
@@ -104,6 +107,29 @@ def topology(kafka: KafkaTarget) -> Iterator[Topology]:
     admin.execute(plan)
     yield topology
     admin.delete([t.name for t in topology.topics()])
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL server for the session (see tests/postgres.py)."""
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty view database: SQLite and PostgreSQL in turn."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'view.db'}"
+    server: str = request.getfixturevalue("postgres_url")
+    return create_database(server, unique("view_"))
+
+
+@pytest.fixture
+def view(store_url: str) -> Iterator[Store]:
+    """The test's view database, opened (and closed afterwards)."""
+    with open_store(store_url) as store:
+        yield store
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import sys
 
 import click
 
+from consumers.cli import projections, query
 from ecom.cli.bench import bench
 from ecom.cli.cluster import cluster
 from ecom.cli.output import bootstrap_option
@@ -44,6 +45,8 @@ cli.add_command(produce)
 cli.add_command(simulate)
 cli.add_command(serve)
 cli.add_command(bench)
+cli.add_command(projections)
+cli.add_command(query)
 
 
 @cli.command()

@@ -30,3 +30,18 @@ def commands(host: str, port: int, bootstrap: str | None) -> None:
     topology = Topology.load(settings.topics_path, settings.topic_prefix)
     app = create_app(topology, resolve_bootstrap(bootstrap), settings.query_url)
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@serve.command(name="query")
+@host_option
+@click.option("--port", type=int, default=8001, show_default=True)
+@click.option("--store", "store_url", help="View database URL (default ECOM_STORE).")
+def query_command(host: str, port: int, store_url: str | None) -> None:
+    """Serve the query view: orders, products, stock, health (docs at /docs)."""
+    import uvicorn
+
+    from consumers.api import create_app
+    from consumers.store import open_store
+
+    app = create_app(open_store(store_url or get_settings().store_url))
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,0 +1,79 @@
+"""Apply a batch of events to a projection's rows, and store the result atomically.
+
+Rows are loaded once per batch (and kept in a bounded cache between batches, valid
+because one runner is the only writer of its generation), the pure fold is applied in
+log order, and the changed rows are written with the new offsets in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from consumers.projection import Envelope, Key, Projection, Row, RowKey
+from consumers.store import OffsetRow, Store
+from ecom.errors import InvalidEvent
+
+CACHE_ROWS = 200_000
+
+
+@dataclass
+class Folded:
+    """The outcome of folding a batch: rows to write, and events that could not apply."""
+
+    rows: dict[RowKey, Row] = field(default_factory=dict)
+    invalid: list[tuple[Envelope, InvalidEvent]] = field(default_factory=list)
+    applied: int = 0
+
+
+class Engine:
+    """Fold batches of one projection into one generation of its tables."""
+
+    def __init__(self, projection: Projection, store: Store, generation: int) -> None:
+        self.projection = projection
+        self.store = store
+        self.generation = generation
+        self._cache: dict[RowKey, Row | None] = {}
+
+    def fold(self, envelopes: Sequence[Envelope]) -> Folded:
+        """Apply envelopes in order; nothing is written yet."""
+        state = self._rows_for(envelopes)
+        folded = Folded()
+        for envelope in envelopes:
+            try:
+                changed = self.projection.apply(state, envelope)
+            except InvalidEvent as error:
+                folded.invalid.append((envelope, error))
+                continue
+            folded.applied += 1
+            state.update(changed)
+            folded.rows.update(changed)
+        return folded
+
+    def commit(self, folded: Folded, offsets: Sequence[OffsetRow]) -> None:
+        """Write the folded rows and the offsets in one transaction."""
+        try:
+            self.store.commit(
+                self.projection.name, self.generation, list(folded.rows.values()), offsets
+            )
+        except BaseException:
+            self._cache.clear()  # the database did not take these rows
+            raise
+        if len(self._cache) > CACHE_ROWS:
+            self._cache.clear()
+        self._cache.update(folded.rows)
+
+    def _rows_for(self, envelopes: Sequence[Envelope]) -> dict[RowKey, Row | None]:
+        needed: set[RowKey] = set()
+        for envelope in envelopes:
+            needed.update(self.projection.keys(envelope.event))
+        state = {key: self._cache[key] for key in needed if key in self._cache}
+        missing: dict[type[Row], list[Key]] = {}
+        for row_type, key in needed - state.keys():
+            missing.setdefault(row_type, []).append(key)
+        for row_type, keys in missing.items():
+            loaded = self.store.load(row_type, self.generation, keys)
+            for key in keys:
+                state[(row_type, key)] = loaded.get(key)
+        self._cache.update(state)
+        return state

@@ -1,0 +1,200 @@
+"""Orders: status and its timeline, lines, totals with taxes, and the payment.
+
+Reads the orders and payments topics. The status only moves forward (created, then
+stock-reserved / priced, awaiting-payment, then one final state) and is decided by the
+orders topic alone; payment details come from the payments topic. Timeline entries are
+kept sorted by time, so the row does not depend on how the two topics interleave.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, ClassVar
+
+from consumers.projection import Projection, Row, RowKey, Table, columns
+from schemas import (
+    Event,
+    OrderCancellationRequested,
+    OrderCancelled,
+    OrderConfirmed,
+    OrderCreated,
+    OrderExpired,
+    OrderPaymentRequested,
+    OrderPriced,
+    OrderStockReserved,
+    PaymentAuthorized,
+    PaymentCreated,
+    PaymentFailed,
+)
+
+RANK = {
+    "created": 0,
+    "stock-reserved": 1,
+    "priced": 1,
+    "awaiting-payment": 2,
+    "confirmed": 3,
+    "cancelled": 3,
+    "expired": 3,
+}
+FINAL = frozenset({"confirmed", "cancelled", "expired"})
+Step = tuple[str, str, str]  # (when, what, detail)
+
+
+@dataclass(frozen=True)
+class Order(Row):
+    """One order as the query view shows it."""
+
+    TABLE: ClassVar[Table] = Table(
+        "orders",
+        ("order_id",),
+        columns(
+            order_id="TEXT",
+            user_id="TEXT",
+            status="TEXT",
+            shipping_country="TEXT",
+            currency="TEXT",
+            lines="TEXT",
+            priced_lines="TEXT",
+            subtotal_minor="BIGINT",
+            tax_minor="BIGINT",
+            total_minor="BIGINT",
+            payment="TEXT",
+            timeline="TEXT",
+            reason="TEXT",
+            created_at="TEXT",
+            expires_at="TEXT",
+        ),
+        indexes=(("user_id",), ("status",)),
+    )
+    JSON_FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"lines", "priced_lines", "payment", "timeline"}
+    )
+    DATETIME_FIELDS: ClassVar[tuple[str, ...]] = ("created_at", "expires_at")
+
+    order_id: str
+    user_id: str | None = None
+    status: str | None = None
+    shipping_country: str | None = None
+    currency: str | None = None
+    lines: tuple[tuple[str, int], ...] = ()
+    priced_lines: tuple[tuple[str, int, int, int, int, int], ...] = ()
+    subtotal_minor: int | None = None
+    tax_minor: int | None = None
+    total_minor: int | None = None
+    payment: Mapping[str, Any] | None = None
+    timeline: tuple[Step, ...] = ()
+    reason: str | None = None
+    created_at: datetime | None = None
+    expires_at: datetime | None = None
+
+    def advanced(self, status: str) -> Order:
+        """Return the order moved to status, unless that would go backwards."""
+        if self.status in FINAL or RANK[status] < RANK.get(self.status or "", -1):
+            return self
+        return replace(self, status=status)
+
+    def noted(self, event: Event, step: str, detail: str = "") -> Order:
+        entry = (event.occurred_at.isoformat(), step, detail)
+        return replace(self, timeline=tuple(sorted({*self.timeline, entry})))
+
+
+class Orders(Projection):
+    """Orders with their timeline, totals and payment."""
+
+    name = "orders"
+    topics = ("orders", "payments")
+    row_types = (Order,)
+
+    def keys(self, event: Event) -> list[RowKey]:
+        order_id = getattr(event, "order_id", None)
+        if order_id is None or event.domain not in ("order", "payment"):
+            return []
+        return [(Order, (order_id,))]
+
+    def evolve(self, rows: dict[RowKey, Row | None], event: Event) -> dict[RowKey, Row]:
+        ((key, row),) = rows.items()
+        order = row if isinstance(row, Order) else Order(key[1][0])
+        changed = _payment(order, event) if event.domain == "payment" else _order(order, event)
+        return {key: changed} if changed != order else {}
+
+
+def _order(order: Order, event: Event) -> Order:
+    if isinstance(event, OrderCreated):
+        lines = tuple((line.product_id, line.quantity) for line in event.lines)
+        created = replace(
+            order,
+            user_id=event.user_id,
+            shipping_country=event.shipping_country,
+            currency=event.currency,
+            lines=lines,
+            created_at=event.occurred_at,
+        )
+        return created.advanced("created").noted(event, "created")
+    if isinstance(event, OrderCancellationRequested):
+        return order.noted(event, "cancellation-requested", event.reason)
+    if isinstance(event, OrderStockReserved):
+        return order.advanced("stock-reserved").noted(event, "stock-reserved")
+    if isinstance(event, OrderPriced):
+        return _priced(order, event)
+    if isinstance(event, OrderPaymentRequested):
+        waiting = replace(order, expires_at=event.expires_at).advanced("awaiting-payment")
+        return waiting.noted(event, "awaiting-payment", f"until {event.expires_at.isoformat()}")
+    if isinstance(event, OrderConfirmed):
+        return order.advanced("confirmed").noted(event, "confirmed")
+    if isinstance(event, OrderCancelled):
+        detail = f"{event.reason}: {event.detail}" if event.detail else event.reason
+        cancelled = order.advanced("cancelled")
+        if cancelled.status == "cancelled" and order.status != "cancelled":
+            cancelled = replace(cancelled, reason=event.reason)
+        return cancelled.noted(event, "cancelled", detail)
+    if isinstance(event, OrderExpired):
+        return order.advanced("expired").noted(event, "expired")
+    return order
+
+
+def _priced(order: Order, event: OrderPriced) -> Order:
+    lines = tuple(
+        (
+            line.product_id,
+            line.quantity,
+            line.unit_price_minor,
+            line.tax_rate_bp,
+            line.net_minor,
+            line.tax_minor,
+        )
+        for line in event.lines
+    )
+    priced = replace(
+        order,
+        priced_lines=lines,
+        subtotal_minor=event.subtotal.amount_minor,
+        tax_minor=event.tax.amount_minor,
+        total_minor=event.total.amount_minor,
+    )
+    total = f"{event.total.amount_minor} {event.total.currency}"
+    return priced.advanced("priced").noted(event, "priced", total)
+
+
+def _payment(order: Order, event: Event) -> Order:
+    payment = dict(order.payment or {})
+    if isinstance(event, PaymentCreated):
+        payment |= {
+            "payment_id": event.payment_id,
+            "status": "created",
+            "amount_minor": event.amount.amount_minor,
+            "currency": event.amount.currency,
+        }
+        return replace(order, payment=payment).noted(event, "payment-created", event.payment_id)
+    if isinstance(event, PaymentAuthorized):
+        payment |= {
+            "payment_id": event.payment_id,
+            "status": "authorized",
+            "authorization": event.authorization,
+        }
+        return replace(order, payment=payment).noted(event, "payment-authorized", event.payment_id)
+    if isinstance(event, PaymentFailed):
+        payment |= {"payment_id": event.payment_id, "status": "failed", "reason": event.reason}
+        return replace(order, payment=payment).noted(event, "payment-failed", event.reason)
+    return order

@@ -1,0 +1,277 @@
+"""The projection runner: Kafka in, one database transaction per batch out.
+
+Loop: consume a batch, decode, fold (pure), park what cannot be read or applied in the
+dead-letter topic (acknowledged first), write rows AND next offsets in one transaction,
+then commit the same offsets to Kafka so Kafka's own tooling shows the lag. On
+assignment it seeks to the offsets in the database, never Kafka's, so a kill at any
+instant resumes exactly where the view is.
+
+Before reading anything it checks the view belongs to this cluster and these topics
+(cluster id, topic ids, offsets within the log), and stops with StaleView if not.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicCollection,
+    TopicPartition,
+)
+
+from consumers.dlq import DeadLetters
+from consumers.engine import Engine
+from consumers.projection import Envelope, Position, Projection
+from consumers.store import OffsetRow, Store
+from ecom.errors import DecodeError, InvalidEvent, KafkaUnavailable, StaleView
+from ecom.kafka import admin_client, client_config, end_offsets, kafka_error
+from ecom.topology import Topology
+from schemas import Codec
+
+LOG = logging.getLogger("ecom.projections")
+BATCH = 5000
+DLQ_TOPIC = "projections-dlq"
+
+
+@dataclass
+class Progress:
+    """What a runner has done so far."""
+
+    applied: int = 0
+    dead_letters: int = 0
+    batches: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class ProjectionRunner:
+    """Keep one projection's view up to date from Kafka."""
+
+    def __init__(
+        self,
+        projection: Projection,
+        store: Store,
+        topology: Topology,
+        bootstrap: str,
+        group: str | None = None,
+        crash_after_db_commit: int | None = None,
+    ) -> None:
+        self.projection = projection
+        self.store = store
+        self.topology = topology
+        self.bootstrap = bootstrap
+        self.group = group or f"{topology.prefix}ecom-projection-{projection.name}"
+        self.codec = Codec()
+        self.progress = Progress()
+        self.stop_event = threading.Event()
+        self._crash_after = crash_after_db_commit
+        self._logical = {topology.topic(t).name: t for t in projection.topics}
+        self._next: dict[tuple[str, int], int] = {}
+        self.generation = self._generation()
+        self.engine = Engine(projection, store, self.generation)
+
+    # -- start-up checks -----------------------------------------------------------------
+
+    def _generation(self) -> int:
+        generation = self.store.active_generation(self.projection.name)
+        if generation is None:
+            generation = 1
+            self.store.create_generation(self.projection, generation, "active")
+        return generation
+
+    def check_binding(self) -> None:
+        """Refuse to continue a view built from another cluster or another topic incarnation."""
+        name = self.projection.name
+        admin = admin_client(self.bootstrap)
+        try:
+            cluster_id = admin.describe_cluster(request_timeout=15).result().cluster_id
+            described = admin.describe_topics(
+                TopicCollection(list(self._logical)), request_timeout=15
+            )
+            topic_ids = {self._logical[t]: str(f.result().topic_id) for t, f in described.items()}
+        except KafkaException as error:
+            raise kafka_error(f"cannot check the topics of the {name} view", error) from error
+        generation = next(
+            g for g in self.store.generations(name) if g.generation == self.generation
+        )
+        if generation.cluster_id is None:
+            self.store.bind(name, self.generation, cluster_id, topic_ids)
+            return
+        if generation.cluster_id != cluster_id:
+            raise StaleView(
+                f"the {name} view was built from Kafka cluster {generation.cluster_id}, but "
+                f"{self.bootstrap} is cluster {cluster_id} (wiped or replaced?); refusing to "
+                f"serve a stale view: rebuild it with `ecom replay {name}`"
+            )
+        for topic, topic_id in topic_ids.items():
+            if generation.topic_ids.get(topic) not in (None, topic_id):
+                raise StaleView(
+                    f"topic {topic} was deleted and recreated since the {name} view was built; "
+                    f"refusing to serve a stale view: rebuild it with `ecom replay {name}`"
+                )
+        self._check_offsets_in_log()
+
+    def _check_offsets_in_log(self) -> None:
+        stored = self.store.offsets(self.projection.name, self.generation)
+        ends = end_offsets(self.bootstrap, list(self._logical))
+        for (topic, partition), row in sorted(stored.items()):
+            end = ends.get((topic, partition))
+            if end is None or row.next_offset > end:
+                raise StaleView(
+                    f"the {self.projection.name} view has read {topic}[{partition}] up to "
+                    f"offset {row.next_offset}, but the log there ends at {end}; the log was "
+                    f"truncated or recreated: rebuild it with `ecom replay {self.projection.name}`"
+                )
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def run(self, on_batch: Callable[[ProjectionRunner], None] | None = None) -> None:
+        """Consume and apply until stop() is called."""
+        self.check_binding()
+        consumer = Consumer(self._consumer_config())
+        dead_letters = DeadLetters(self.bootstrap, self.topology.topic(DLQ_TOPIC).name, self.group)
+        consumer.subscribe(list(self._logical), on_assign=self._on_assign)
+        try:
+            while not self.stop_event.is_set():
+                if self._step(consumer, dead_letters) and on_batch is not None:
+                    on_batch(self)
+        finally:
+            consumer.close()
+            self.store.close()
+
+    def stop(self) -> None:
+        """Ask the loop to finish its batch and return."""
+        self.stop_event.set()
+
+    def _consumer_config(self) -> dict[str, object]:
+        return client_config(
+            self.bootstrap,
+            **{
+                "group.id": self.group,
+                # A restarted runner takes its partitions back at once, without waiting
+                # for the killed one's session to time out.
+                "group.instance.id": f"{self.group}-{socket.gethostname()}",
+                "session.timeout.ms": 10_000,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "fetch.max.bytes": 52_428_800,
+                "queued.max.messages.kbytes": 262_144,
+            },
+        )
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Seek every assigned partition to the offset stored with the view."""
+        stored = self.store.offsets(self.projection.name, self.generation)
+        for tp in partitions:
+            row = stored.get((tp.topic, tp.partition))
+            tp.offset = row.next_offset if row else OFFSET_BEGINNING
+            self._next[(tp.topic, tp.partition)] = row.next_offset if row else 0
+        consumer.assign(partitions)
+        LOG.info("%s: assigned %d partition(s)", self.projection.name, len(partitions))
+
+    def _step(self, consumer: Consumer, dead_letters: DeadLetters) -> bool:
+        messages = [m for m in consumer.consume(BATCH, timeout=0.5) if self._fresh(m)]
+        if not messages:
+            return False
+        envelopes, dead = self._decode(messages)
+        folded = self.engine.fold([envelope for envelope, _ in envelopes])
+        by_envelope = {id(envelope): message for envelope, message in envelopes}
+        dead += [(by_envelope[id(envelope)], error) for envelope, error in folded.invalid]
+        for message, error in dead:
+            LOG.warning(
+                "%s: dead letter %s[%d]@%d: %s",
+                self.projection.name,
+                message.topic(),
+                message.partition(),
+                message.offset(),
+                error,
+            )
+            dead_letters.send(message, error)
+        if dead:
+            dead_letters.flush()  # acknowledged before the offsets move past them
+        offsets = self._offsets(consumer, messages, envelopes)
+        self.engine.commit(folded, offsets)
+        self._after_db_commit()
+        for row in offsets:
+            self._next[(row.topic, row.partition)] = row.next_offset
+        consumer.commit(
+            offsets=[TopicPartition(o.topic, o.partition, o.next_offset) for o in offsets],
+            asynchronous=True,
+        )
+        self.progress.applied += folded.applied
+        self.progress.dead_letters += len(dead)
+        self.progress.batches += 1
+        return True
+
+    def _fresh(self, message: Message) -> bool:
+        """Drop errors we ride out, and records the view already holds."""
+        error = message.error()
+        if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF or not error.fatal():
+                return False
+            raise KafkaUnavailable(f"{self.projection.name}: {error.str()}")
+        key = (message.topic() or "", message.partition() or 0)
+        return (message.offset() or 0) >= self._next.get(key, 0)
+
+    def _decode(
+        self, messages: list[Message]
+    ) -> tuple[list[tuple[Envelope, Message]], list[tuple[Message, Exception]]]:
+        envelopes: list[tuple[Envelope, Message]] = []
+        dead: list[tuple[Message, Exception]] = []
+        for message in messages:
+            try:
+                event = self.codec.decode(message.value())
+            except (DecodeError, InvalidEvent) as error:
+                dead.append((message, error))
+                continue
+            topic = self._logical[message.topic() or ""]
+            position = Position(topic, message.partition() or 0, message.offset() or 0)
+            envelopes.append((Envelope(event, position), message))
+        return envelopes, dead
+
+    def _offsets(
+        self,
+        consumer: Consumer,
+        messages: list[Message],
+        envelopes: list[tuple[Envelope, Message]],
+    ) -> list[OffsetRow]:
+        last: dict[tuple[str, int], int] = {}
+        for message in messages:
+            key = (message.topic() or "", message.partition() or 0)
+            last[key] = max(last.get(key, -1), message.offset() or 0)
+        latest: dict[tuple[str, int], datetime] = {}
+        for envelope, message in envelopes:
+            key = (message.topic() or "", message.partition() or 0)
+            at = envelope.event.occurred_at
+            latest[key] = max(latest.get(key, at), at)
+        rows = []
+        for (topic, partition), offset in last.items():
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+            event_time = (
+                latest[(topic, partition)].isoformat() if (topic, partition) in latest else None
+            )
+            rows.append(
+                OffsetRow(topic, partition, offset + 1, high if high >= 0 else None, event_time)
+            )
+        return rows
+
+    def _after_db_commit(self) -> None:
+        """Fault injection for the crash test: die between the DB and the Kafka commit."""
+        if self._crash_after is None:
+            return
+        self._crash_after -= 1
+        if self._crash_after <= 0:
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,471 @@
+"""Where views live: SQLite (WAL, the embedded default) or PostgreSQL (psycopg 3).
+
+Each projection keeps its rows in tables of its own, per generation (`orders__g1`), and
+its consumed offsets in `ecom_offsets`, written in the same transaction as the rows.
+`ecom_views` says which generation queries read; replay builds the next generation
+beside it and switches this pointer in one transaction.
+
+The SQL is written once with `?` placeholders and portable types and upserts; the
+PostgreSQL connection rewrites placeholders to `%s`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from consumers.projection import Key, Projection, Row, Table
+from ecom.errors import BadInput, EcomError
+
+IN_CHUNK = 500
+META_TABLES = {
+    "ecom_views": Table(
+        "ecom_views",
+        ("projection",),
+        {"projection": "TEXT", "generation": "BIGINT", "switched_at": "TEXT"},
+    ),
+    "ecom_generations": Table(
+        "ecom_generations",
+        ("projection", "generation"),
+        {
+            "projection": "TEXT",
+            "generation": "BIGINT",
+            "state": "TEXT",
+            "cluster_id": "TEXT",
+            "topic_ids": "TEXT",
+            "until_spec": "TEXT",
+            "created_at": "TEXT",
+        },
+    ),
+    "ecom_offsets": Table(
+        "ecom_offsets",
+        ("projection", "generation", "topic", "kafka_partition"),
+        {
+            "projection": "TEXT",
+            "generation": "BIGINT",
+            "topic": "TEXT",
+            "kafka_partition": "BIGINT",
+            "next_offset": "BIGINT",
+            "high_watermark": "BIGINT",
+            "event_time": "TEXT",
+        },
+    ),
+}
+_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+class StoreError(EcomError):
+    """The view database cannot be opened or refused a statement."""
+
+    exit_code = 5
+
+
+@dataclass(frozen=True)
+class OffsetRow:
+    """A partition's position in a view: the next offset to read, and what was seen."""
+
+    topic: str
+    partition: int
+    next_offset: int
+    high_watermark: int | None = None
+    event_time: str | None = None
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One build of a projection's tables."""
+
+    projection: str
+    generation: int
+    state: str
+    cluster_id: str | None
+    topic_ids: dict[str, str]
+    until_spec: str | None = None
+
+
+class Connection(Protocol):
+    """The bits of a DB-API connection the store uses."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+    def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> Any: ...
+
+
+def table_name(table: Table, generation: int) -> str:
+    """Return the physical name of a row table in a generation."""
+    return f"{table.name}__g{generation}"
+
+
+class Store:
+    """A view database: rows, offsets and generations, written atomically."""
+
+    dialect = "sqlite"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._local = threading.local()
+        self._opened: list[Any] = []
+        self._lock = threading.Lock()
+        self.ensure_meta()
+
+    # -- connections -------------------------------------------------------------------
+
+    def _connect(self) -> Any:
+        raise NotImplementedError
+
+    @property
+    def connection(self) -> Any:
+        """This thread's connection (one per thread, opened on first use)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = self._connect()
+            with self._lock:
+                self._opened.append(connection)
+        return connection
+
+    def close(self) -> None:
+        """Close every connection this store opened, in any thread (call it at the end)."""
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for connection in opened:
+            connection.close()
+        self._local = threading.local()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """Run statements in one transaction; roll back if anything fails."""
+        raise NotImplementedError
+        yield  # pragma: no cover
+
+    def sql(self, statement: str) -> str:
+        """Adapt a statement written with ? placeholders to this database."""
+        return statement
+
+    def fetch(self, statement: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Run one query in a transaction of its own; return rows as dicts."""
+        with self.snapshot() as read:
+            return read(statement, params)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Callable[[str, Sequence[Any]], list[dict[str, Any]]]]:
+        """Run several queries against one consistent snapshot of the database."""
+        with self.transaction() as connection:
+            self._begin_snapshot(connection)
+
+            def read(statement: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+                cursor = connection.execute(self.sql(statement), params)
+                names = [d[0] for d in cursor.description]
+                return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+            yield read
+
+    def _begin_snapshot(self, connection: Connection) -> None:
+        """SQLite read transactions are snapshots already."""
+
+    # -- schema ----------------------------------------------------------------------
+
+    def ensure_meta(self) -> None:
+        with self.transaction() as connection:
+            for table in META_TABLES.values():
+                connection.execute(self._create_table_sql(table.name, table))
+
+    def ensure_tables(self, projection: Projection, generation: int) -> None:
+        """Create a projection's row tables for a generation, if missing."""
+        with self.transaction() as connection:
+            for row_type in projection.row_types:
+                name = table_name(row_type.TABLE, generation)
+                connection.execute(self._create_table_sql(name, row_type.TABLE))
+                for columns in row_type.TABLE.indexes:
+                    index = f"{name}__{'_'.join(columns)}"
+                    connection.execute(
+                        f"CREATE INDEX IF NOT EXISTS {index} ON {name} ({', '.join(columns)})"
+                    )
+
+    def drop_tables(self, projection: Projection, generation: int) -> None:
+        """Drop a generation's row tables and offsets."""
+        with self.transaction() as connection:
+            for row_type in projection.row_types:
+                connection.execute(f"DROP TABLE IF EXISTS {table_name(row_type.TABLE, generation)}")
+            for meta in ("ecom_offsets", "ecom_generations"):
+                connection.execute(
+                    self.sql(f"DELETE FROM {meta} WHERE projection = ? AND generation = ?"),
+                    (projection.name, generation),
+                )
+
+    def _create_table_sql(self, name: str, table: Table) -> str:
+        for part in (name, *table.columns):
+            if not _NAME.match(part):
+                raise ValueError(f"unsafe SQL name {part!r}")
+        columns = ", ".join(f"{column} {kind}" for column, kind in table.columns.items())
+        return (
+            f"CREATE TABLE IF NOT EXISTS {name} ({columns}, PRIMARY KEY ({', '.join(table.key)}))"
+        )
+
+    # -- generations -------------------------------------------------------------------
+
+    def generations(self, projection: str) -> list[Generation]:
+        rows = self.fetch(
+            "SELECT * FROM ecom_generations WHERE projection = ? ORDER BY generation", (projection,)
+        )
+        return [
+            Generation(
+                r["projection"],
+                r["generation"],
+                r["state"],
+                r["cluster_id"],
+                json.loads(r["topic_ids"] or "{}"),
+                r["until_spec"],
+            )
+            for r in rows
+        ]
+
+    def active_generation(self, projection: str) -> int | None:
+        rows = self.fetch("SELECT generation FROM ecom_views WHERE projection = ?", (projection,))
+        return int(rows[0]["generation"]) if rows else None
+
+    def create_generation(
+        self, projection: Projection, generation: int, state: str, until_spec: str | None = None
+    ) -> None:
+        """Register a new generation and create its tables."""
+        self.ensure_tables(projection, generation)
+        with self.transaction() as connection:
+            connection.execute(
+                self.sql(
+                    "INSERT INTO ecom_generations (projection, generation, state, cluster_id, "
+                    "topic_ids, until_spec, created_at) VALUES (?, ?, ?, NULL, '{}', ?, ?)"
+                ),
+                (projection.name, generation, state, until_spec, _now()),
+            )
+            if state == "active":
+                self._point(connection, projection.name, generation)
+
+    def bind(
+        self, projection: str, generation: int, cluster_id: str, topic_ids: dict[str, str]
+    ) -> None:
+        """Record which cluster and topic incarnations a generation is built from."""
+        with self.transaction() as connection:
+            connection.execute(
+                self.sql(
+                    "UPDATE ecom_generations SET cluster_id = ?, topic_ids = ? "
+                    "WHERE projection = ? AND generation = ?"
+                ),
+                (cluster_id, json.dumps(topic_ids, sort_keys=True), projection, generation),
+            )
+
+    def switch(self, projection: str, generation: int) -> int | None:
+        """Point queries at another generation, in one transaction; return the old one."""
+        with self.transaction() as connection:
+            old = connection.execute(
+                self.sql("SELECT generation FROM ecom_views WHERE projection = ?"), (projection,)
+            ).fetchone()
+            self._point(connection, projection, generation)
+            connection.execute(
+                self.sql(
+                    "UPDATE ecom_generations SET state = 'retired' "
+                    "WHERE projection = ? AND state = 'active'"
+                ),
+                (projection,),
+            )
+            connection.execute(
+                self.sql(
+                    "UPDATE ecom_generations SET state = 'active' "
+                    "WHERE projection = ? AND generation = ?"
+                ),
+                (projection, generation),
+            )
+        return int(old[0]) if old else None
+
+    def _point(self, connection: Connection, projection: str, generation: int) -> None:
+        connection.execute(
+            self.sql(
+                "INSERT INTO ecom_views (projection, generation, switched_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (projection) DO UPDATE SET generation = excluded.generation, "
+                "switched_at = excluded.switched_at"
+            ),
+            (projection, generation, _now()),
+        )
+
+    # -- rows and offsets ----------------------------------------------------------------
+
+    def load(self, row_type: type[Row], generation: int, keys: Iterable[Key]) -> dict[Key, Row]:
+        """Return the stored rows with these keys (single-column keys)."""
+        wanted = sorted({key[0] for key in keys})
+        name = table_name(row_type.TABLE, generation)
+        column = row_type.TABLE.key[0]
+        found: dict[Key, Row] = {}
+        for start in range(0, len(wanted), IN_CHUNK):
+            chunk = wanted[start : start + IN_CHUNK]
+            marks = ", ".join("?" for _ in chunk)
+            for record in self.fetch(f"SELECT * FROM {name} WHERE {column} IN ({marks})", chunk):
+                row = row_type.from_record(record)
+                found[row.key] = row
+        return found
+
+    def commit(
+        self, projection: str, generation: int, rows: Sequence[Row], offsets: Sequence[OffsetRow]
+    ) -> None:
+        """Write rows and the offsets they reflect in one transaction."""
+        by_type: dict[type[Row], list[Row]] = {}
+        for row in rows:
+            by_type.setdefault(type(row), []).append(row)
+        with self.transaction() as connection:
+            for row_type, batch in by_type.items():
+                self._upsert(connection, row_type, generation, batch)
+            connection.executemany(
+                self.sql(
+                    "INSERT INTO ecom_offsets (projection, generation, topic, kafka_partition, "
+                    "next_offset, high_watermark, event_time) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (projection, generation, topic, kafka_partition) DO UPDATE SET "
+                    "next_offset = excluded.next_offset, "
+                    "high_watermark = "
+                    "COALESCE(excluded.high_watermark, ecom_offsets.high_watermark), "
+                    "event_time = COALESCE(excluded.event_time, ecom_offsets.event_time)"
+                ),
+                [
+                    (
+                        projection,
+                        generation,
+                        o.topic,
+                        o.partition,
+                        o.next_offset,
+                        o.high_watermark,
+                        o.event_time,
+                    )
+                    for o in offsets
+                ],
+            )
+
+    def _upsert(
+        self, connection: Connection, row_type: type[Row], generation: int, rows: list[Row]
+    ) -> None:
+        table = row_type.TABLE
+        names = list(table.columns)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in names if c not in table.key)
+        statement = (
+            f"INSERT INTO {table_name(table, generation)} ({', '.join(names)}) "
+            f"VALUES ({', '.join('?' for _ in names)}) "
+            f"ON CONFLICT ({', '.join(table.key)}) DO UPDATE SET {updates}"
+        )
+        records = [_record(row) for row in rows]
+        connection.executemany(self.sql(statement), [[r[c] for c in names] for r in records])
+
+    def offsets(self, projection: str, generation: int) -> dict[tuple[str, int], OffsetRow]:
+        """Return the stored position of every partition a generation has read."""
+        rows = self.fetch(
+            "SELECT * FROM ecom_offsets WHERE projection = ? AND generation = ?",
+            (projection, generation),
+        )
+        return {
+            (r["topic"], r["kafka_partition"]): OffsetRow(
+                r["topic"],
+                r["kafka_partition"],
+                r["next_offset"],
+                r["high_watermark"],
+                r["event_time"],
+            )
+            for r in rows
+        }
+
+    def checksum(self, projection: Projection, generation: int) -> str:
+        """Return a digest of every row of a generation (equal views, equal digests)."""
+        digest = hashlib.sha256()
+        for row_type in projection.row_types:
+            name = table_name(row_type.TABLE, generation)
+            order = ", ".join(row_type.TABLE.key)
+            for record in self.fetch(f"SELECT * FROM {name} ORDER BY {order}"):
+                row = row_type.from_record(record)
+                digest.update(json.dumps(_record(row), sort_keys=True, default=str).encode())
+        return digest.hexdigest()
+
+
+def _record(row: Row) -> dict[str, Any]:
+    record = row.to_record()
+    for column in row.TABLE.columns:
+        if column not in record:  # computed columns, such as available
+            record[column] = getattr(row, column)
+    return record
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class SqliteStore(Store):
+    """SQLite in WAL mode: readers never wait for the writer."""
+
+    dialect = "sqlite"
+
+    def __init__(self, url: str) -> None:
+        self.path = Path(url.removeprefix("sqlite:///").removeprefix("sqlite://"))
+        super().__init__(url)
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as error:
+            raise StoreError(f"cannot open the view database {self.path}: {error}") from error
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL survives a process kill
+        connection.execute("PRAGMA busy_timeout = 30000")
+        return connection
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        connection = self.connection
+        connection.execute("BEGIN")
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+
+class PostgresStore(Store):
+    """PostgreSQL through psycopg 3."""
+
+    dialect = "postgres"
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        try:
+            return psycopg.connect(self.url, autocommit=True)
+        except psycopg.Error as error:
+            raise StoreError(f"cannot connect to the view database: {error}".strip()) from error
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        connection = self.connection
+        with connection.transaction(), connection.cursor() as cursor:
+            yield cursor
+
+    def sql(self, statement: str) -> str:
+        return statement.replace("?", "%s")
+
+    def _begin_snapshot(self, connection: Connection) -> None:
+        connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+
+
+def open_store(url: str) -> Store:
+    """Open the view database a URL names: sqlite:///path or postgresql://..."""
+    if url.startswith("sqlite:"):
+        return SqliteStore(url)
+    if url.startswith(("postgresql:", "postgres:")):
+        return PostgresStore(url)
+    raise BadInput(f"unknown store URL {url!r}; use sqlite:///path/view.db or postgresql://...")

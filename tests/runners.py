@@ -1,0 +1,94 @@
+"""Helpers to run projections against the real cluster in tests."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from consumers.projection import Projection
+from consumers.runner import ProjectionRunner
+from consumers.store import Store, open_store
+from ecom.kafka import end_offsets
+from ecom.topology import Topology
+from producers.producer import EventProducer
+from producers.simulate import Shop, ShopPlan
+from schemas import Event, OrderCreated, StockCommitted, StockReleased, StockReservationRequested
+from tests.support import wait_for
+
+
+def shop_log(orders: int, seed: int = 5) -> list[Event]:
+    """Simulated shop traffic plus the stock requests, releases and commits orders cause."""
+    plan = ShopPlan(users=200, products=40, orders=orders, seed=seed, cancel_share=0.2)
+    events: list[Event] = []
+    for number, event in enumerate(Shop(plan).events()):
+        events.append(event)
+        if isinstance(event, OrderCreated):
+            for line in event.lines:
+                events.append(
+                    StockReservationRequested(
+                        product_id=line.product_id, order_id=event.order_id, quantity=line.quantity
+                    )
+                )
+                ids = {"product_id": line.product_id, "order_id": event.order_id}
+                if number % 3:
+                    events.append(StockCommitted(**ids))
+                else:
+                    events.append(StockReleased(**ids, reason="cancelled"))
+    return events
+
+
+def publish(topology: Topology, bootstrap: str, events: list[Event]) -> None:
+    with EventProducer(topology, bootstrap, "/ecomstream/test") as producer:
+        for event in events:
+            producer.publish(event)
+
+
+def caught_up(store: Store, runner: ProjectionRunner, bootstrap: str) -> bool:
+    ends = end_offsets(bootstrap, [runner.topology.topic(t).name for t in runner.projection.topics])
+    stored = store.offsets(runner.projection.name, runner.generation)
+    return all(
+        stored[key].next_offset >= end for key, end in ends.items() if end > 0 and key in stored
+    ) and all(key in stored for key, end in ends.items() if end > 0)
+
+
+@contextmanager
+def running(
+    projection: Projection, store_url: str, topology: Topology, bootstrap: str, **kwargs: object
+) -> Iterator[ProjectionRunner]:
+    """Run a projection in a thread for the duration of the block."""
+    runner = ProjectionRunner(projection, open_store(store_url), topology, bootstrap, **kwargs)  # type: ignore[arg-type]
+    failures: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            runner.run()
+        except BaseException as error:  # noqa: BLE001 - re-raised in the test's thread
+            failures.append(error)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    try:
+        yield runner
+    finally:
+        runner.stop()
+        thread.join(60)
+        runner.store.close()
+    if failures:
+        raise failures[0]
+
+
+def run_until_caught_up(
+    projection: Projection, store_url: str, topology: Topology, bootstrap: str, timeout: float = 180
+) -> ProjectionRunner:
+    """Run a projection until its view has read everything now in its topics."""
+    store = open_store(store_url)
+    with running(projection, store_url, topology, bootstrap) as runner:
+        wait_for(
+            lambda: caught_up(store, runner, bootstrap),
+            timeout,
+            f"{projection.name} to catch up",
+            0.2,
+        )
+    store.close()
+    return runner

@@ -1,0 +1,314 @@
+"""Projections are pure folds: the stored view equals an in-memory fold, and applying
+any event twice changes nothing."""
+
+from __future__ import annotations
+
+import contextlib
+import zlib
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from consumers.engine import Engine
+from consumers.projection import Envelope, Position, Projection, Row, RowKey
+from consumers.projections import PROJECTIONS
+from consumers.projections.inventory import Stock
+from consumers.projections.orders import Order
+from consumers.store import SqliteStore, Store, table_name
+from ecom.errors import InvalidEvent
+from ecom.topology import Topology
+from schemas import Event
+from tests.samples import sample
+from tests.support import REPO
+
+TOPOLOGY = Topology.load(REPO / "topics.yaml")
+START = datetime(2026, 3, 1, tzinfo=UTC)
+PRODUCTS = ["p-1", "p-2"]
+ORDERS = ["o-1", "o-2", "o-3"]
+
+
+def envelopes(events: list[Event]) -> list[Envelope]:
+    """Give events the positions Kafka would: topic by type, partition by key."""
+    next_offset: dict[tuple[str, int], int] = defaultdict(int)
+    result = []
+    for event in events:
+        topic = TOPOLOGY.for_event(event.event_type)
+        key = str(getattr(event, topic.key_field(event.event_type)))
+        partition = zlib.crc32(key.encode()) % 3
+        offset = next_offset[(topic.spec.name, partition)]
+        next_offset[(topic.spec.name, partition)] += 1
+        result.append(Envelope(event, Position(topic.spec.name, partition, offset)))
+    return result
+
+
+def fold_in_memory(
+    projection: Projection, items: list[Envelope], twice: bool = False
+) -> dict[RowKey, Row]:
+    rows: dict[RowKey, Row] = {}
+    for envelope in items:
+        for _ in range(2 if twice else 1):
+            with contextlib.suppress(InvalidEvent):
+                rows.update(projection.apply(rows, envelope))
+    return rows
+
+
+def stored_rows(store: Store, projection: Projection) -> dict[RowKey, Row]:
+    rows: dict[RowKey, Row] = {}
+    for row_type in projection.row_types:
+        for record in store.fetch(f"SELECT * FROM {table_name(row_type.TABLE, 1)}"):
+            row = row_type.from_record(record)
+            rows[(row_type, row.key)] = row
+    return rows
+
+
+# -- random event sequences -----------------------------------------------------------
+
+seconds = st.integers(0, 10_000).map(lambda s: START + timedelta(seconds=s))
+product = st.sampled_from(PRODUCTS)
+order = st.sampled_from(ORDERS)
+inventory_events = st.one_of(
+    st.builds(
+        lambda p, q, t: sample("StockAdjusted", product_id=p, quantity=q, occurred_at=t),
+        product,
+        st.integers(-6, 12).filter(bool),
+        seconds,
+    ),
+    st.builds(
+        lambda p, o, q, t: sample(
+            "StockReservationRequested", product_id=p, order_id=o, quantity=q, occurred_at=t
+        ),
+        product,
+        order,
+        st.integers(1, 5),
+        seconds,
+    ),
+    st.builds(
+        lambda p, o, t: sample("StockReleased", product_id=p, order_id=o, occurred_at=t),
+        product,
+        order,
+        seconds,
+    ),
+    st.builds(
+        lambda p, o, t: sample("StockCommitted", product_id=p, order_id=o, occurred_at=t),
+        product,
+        order,
+        seconds,
+    ),
+    st.builds(
+        lambda p, o, t: sample("StockReserved", product_id=p, order_id=o, occurred_at=t),
+        product,
+        order,
+        seconds,
+    ),
+)
+order_types = [
+    "OrderCreated",
+    "OrderCancellationRequested",
+    "OrderStockReserved",
+    "OrderPriced",
+    "OrderPaymentRequested",
+    "OrderConfirmed",
+    "OrderCancelled",
+    "OrderExpired",
+    "PaymentCreated",
+    "PaymentAuthorized",
+    "PaymentFailed",
+]
+order_events = st.builds(
+    lambda kind, o, t: sample(kind, order_id=o, occurred_at=t),
+    st.sampled_from(order_types),
+    order,
+    seconds,
+)
+catalogue_events = st.one_of(
+    st.builds(
+        lambda n, t: sample("UserCreated", name=n, occurred_at=t),
+        st.sampled_from(["Ada", "Alan"]),
+        seconds,
+    ),
+    st.builds(
+        lambda n, t: sample("UserUpdated", name=n, occurred_at=t),
+        st.sampled_from(["Grace", None]),
+        seconds,
+    ),
+    st.builds(
+        lambda p, c, t: sample("ProductCreated", product_id=p, category=c, occurred_at=t),
+        product,
+        st.sampled_from(["food", "books"]),
+        seconds,
+    ),
+    st.builds(
+        lambda p, c, t: sample("ProductUpdated", product_id=p, category=c, occurred_at=t),
+        product,
+        st.sampled_from(["standard", None]),
+        seconds,
+    ),
+)
+pricing_events = st.one_of(
+    st.builds(
+        lambda p, a, t: sample(
+            "PriceChanged",
+            product_id=p,
+            occurred_at=t,
+            price={"amount_minor": a, "currency": "EUR"},
+        ),
+        product,
+        st.integers(0, 5000),
+        seconds,
+    ),
+    st.builds(
+        lambda c, r, t: sample("TaxRateChanged", category=c, rate_bp=r, occurred_at=t),
+        st.sampled_from(["food", "books"]),
+        st.integers(0, 2500),
+        seconds,
+    ),
+    st.builds(
+        lambda p, c, t: sample("ProductCreated", product_id=p, category=c, occurred_at=t),
+        product,
+        st.sampled_from(["food", "books"]),
+        seconds,
+    ),
+)
+SEQUENCES = {
+    "inventory": st.lists(inventory_events, max_size=40),
+    "orders": st.lists(order_events, max_size=40),
+    "catalogue": st.lists(catalogue_events, max_size=30),
+    "pricing": st.lists(pricing_events, max_size=30),
+}
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    store = SqliteStore(f"sqlite:///{tmp_path / 'view.db'}")
+    yield store
+    store.close()
+
+
+@pytest.mark.parametrize("name", sorted(SEQUENCES))
+def test_stored_view_equals_in_memory_fold_and_twice_changes_nothing(
+    name: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    projection = PROJECTIONS[name]
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(SEQUENCES[name], st.integers(1, 7))
+    def check(events: list[Event], batch: int) -> None:
+        items = envelopes(events)
+        expected = fold_in_memory(projection, items)
+        assert fold_in_memory(projection, items, twice=True) == expected
+        store = SqliteStore(f"sqlite:///{tmp_path_factory.mktemp('p') / 'view.db'}")
+        store.create_generation(projection, 1, "active")
+        engine = Engine(projection, store, 1)
+        for start in range(0, len(items), batch):
+            engine.commit(engine.fold(items[start : start + batch]), [])
+        engine.commit(engine.fold(items), [])  # the whole log again: nothing changes
+        assert stored_rows(store, projection) == {k: v for k, v in expected.items()}
+        store.close()
+
+    check()
+
+
+# -- the rules, one scenario at a time --------------------------------------------------
+
+
+def _fold(name: str, events: list[Event]) -> dict[RowKey, Row]:
+    return fold_in_memory(PROJECTIONS[name], envelopes(events))
+
+
+def test_stock_reserves_while_available_and_rejects_beyond() -> None:
+    rows = _fold(
+        "inventory",
+        [
+            sample("StockAdjusted", quantity=3),
+            sample("StockReservationRequested", order_id="o-1", quantity=2),
+            sample("StockReservationRequested", order_id="o-2", quantity=2),
+            sample("StockReservationRequested", order_id="o-1", quantity=2),
+        ],
+    )
+    stock = rows[(Stock, ("p-1",))]
+    assert isinstance(stock, Stock)
+    assert (stock.on_hand, stock.reserved, stock.available, stock.rejected) == (3, 2, 1, 1)
+    assert stock.reservations == {"o-1": 2}
+
+
+def test_commit_and_release_settle_reservations_once() -> None:
+    rows = _fold(
+        "inventory",
+        [
+            sample("StockAdjusted", quantity=5),
+            sample("StockReservationRequested", order_id="o-1", quantity=2),
+            sample("StockReservationRequested", order_id="o-2", quantity=1),
+            sample("StockCommitted", order_id="o-1"),
+            sample("StockCommitted", order_id="o-1"),
+            sample("StockReleased", order_id="o-2"),
+            sample("StockReleased", order_id="o-2"),
+        ],
+    )
+    stock = rows[(Stock, ("p-1",))]
+    assert isinstance(stock, Stock)
+    assert (stock.on_hand, stock.reserved, stock.sold, stock.reservations) == (3, 0, 2, {})
+
+
+def test_removing_reserved_stock_is_invalid() -> None:
+    projection = PROJECTIONS["inventory"]
+    items = envelopes(
+        [
+            sample("StockAdjusted", quantity=2),
+            sample("StockReservationRequested", order_id="o-1", quantity=2),
+            sample("StockAdjusted", quantity=-1),
+        ]
+    )
+    rows: dict[RowKey, Row] = {}
+    rows.update(projection.apply(rows, items[0]))
+    rows.update(projection.apply(rows, items[1]))
+    with pytest.raises(InvalidEvent, match="stock cannot go below zero"):
+        projection.apply(rows, items[2])
+
+
+def test_order_status_moves_forward_and_final_states_stick() -> None:
+    rows = _fold(
+        "orders",
+        [
+            sample("OrderCreated"),
+            sample("OrderPriced"),
+            sample("OrderStockReserved"),
+            sample("OrderPaymentRequested"),
+            sample("PaymentCreated"),
+            sample("PaymentAuthorized"),
+            sample("OrderConfirmed"),
+            sample("OrderCancelled"),
+            sample("OrderExpired"),
+        ],
+    )
+    order = rows[(Order, ("o-1",))]
+    assert isinstance(order, Order)
+    assert order.status == "confirmed"
+    assert order.total_minor == 4758
+    assert order.payment is not None
+    assert order.payment["status"] == "authorized"
+    steps = [step for _, step, _ in order.timeline]
+    assert {
+        "created",
+        "priced",
+        "stock-reserved",
+        "awaiting-payment",
+        "payment-authorized",
+        "confirmed",
+    } <= set(steps)
+
+
+def test_order_row_does_not_depend_on_how_topics_interleave() -> None:
+    t = [START + timedelta(seconds=i) for i in range(4)]
+    orders = [sample("OrderCreated", occurred_at=t[0]), sample("OrderCancelled", occurred_at=t[3])]
+    payments = [
+        sample("PaymentCreated", occurred_at=t[1]),
+        sample("PaymentFailed", occurred_at=t[2]),
+    ]
+    one = fold_in_memory(PROJECTIONS["orders"], envelopes(orders + payments))
+    other = fold_in_memory(PROJECTIONS["orders"], envelopes(payments + orders))
+    assert one == other
