@@ -3,14 +3,19 @@
 Every answer is `{"data": ..., "freshness": {projection: {generation, offsets, lag,
 event_time}}}`; lists are paged with `limit` and `after` (the `next` of the previous
 page).
+
+Reads are sub-millisecond SQLite/PostgreSQL point queries, so the endpoints run them
+on the event loop (no thread hop) and send orjson-encoded bodies without a second
+pass through FastAPI's encoder: that is what keeps HTTP p99 within a few ms.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from consumers.queries import MAX_PAGE, QueryView
 from consumers.store import Store
@@ -28,50 +33,56 @@ def create_app(store: Store) -> FastAPI:
         "them. Every answer says how fresh it is.",
     )
 
-    def found(answer: dict[str, Any] | None, what: str) -> Any:
+    def found(answer: dict[str, Any] | None, what: str) -> Response:
         if answer is not None and answer["data"] is None:
             detail = {
                 "detail": f"{what} is not in the view (yet)",
                 "freshness": answer["freshness"],
             }
-            return JSONResponse(detail, status_code=404)
-        return answer
+            return _json(detail, 404)
+        return _json(answer)
 
     @app.get("/orders/{order_id}", tags=["orders"])
-    def get_order(order_id: str) -> Any:
+    async def get_order(order_id: str) -> Response:
         """One order: status, timeline, lines, totals with taxes, payment."""
         return found(view.order(order_id), f"order {order_id}")
 
     @app.get("/orders", tags=["orders"])
-    def list_orders(
+    async def list_orders(
         status: str | None = None, after: str | None = After, limit: int = Limit
-    ) -> Any:
+    ) -> Response:
         """Orders, optionally with one status (created, priced, awaiting-payment, confirmed ...)."""
-        return view.orders(status, after, limit)
+        return _json(view.orders(status, after, limit))
 
     @app.get("/users/{user_id}/orders", tags=["orders"])
-    def list_user_orders(user_id: str, after: str | None = After, limit: int = Limit) -> Any:
+    async def list_user_orders(
+        user_id: str, after: str | None = After, limit: int = Limit
+    ) -> Response:
         """A user's orders."""
-        return view.user_orders(user_id, after, limit)
+        return _json(view.user_orders(user_id, after, limit))
 
     @app.get("/products", tags=["catalogue"])
-    def list_products(after: str | None = After, limit: int = Limit) -> Any:
+    async def list_products(after: str | None = After, limit: int = Limit) -> Response:
         """Products with price, tax rates and stock."""
-        return view.products(after, limit)
+        return _json(view.products(after, limit))
 
     @app.get("/products/{product_id}", tags=["catalogue"])
-    def get_product(product_id: str) -> Any:
+    async def get_product(product_id: str) -> Response:
         """A product with its price (and history), tax rates per country, and stock."""
         return found(view.product(product_id), f"product {product_id}")
 
     @app.get("/inventory/{product_id}", tags=["inventory"])
-    def get_inventory(product_id: str) -> Any:
+    async def get_inventory(product_id: str) -> Response:
         """A product's stock: on hand, reserved, available, sold."""
         return found(view.inventory(product_id), f"stock of {product_id}")
 
     @app.get("/health", tags=["health"])
-    def health() -> Any:
+    async def health() -> Response:
         """Every projection's generation, offsets, lag and newest event time."""
-        return view.health()
+        return _json(view.health())
 
     return app
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")

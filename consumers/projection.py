@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from datetime import datetime
+from functools import cache
 from typing import Any, ClassVar, Self
 
 from schemas import Event
@@ -67,6 +68,13 @@ class Row:
     def key(self) -> Key:
         return tuple(str(getattr(self, name)) for name in self.TABLE.key)
 
+    def changed(self, **changes: Any) -> Self:
+        """Return a copy with some fields changed (dataclasses.replace, minus its cost:
+        rows are built by our own code, so __init__ has nothing to check)."""
+        copy = object.__new__(type(self))
+        copy.__dict__.update(self.__dict__, **changes)
+        return copy
+
     def seen(self, position: Position) -> bool:
         """Tell whether this row already applied the event at position."""
         return self.applied.get(position.stream, -1) >= position.offset
@@ -75,36 +83,47 @@ class Row:
         """Return the row marked as having applied the event at position (time at)."""
         applied = {**self.applied, position.stream: position.offset}
         latest = at if self.updated_at is None else max(self.updated_at, at)
-        return replace(self, applied=applied, updated_at=latest)
+        return self.changed(applied=applied, updated_at=latest)
 
     def to_record(self) -> dict[str, Any]:
         """Return the row as column values."""
-        record: dict[str, Any] = {}
-        for item in fields(self):
-            value = getattr(self, item.name)
-            if item.name in self.JSON_FIELDS or item.name == "applied":
-                value = json.dumps(value, sort_keys=True, separators=(",", ":"))
-            elif isinstance(value, datetime):
-                value = value.isoformat()
-            record[item.name] = value
+        record = dict(self.__dict__)
+        for name in self._json_fields():
+            record[name] = _ENCODE(record[name])
+        for name in self._datetime_fields():
+            if record[name] is not None:
+                record[name] = record[name].isoformat()
         return record
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Self:
         """Build the row back from column values."""
-        values: dict[str, Any] = {}
-        for item in fields(cls):
-            value = record[item.name]
-            if item.name in cls.JSON_FIELDS or item.name == "applied":
-                value = _thaw(json.loads(value))
-            elif value is not None and item.name in cls.datetime_fields():
-                value = datetime.fromisoformat(value)
-            values[item.name] = value
+        values = {name: record[name] for name in cls._field_names()}
+        for name in cls._json_fields():
+            values[name] = _thaw(json.loads(values[name]))
+        for name in cls._datetime_fields():
+            if values[name] is not None:
+                values[name] = datetime.fromisoformat(values[name])
         return cls(**values)
 
     @classmethod
-    def datetime_fields(cls) -> frozenset[str]:
-        return frozenset({"updated_at"} | set(getattr(cls, "DATETIME_FIELDS", ())))
+    @cache
+    def _field_names(cls) -> tuple[str, ...]:
+        return tuple(item.name for item in fields(cls))
+
+    @classmethod
+    @cache
+    def _json_fields(cls) -> tuple[str, ...]:
+        return ("applied", *sorted(cls.JSON_FIELDS))
+
+    @classmethod
+    @cache
+    def _datetime_fields(cls) -> tuple[str, ...]:
+        return ("updated_at", *getattr(cls, "DATETIME_FIELDS", ()))
+
+
+# Keys sorted: a row's JSON must not depend on the order its streams were applied in.
+_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
 
 
 def _thaw(value: Any) -> Any:

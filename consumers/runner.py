@@ -151,6 +151,10 @@ class ProjectionRunner:
             consumer.close()
             self.store.close()
 
+    def has_read(self, ends: dict[tuple[str, int], int]) -> bool:
+        """Tell whether the view holds every partition up to the given end offsets."""
+        return all(self._next.get(key, 0) >= end for key, end in ends.items())
+
     def stop(self) -> None:
         """Ask the loop to finish its batch and return."""
         self.stop_event.set()

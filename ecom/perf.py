@@ -78,3 +78,20 @@ def producer_performance(
         raise EcomError(f"could not read ProducerPerformance's summary: {output[-200:]}")
     sent, per_second = int(summaries[-1].group(1)), float(summaries[-1].group(2))
     return Rate(sent, sent / per_second, sent * record_size)
+
+
+def consumer_performance(bootstrap: str, topic: str, messages: int, group: str) -> Rate:
+    """Run Kafka's ConsumerPerformance over a topic and return its rate (fetch time only,
+    as the tool reports it after the group has joined)."""
+    output = run_kafka_tool(
+        "org.apache.kafka.tools.ConsumerPerformance",
+        "--bootstrap-server", bootstrap, "--topic", topic, "--messages", str(messages),
+        "--group", group, "--timeout", "60000", "--hide-header",
+    )  # fmt: skip
+    # start.time, end.time, MB, MB.sec, nMsg, nMsg.sec, rebalance.ms, fetch.ms, fetch.MB.sec, ...
+    fields = [f.strip() for f in output.strip().splitlines()[-1].split(",")]
+    try:
+        megabytes, count, fetch_ms = float(fields[2]), int(fields[4]), float(fields[7])
+    except (IndexError, ValueError) as error:
+        raise EcomError(f"could not read ConsumerPerformance's summary: {output[-200:]}") from error
+    return Rate(count, fetch_ms / 1000, int(megabytes * 1024 * 1024))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from schemas import (
@@ -19,6 +19,9 @@ from schemas import (
     PriceChanged,
     ProductCreated,
     StockAdjusted,
+    StockCommitted,
+    StockReleased,
+    StockReservationRequested,
     TaxRateChanged,
     UserCreated,
 )
@@ -141,3 +144,20 @@ class Shop:
             shipping_country=self.rng.choice(list(TAX_RATES_BP)),
             currency=self.plan.currency,
         )
+
+
+def with_stock_flow(events: Iterable[Event]) -> Iterator[Event]:
+    """Add, after each order, the stock requests and settlements the order flow would
+    publish (a third released, the rest committed): a heavy, realistic inventory log
+    for projection tests and benchmarks without running the workers."""
+    for number, event in enumerate(events):
+        yield event
+        if not isinstance(event, OrderCreated):
+            continue
+        for line in event.lines:
+            ids = {"product_id": line.product_id, "order_id": event.order_id}
+            yield StockReservationRequested(**ids, quantity=line.quantity)
+            if number % 3:
+                yield StockCommitted(**ids)
+            else:
+                yield StockReleased(**ids, reason="cancelled")

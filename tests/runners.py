@@ -12,30 +12,15 @@ from consumers.store import Store, open_store
 from ecom.kafka import end_offsets
 from ecom.topology import Topology
 from producers.producer import EventProducer
-from producers.simulate import Shop, ShopPlan
-from schemas import Event, OrderCreated, StockCommitted, StockReleased, StockReservationRequested
+from producers.simulate import Shop, ShopPlan, with_stock_flow
+from schemas import Event
 from tests.support import wait_for
 
 
 def shop_log(orders: int, seed: int = 5) -> list[Event]:
     """Simulated shop traffic plus the stock requests, releases and commits orders cause."""
     plan = ShopPlan(users=200, products=40, orders=orders, seed=seed, cancel_share=0.2)
-    events: list[Event] = []
-    for number, event in enumerate(Shop(plan).events()):
-        events.append(event)
-        if isinstance(event, OrderCreated):
-            for line in event.lines:
-                events.append(
-                    StockReservationRequested(
-                        product_id=line.product_id, order_id=event.order_id, quantity=line.quantity
-                    )
-                )
-                ids = {"product_id": line.product_id, "order_id": event.order_id}
-                if number % 3:
-                    events.append(StockCommitted(**ids))
-                else:
-                    events.append(StockReleased(**ids, reason="cancelled"))
-    return events
+    return list(with_stock_flow(Shop(plan).events()))
 
 
 def publish(topology: Topology, bootstrap: str, events: list[Event]) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -69,13 +69,13 @@ class Catalogue(Projection):
             changes = _given(event, "email", "name", "country")
             if isinstance(event, UserCreated):
                 changes["created_at"] = event.occurred_at
-            return {key: replace(user, **changes)}
+            return {key: user.changed(**changes)}
         assert isinstance(event, (ProductCreated, ProductUpdated))
         product = row if isinstance(row, Product) else Product(event.product_id)
         changes = _given(event, "name", "category", "description")
         if isinstance(event, ProductCreated):
             changes["created_at"] = event.occurred_at
-        return {key: replace(product, **changes)}
+        return {key: product.changed(**changes)}
 
 
 def _given(event: Event, *names: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ kept sorted by time, so the row does not depend on how the two topics interleave
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -93,11 +93,11 @@ class Order(Row):
         """Return the order moved to status, unless that would go backwards."""
         if self.status in FINAL or RANK[status] < RANK.get(self.status or "", -1):
             return self
-        return replace(self, status=status)
+        return self.changed(status=status)
 
     def noted(self, event: Event, step: str, detail: str = "") -> Order:
         entry = (event.occurred_at.isoformat(), step, detail)
-        return replace(self, timeline=tuple(sorted({*self.timeline, entry})))
+        return self.changed(timeline=tuple(sorted({*self.timeline, entry})))
 
 
 class Orders(Projection):
@@ -116,15 +116,14 @@ class Orders(Projection):
     def evolve(self, rows: dict[RowKey, Row | None], event: Event) -> dict[RowKey, Row]:
         ((key, row),) = rows.items()
         order = row if isinstance(row, Order) else Order(key[1][0])
-        changed = _payment(order, event) if event.domain == "payment" else _order(order, event)
-        return {key: changed} if changed != order else {}
+        updated = _payment(order, event) if event.domain == "payment" else _order(order, event)
+        return {key: updated} if updated != order else {}
 
 
 def _order(order: Order, event: Event) -> Order:
     if isinstance(event, OrderCreated):
         lines = tuple((line.product_id, line.quantity) for line in event.lines)
-        created = replace(
-            order,
+        created = order.changed(
             user_id=event.user_id,
             shipping_country=event.shipping_country,
             currency=event.currency,
@@ -139,7 +138,7 @@ def _order(order: Order, event: Event) -> Order:
     if isinstance(event, OrderPriced):
         return _priced(order, event)
     if isinstance(event, OrderPaymentRequested):
-        waiting = replace(order, expires_at=event.expires_at).advanced("awaiting-payment")
+        waiting = order.changed(expires_at=event.expires_at).advanced("awaiting-payment")
         return waiting.noted(event, "awaiting-payment", f"until {event.expires_at.isoformat()}")
     if isinstance(event, OrderConfirmed):
         return order.advanced("confirmed").noted(event, "confirmed")
@@ -147,7 +146,7 @@ def _order(order: Order, event: Event) -> Order:
         detail = f"{event.reason}: {event.detail}" if event.detail else event.reason
         cancelled = order.advanced("cancelled")
         if cancelled.status == "cancelled" and order.status != "cancelled":
-            cancelled = replace(cancelled, reason=event.reason)
+            cancelled = cancelled.changed(reason=event.reason)
         return cancelled.noted(event, "cancelled", detail)
     if isinstance(event, OrderExpired):
         return order.advanced("expired").noted(event, "expired")
@@ -166,8 +165,7 @@ def _priced(order: Order, event: OrderPriced) -> Order:
         )
         for line in event.lines
     )
-    priced = replace(
-        order,
+    priced = order.changed(
         priced_lines=lines,
         subtotal_minor=event.subtotal.amount_minor,
         tax_minor=event.tax.amount_minor,
@@ -186,15 +184,15 @@ def _payment(order: Order, event: Event) -> Order:
             "amount_minor": event.amount.amount_minor,
             "currency": event.amount.currency,
         }
-        return replace(order, payment=payment).noted(event, "payment-created", event.payment_id)
+        return order.changed(payment=payment).noted(event, "payment-created", event.payment_id)
     if isinstance(event, PaymentAuthorized):
         payment |= {
             "payment_id": event.payment_id,
             "status": "authorized",
             "authorization": event.authorization,
         }
-        return replace(order, payment=payment).noted(event, "payment-authorized", event.payment_id)
+        return order.changed(payment=payment).noted(event, "payment-authorized", event.payment_id)
     if isinstance(event, PaymentFailed):
         payment |= {"payment_id": event.payment_id, "status": "failed", "reason": event.reason}
-        return replace(order, payment=payment).noted(event, "payment-failed", event.reason)
+        return order.changed(payment=payment).noted(event, "payment-failed", event.reason)
     return order

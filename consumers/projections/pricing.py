@@ -4,7 +4,7 @@ tax rates per country and category."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from consumers.projection import Projection, Row, RowKey, Table, columns
@@ -66,17 +66,16 @@ class Pricing(Projection):
         ((key, row),) = rows.items()
         if isinstance(event, TaxRateChanged):
             rates = row if isinstance(row, TaxRates) else TaxRates(event.country)
-            return {key: replace(rates, rates={**rates.rates, event.category: event.rate_bp})}
+            return {key: rates.changed(rates={**rates.rates, event.category: event.rate_bp})}
         price = row if isinstance(row, Price) else Price(key[1][0])
         if isinstance(event, PriceChanged):
             entry = (event.occurred_at.isoformat(), event.price.amount_minor, event.price.currency)
-            changed = replace(
-                price,
+            updated = price.changed(
                 price_minor=event.price.amount_minor,
                 currency=event.price.currency,
                 history=(*price.history, entry),
             )
-            return {key: changed}
+            return {key: updated}
         if isinstance(event, (ProductCreated, ProductUpdated)) and event.category is not None:
-            return {key: replace(price, category=event.category)}
+            return {key: price.changed(category=event.category)}
         return {}

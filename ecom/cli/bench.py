@@ -36,3 +36,20 @@ def produce(
     if compression is not None:
         overrides["compression.type"] = compression
     run(_topology(), resolve_bootstrap(bootstrap), events, click.echo, **overrides)
+
+
+@bench.command()
+@click.option(
+    "--orders",
+    type=click.IntRange(100),
+    default=20_000,
+    show_default=True,
+    help="Orders per stream (each brings about 5 events).",
+)
+@click.option("--reads", type=click.IntRange(100), default=5_000, show_default=True)
+@bootstrap_option
+def query(orders: int, reads: int, bootstrap: str | None) -> None:
+    """Apply rate beside ConsumerPerformance, and point-read latency idle and under load."""
+    from consumers.bench import run
+
+    run(_topology(), resolve_bootstrap(bootstrap), orders, reads, click.echo)

@@ -1,0 +1,256 @@
+"""`ecom bench query`: how fast the read side applies events and answers reads.
+
+1. Apply rate: each big projection (inventory, orders) rebuilds from a heavy stream;
+   events/s from its first batch until it has caught up, beside Kafka's
+   ConsumerPerformance reading the same topic and message count.
+2. Point reads (order, product, stock), p50/p99: in-process and over HTTP on loopback,
+   first idle, then while a projection worker (another process) applies a second heavy
+   stream.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import httpx
+
+from consumers.projections import PROJECTIONS
+from consumers.queries import QueryView
+from consumers.runner import ProjectionRunner
+from consumers.store import open_store
+from ecom.kafka import end_offsets
+from ecom.perf import consumer_performance
+from ecom.topics_admin import scratch_topology
+from ecom.topology import Topology
+from producers.producer import EventProducer
+from producers.simulate import Shop, ShopPlan, with_stock_flow
+from schemas import Event, OrderCreated
+
+Report = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Percentiles of one kind of read, in milliseconds."""
+
+    p50: float
+    p99: float
+    count: int
+
+
+def run(topology: Topology, bootstrap: str, orders: int, reads: int, report: Report) -> None:
+    """Run the whole query benchmark on scratch topics and a scratch SQLite view."""
+    with (
+        scratch_topology(topology, bootstrap, "qbench") as scratch,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        store_url = f"sqlite:///{Path(tmp) / 'view.db'}"
+        events = _traffic(orders, seed=11)
+        report(f"publishing {len(events):,} events ...")
+        _publish(scratch, bootstrap, events)
+        _apply_rates(scratch, bootstrap, store_url, report)
+        order_ids = [e.order_id for e in events if isinstance(e, OrderCreated)]
+        product_ids = sorted({e.product_id for e in events if e.event_type == "ProductCreated"})  # type: ignore[attr-defined]
+        with _query_server(store_url) as base_url:
+            _reads("idle", store_url, base_url, order_ids, product_ids, reads, report)
+            more = _traffic(orders, seed=12)
+            _publish(scratch, bootstrap, more)
+            with _worker(scratch, bootstrap, store_url) as applied:
+                _reads("while applying", store_url, base_url, order_ids, product_ids, reads, report)
+                report(f"  (the worker applied {applied():,} events during these reads)")
+
+
+def _traffic(orders: int, seed: int) -> list[Event]:
+    plan = ShopPlan(users=5000, products=2000, orders=orders, seed=seed)
+    return list(with_stock_flow(Shop(plan).events()))
+
+
+def _publish(topology: Topology, bootstrap: str, events: list[Event]) -> None:
+    with EventProducer(topology, bootstrap, "/ecomstream/bench") as producer:
+        for event in events:
+            producer.publish(event)
+
+
+def _apply_rates(topology: Topology, bootstrap: str, store_url: str, report: Report) -> None:
+    for name in ("inventory", "orders", "catalogue", "pricing"):
+        projection = PROJECTIONS[name]
+        applied, seconds = _apply_until_caught_up(projection.name, topology, bootstrap, store_url)
+        if name not in ("inventory", "orders"):
+            continue
+        ours = applied / seconds if seconds else 0.0
+        topic = topology.topic(projection.topics[0]).name
+        count = sum(v for (t, _), v in end_offsets(bootstrap, [topic]).items())
+        kafka = consumer_performance(bootstrap, topic, count, f"{topic}-perf-{time.time_ns()}")
+        report(f"{name}: applied {applied:,} events in {seconds:.1f}s = {ours:,.0f} events/s; "
+               f"ConsumerPerformance on {projection.topics[0]}: {kafka.per_second:,.0f} records/s; "
+               f"ratio {ours / kafka.per_second:.3f}")  # fmt: skip
+
+
+def _apply_until_caught_up(
+    name: str, topology: Topology, bootstrap: str, store_url: str
+) -> tuple[int, float]:
+    projection = PROJECTIONS[name]
+    runner = ProjectionRunner(projection, open_store(store_url), topology, bootstrap)
+    ends = {
+        k: v
+        for k, v in end_offsets(
+            bootstrap, [topology.topic(t).name for t in projection.topics]
+        ).items()
+        if v
+    }
+    first: list[float] = []
+
+    def on_batch(r: ProjectionRunner) -> None:
+        if not first:
+            first.append(time.perf_counter())
+        if r.has_read(ends):
+            r.stop()
+
+    started = time.perf_counter()
+    runner.run(on_batch)
+    took = time.perf_counter() - (first[0] if first else started)
+    return runner.progress.applied, took
+
+
+def _reads(
+    label: str,
+    store_url: str,
+    base_url: str,
+    orders: list[str],
+    products: list[str],
+    count: int,
+    report: Report,
+) -> None:
+    rng = random.Random(3)
+    view = QueryView(open_store(store_url))
+    kinds: dict[str, tuple[Callable[[str], object], list[str], str]] = {
+        "order": (view.order, orders, "/orders/{}"),
+        "product": (view.product, products, "/products/{}"),
+        "stock": (view.inventory, products, "/inventory/{}"),
+    }
+    report(f"point reads, {label} (p50 / p99 in ms over {count:,} reads each):")
+    host, port = base_url.removeprefix("http://").split(":")
+    client = http.client.HTTPConnection(host, int(port), timeout=10)  # keep-alive, little overhead
+    try:
+        for kind, (call, ids, path) in kinds.items():
+            local = _measure(partial(_random_read, call, ids, rng), count)
+            over_http = partial(_get, client, path)
+            remote = _measure(partial(_random_read, over_http, ids, rng), count)
+            report(
+                f"  {kind:<8} in-process {local.p50:6.3f} / {local.p99:6.3f}   "
+                f"HTTP {remote.p50:6.3f} / {remote.p99:6.3f}"
+            )
+    finally:
+        client.close()
+        view.store.close()
+
+
+def _random_read(call: Callable[[str], object], ids: list[str], rng: random.Random) -> object:
+    return call(rng.choice(ids))
+
+
+def _get(client: http.client.HTTPConnection, path: str, entity: str) -> bytes:
+    path = path.format(entity)
+    client.request("GET", path)
+    response = client.getresponse()
+    body = response.read()
+    if response.status != 200:
+        raise RuntimeError(f"GET {path} answered {response.status}")
+    return body
+
+
+def _measure(call: Callable[[], object], count: int) -> Latency:
+    for _ in range(min(200, count)):
+        call()  # warm up caches and connections
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - started) * 1000)
+    samples.sort()
+    return Latency(
+        samples[len(samples) // 2], samples[min(len(samples) - 1, int(len(samples) * 0.99))], count
+    )
+
+
+@contextmanager
+def _query_server(store_url: str) -> Iterator[str]:
+    """Start `ecom serve query` in another process; yield its base URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [
+        sys.executable,
+        "-m",
+        "ecom",
+        "serve",
+        "query",
+        "--port",
+        str(port),
+        "--store",
+        store_url,
+    ]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{base_url}/health", timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("the query server did not start") from None
+                time.sleep(0.2)
+        yield base_url
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+@contextmanager
+def _worker(topology: Topology, bootstrap: str, store_url: str) -> Iterator[Callable[[], int]]:
+    """Run the projections in another process, as in production; yield a counter of
+    what it applied."""
+    store = open_store(store_url)
+    view = QueryView(store)
+
+    def offsets() -> int:
+        return sum(sum(p["offsets"].values()) for p in view.health()["projections"].values())
+
+    before = offsets()
+    command = [
+        sys.executable,
+        "-m",
+        "ecom",
+        "projections",
+        "run",
+        "--store",
+        store_url,
+        "--bootstrap",
+        bootstrap,
+    ]
+    env_prefix = {"ECOM_TOPIC_PREFIX": topology.prefix}
+    worker = subprocess.Popen(command, env=os.environ | env_prefix,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while offsets() == before and time.monotonic() < deadline:
+            time.sleep(0.05)  # start measuring once it is applying
+        yield lambda: offsets() - before
+    finally:
+        worker.terminate()
+        worker.wait(60)
+        store.close()

@@ -1,0 +1,149 @@
+"""The query view over real projections, through the API and the CLI, on both stores."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from fastapi.testclient import TestClient
+
+from consumers.api import create_app
+from consumers.projections import PROJECTIONS
+from consumers.store import open_store
+from ecom.topics_admin import scratch_topology
+from ecom.topology import Topology
+from schemas import Event, OrderCreated, ProductCreated
+from tests.conftest import KafkaTarget
+from tests.postgres import create_database
+from tests.runners import publish, run_until_caught_up, shop_log
+from tests.support import REPO, run_cli, unique
+
+pytestmark = pytest.mark.kafka
+
+
+@dataclass
+class Shop:
+    events: list[Event]
+    store_url: str
+    client: TestClient
+    topology: Topology
+
+    def orders(self) -> list[OrderCreated]:
+        return [e for e in self.events if isinstance(e, OrderCreated)]
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def shop(
+    request: pytest.FixtureRequest, kafka: KafkaTarget, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Shop]:
+    """One shop's log, projected once per store kind, shared by this module's read tests."""
+    if request.param == "sqlite":
+        store_url = f"sqlite:///{tmp_path_factory.mktemp('view') / 'view.db'}"
+    else:
+        store_url = create_database(request.getfixturevalue("postgres_url"), unique("view_"))
+    with scratch_topology(
+        Topology.load(REPO / "topics.yaml"), kafka.bootstrap, unique("q")
+    ) as topology:
+        events = shop_log(120)
+        publish(topology, kafka.bootstrap, events)
+        for projection in PROJECTIONS.values():
+            run_until_caught_up(projection, store_url, topology, kafka.bootstrap)
+        with open_store(store_url) as view, TestClient(create_app(view)) as client:
+            yield Shop(events, store_url, client, topology)
+
+
+def test_an_order_with_its_freshness(shop: Shop) -> None:
+    order = shop.orders()[7]
+    body = shop.client.get(f"/orders/{order.order_id}").json()
+    data = body["data"]
+    assert (data["order_id"], data["user_id"], data["status"]) == (
+        order.order_id,
+        order.user_id,
+        "created",
+    )
+    assert data["lines"] == [line.model_dump() for line in order.lines]
+    assert data["timeline"][0]["step"] == "created"
+    freshness = body["freshness"]["orders"]
+    assert freshness["lag"] == 0
+    assert freshness["generation"] == 1
+    assert sum(freshness["offsets"].values()) >= len(shop.orders())
+    assert freshness["event_time"] is not None
+
+
+def test_unknown_things_are_404_with_freshness(shop: Shop) -> None:
+    for path in ("/orders/nope", "/products/nope", "/inventory/nope"):
+        response = shop.client.get(path)
+        assert response.status_code == 404
+        assert "is not in the view (yet)" in response.json()["detail"]
+        assert response.json()["freshness"]
+
+
+def test_order_lists_are_paged_and_filtered(shop: Shop) -> None:
+    seen: list[str] = []
+    after: str | None = None
+    while True:
+        params: dict[str, str | int] = {"status": "created", "limit": 25}
+        if after:
+            params["after"] = after
+        page = shop.client.get("/orders", params=params).json()["data"]
+        assert len(page["items"]) <= 25
+        seen += [o["order_id"] for o in page["items"]]
+        after = page["next"]
+        if after is None:
+            break
+    assert seen == sorted(o.order_id for o in shop.orders())
+    assert shop.client.get("/orders", params={"status": "confirmed"}).json()["data"]["items"] == []
+
+
+def test_a_users_orders(shop: Shop) -> None:
+    user = Counter(o.user_id for o in shop.orders()).most_common(1)[0][0]
+    body = shop.client.get(f"/users/{user}/orders", params={"limit": 500}).json()
+    assert body["data"]["user"]["user_id"] == user
+    expected = sorted(o.order_id for o in shop.orders() if o.user_id == user)
+    assert [o["order_id"] for o in body["data"]["items"]] == expected
+    assert set(body["freshness"]) == {"catalogue", "orders"}
+
+
+def test_products_with_price_tax_and_stock(shop: Shop) -> None:
+    product = next(e for e in shop.events if isinstance(e, ProductCreated))
+    data = shop.client.get(f"/products/{product.product_id}").json()["data"]
+    assert (data["name"], data["category"]) == (product.name, product.category)
+    assert data["price"]["currency"] == "EUR"
+    assert data["price"]["history"][0]["amount_minor"] == data["price"]["price_minor"]
+    assert set(data["tax_rates_bp"]) == {"DE", "FR", "NL", "AT", "ES", "IT"}
+    stock = data["stock"]
+    assert stock["available"] == stock["on_hand"] - stock["reserved"] >= 0
+    listed = shop.client.get("/products", params={"limit": 500}).json()["data"]["items"]
+    assert len(listed) == 40
+    assert shop.client.get(f"/inventory/{product.product_id}").json()["data"] == stock
+
+
+def test_health_reports_every_projection(shop: Shop) -> None:
+    health = shop.client.get("/health").json()
+    assert health["status"] == "ok"
+    assert set(health["projections"]) == set(PROJECTIONS)
+    assert all(p["lag"] == 0 for p in health["projections"].values())
+
+
+def test_cli_gives_the_same_answers(shop: Shop) -> None:
+    env = {"ECOM_STORE": shop.store_url}
+    order = shop.orders()[3]
+    result = run_cli("query", "order", order.order_id, "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert (
+        json.loads(result.stdout)["data"]
+        == shop.client.get(f"/orders/{order.order_id}").json()["data"]
+    )
+    everything = json.loads(run_cli("query", "orders", "--json", env=env).stdout)
+    assert len(everything["data"]["items"]) == len(shop.orders())
+    human = run_cli("query", "inventory", order.lines[0].product_id, env=env)
+    assert "available:" in human.stdout
+    assert "[inventory: lag 0" in human.stdout
+    user = run_cli("query", "user", order.user_id, env=env)
+    assert order.order_id in user.stdout
+    missing = run_cli("query", "order", "nope", env=env)
+    assert missing.returncode == 2
+    assert missing.stderr == "error: order nope is not in the view (yet)\n"
