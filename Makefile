@@ -24,9 +24,12 @@ jars: install
 	$(BIN)/ecom cluster fetch
 
 # Tools the integration tests drive from the outside: docker-compose (to validate
-# docker-compose.yml without a Docker engine). Installed with apt-get when we may.
+# docker-compose.yml without a Docker engine) and a PostgreSQL server (the tests start
+# their own). Installed with apt-get when we may.
 system-deps:
 	@command -v docker-compose >/dev/null || ./.ci/apt-install docker-compose
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+		|| ./.ci/apt-install postgresql
 
 lint: install
 	$(BIN)/ruff check .

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -51,6 +51,8 @@ class TopicAdmin:
         configs = self._configs(present)
         live = {}
         for name in present:
+            if name not in configs:
+                continue  # deleted while we looked
             partitions = topics[name].partitions.values()
             live[name] = LiveTopic(
                 name=name,
@@ -70,6 +72,8 @@ class TopicAdmin:
             try:
                 entries = future.result()
             except KafkaException as error:
+                if _unknown_topic(error):
+                    continue
                 raise kafka_error(f"cannot read configs of {resource.name}", error) from error
             result[resource.name] = {k: e.value for k, e in entries.items() if e.value is not None}
         return result
@@ -142,9 +146,20 @@ class TopicAdmin:
             time.sleep(0.2)
 
     def delete(self, names: list[str]) -> None:
-        """Delete topics (tests clean up with this)."""
-        if names:
-            _wait_all(self.admin.delete_topics(names, operation_timeout=30), "delete topic")
+        """Delete topics; topics already gone are fine."""
+        if not names:
+            return
+        for name, future in self.admin.delete_topics(names, operation_timeout=30).items():
+            try:
+                future.result()
+            except KafkaException as error:
+                if not _unknown_topic(error):
+                    raise kafka_error(f"could not delete topic {name}", error) from error
+
+
+def _unknown_topic(error: KafkaException) -> bool:
+    cause = error.args[0] if error.args else None
+    return isinstance(cause, KafkaError) and cause.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
 
 
 def _has_leaders(topic: Any, count: int) -> bool:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from ecom.cluster import LocalCluster
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
@@ -79,3 +83,29 @@ def read_records(
     finally:
         consumer.close()
     return records
+
+
+def _free_port_base() -> int:
+    """Return a port base whose broker and controller ports are free right now."""
+    for base in range(29092, 40000, 7):
+        if all(_free(port) for port in (base, base + 100)):
+            return base
+    raise AssertionError("no free ports")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def scratch_cluster_env(tmp_path: Path, local: LocalCluster | None = None) -> dict[str, str]:
+    """Env for a second, throw-away cluster in tmp_path (sharing the jars if given)."""
+    root = tmp_path / "cluster"
+    root.mkdir()
+    if local is not None:
+        (root / "lib").symlink_to(local.lib_dir)
+    return {"ECOM_CLUSTER_DIR": str(root), "ECOM_CLUSTER_PORT_BASE": str(_free_port_base())}

@@ -17,3 +17,16 @@ def test_bench_produce_prints_both_rates_and_the_ratio(cli_env: dict[str, str]) 
     assert re.search(r"^  [\d,]+ events/s \([\d.]+ MB/s\)$", result.stdout, re.M)
     assert re.search(r"^  [\d,]+ records/s \([\d.]+ MB/s\)$", result.stdout, re.M)
     assert re.search(r"^ratio ours / ProducerPerformance: \d+\.\d\d$", result.stdout, re.M)
+
+
+def test_bench_query_prints_apply_rates_and_read_latencies(cli_env: dict[str, str]) -> None:
+    result = run_cli(
+        "bench", "query", "--orders", "300", "--reads", "200", env=cli_env, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    rates = re.findall(r"^(\w+): applied [\d,]+ events .* ratio (\d+\.\d+)$", result.stdout, re.M)
+    assert [name for name, _ in rates] == ["inventory", "orders"]
+    latencies = re.findall(
+        r"^  (order|product|stock) +in-process +[\d.]+ / +[\d.]+ +HTTP", result.stdout, re.M
+    )
+    assert latencies == ["order", "product", "stock"] * 2

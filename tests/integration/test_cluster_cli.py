@@ -10,35 +10,9 @@ from pathlib import Path
 import pytest
 
 from ecom.cluster import LocalCluster
-from tests.support import run_cli
+from tests.support import run_cli, scratch_cluster_env
 
 pytestmark = pytest.mark.local_cluster
-
-
-def _free_port_base() -> int:
-    """Return a port base whose broker and controller ports are free right now."""
-    for base in range(29092, 40000, 7):
-        if all(_free(port) for port in (base, base + 100)):
-            return base
-    raise AssertionError("no free ports")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _scratch_env(tmp_path: Path, local: LocalCluster | None = None) -> dict[str, str]:
-    """Env for a second, throw-away cluster in tmp_path (sharing the jars if given)."""
-    root = tmp_path / "cluster"
-    root.mkdir()
-    if local is not None:
-        (root / "lib").symlink_to(local.lib_dir)
-    return {"ECOM_CLUSTER_DIR": str(root), "ECOM_CLUSTER_PORT_BASE": str(_free_port_base())}
 
 
 def _bin_with(tmp_path: Path, *tools: str) -> str:
@@ -75,14 +49,14 @@ def test_up_on_a_running_cluster_only_reports_it(local_cluster: LocalCluster) ->
 
 
 def test_up_without_java_says_so(tmp_path: Path) -> None:
-    env = _scratch_env(tmp_path) | {"PATH": _bin_with(tmp_path, "mvn"), "JAVA_HOME": ""}
+    env = scratch_cluster_env(tmp_path) | {"PATH": _bin_with(tmp_path, "mvn"), "JAVA_HOME": ""}
     result = run_cli("cluster", "up", env=env)
     assert result.returncode == 4
     assert "no java was found" in _one_line_error(result.stderr)
 
 
 def test_up_without_maven_when_jars_are_missing_says_so(tmp_path: Path) -> None:
-    env = _scratch_env(tmp_path) | {"PATH": _bin_with(tmp_path, "java")}
+    env = scratch_cluster_env(tmp_path) | {"PATH": _bin_with(tmp_path, "java")}
     env["JAVA_HOME"] = ""
     result = run_cli("cluster", "up", env=env)
     assert result.returncode == 4
@@ -90,7 +64,7 @@ def test_up_without_maven_when_jars_are_missing_says_so(tmp_path: Path) -> None:
 
 
 def test_up_with_a_port_taken_names_the_port(tmp_path: Path) -> None:
-    env = _scratch_env(tmp_path)
+    env = scratch_cluster_env(tmp_path)
     port = int(env["ECOM_CLUSTER_PORT_BASE"])
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", port))
@@ -105,7 +79,7 @@ def test_up_with_a_port_taken_names_the_port(tmp_path: Path) -> None:
 def test_a_node_that_cannot_start_is_reported_with_its_log(
     local_cluster: LocalCluster, tmp_path: Path
 ) -> None:
-    env = _scratch_env(tmp_path, local_cluster) | {"ECOM_KAFKA_HEAP": "-Xmx1m"}
+    env = scratch_cluster_env(tmp_path, local_cluster) | {"ECOM_KAFKA_HEAP": "-Xmx1m"}
     result = run_cli("cluster", "up", "--brokers", "1", env=env, timeout=120)
     assert result.returncode == 4
     assert result.stderr.startswith("error: node 1 exited during start-up")
@@ -115,7 +89,7 @@ def test_a_node_that_cannot_start_is_reported_with_its_log(
 @pytest.fixture
 def one_broker(local_cluster: LocalCluster, tmp_path: Path) -> Iterator[dict[str, str]]:
     """A second, 1-node cluster on other ports; wiped afterwards."""
-    env = _scratch_env(tmp_path, local_cluster)
+    env = scratch_cluster_env(tmp_path, local_cluster)
     result = run_cli("cluster", "up", "--brokers", "1", env=env, timeout=180)
     assert result.returncode == 0, result.stderr
     yield env
