@@ -169,12 +169,18 @@ def _has_leaders(topic: Any, count: int) -> bool:
     return len(partitions) >= count and all(p.leader >= 0 for p in partitions.values())
 
 
-def _wait_all(futures: dict[Any, Any], what: str) -> None:
+TOLERATED_ON_CREATE = (KafkaError.TOPIC_ALREADY_EXISTS, KafkaError.REQUEST_TIMED_OUT)
+
+
+def _wait_all(futures: dict[Any, Any], what: str, tolerated: tuple[int, ...] = ()) -> None:
     for target, future in futures.items():
         name = getattr(target, "name", target)
         try:
             future.result()
         except KafkaException as error:
+            cause = error.args[0] if error.args else None
+            if isinstance(cause, KafkaError) and cause.code() in tolerated:
+                continue
             raise kafka_error(f"could not {what} {name}", error) from error
 
 
