@@ -249,8 +249,8 @@ def _order(record: dict[str, Any]) -> dict[str, Any]:
     ]
     order["payment"] = json.loads(record["payment"])
     order["timeline"] = [
-        {"at": at, "step": step, "detail": detail}
-        for at, step, detail in json.loads(record["timeline"])
+        {"at": at, "step": step, "detail": detail, "event_id": event_id}
+        for at, step, detail, event_id in json.loads(record["timeline"])
     ]
     return order
 

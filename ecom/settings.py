@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     topic_prefix: str = ""
     query_url: str = "http://127.0.0.1:8001"
     store: str | None = None
+    # The order flow (streams/): how long an order waits for payment, and the simulated
+    # payment gateway's share of declines and latency.
+    payment_timeout_s: float = Field(default=30.0, gt=0)
+    gateway_decline_share: float = Field(default=0.1, ge=0, le=1)
+    gateway_latency_ms: float = Field(default=5.0, ge=0)
 
     @property
     def store_url(self) -> str:

@@ -25,6 +25,9 @@ from schemas import Codec, Event, headers
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "acks": "all",
     "enable.idempotence": True,
+    # The Java client's (and aiokafka's, so faust's) key hash: every client must put one
+    # entity's events on one partition. librdkafka's own default hashes differently.
+    "partitioner": "murmur2_random",
     "linger.ms": 50,
     "batch.size": 1_000_000,
     "compression.type": "lz4",

@@ -25,10 +25,12 @@ from schemas.order import (
     OrderLine,
     OrderPaymentRequested,
     OrderPriced,
+    OrderPricingFailed,
     OrderStockReserved,
+    PaymentDeadlinePassed,
     PricedLine,
 )
-from schemas.payment import PaymentAuthorized, PaymentCreated, PaymentFailed
+from schemas.payment import PaymentAuthorized, PaymentCreated, PaymentFailed, PaymentRefunded
 from schemas.pricing import PriceChanged, TaxRateChanged
 from schemas.product import ProductCreated, ProductUpdated
 from schemas.user import UserCreated, UserUpdated
@@ -46,10 +48,13 @@ __all__ = [
     "OrderLine",
     "OrderPaymentRequested",
     "OrderPriced",
+    "OrderPricingFailed",
     "OrderStockReserved",
     "PaymentAuthorized",
     "PaymentCreated",
+    "PaymentDeadlinePassed",
     "PaymentFailed",
+    "PaymentRefunded",
     "PriceChanged",
     "PricedLine",
     "ProductCreated",

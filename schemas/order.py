@@ -66,6 +66,20 @@ class OrderCancellationRequested(Event, domain="order"):
     reason: str = Field(default="", max_length=200)
 
 
+class OrderPricingFailed(Event, domain="order"):
+    """The order could not be priced (no price in its currency, or no tax rate)."""
+
+    order_id: Id
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class PaymentDeadlinePassed(Event, domain="order"):
+    """Internal to the order flow: an order's payment deadline has passed."""
+
+    order_id: Id
+    deadline: UtcDatetime
+
+
 class OrderStockReserved(Event, domain="order"):
     """Every line of the order has its units reserved."""
 

@@ -29,3 +29,11 @@ class PaymentFailed(Event, domain="payment"):
     order_id: Id
     payment_id: Id
     reason: str = Field(min_length=1, max_length=200)
+
+
+class PaymentRefunded(Event, domain="payment"):
+    """An authorized payment was given back: its order expired or was cancelled first."""
+
+    order_id: Id
+    payment_id: Id
+    reason: str = Field(min_length=1, max_length=200)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from consumers.projection import Projection
@@ -23,7 +23,7 @@ def shop_log(orders: int, seed: int = 5) -> list[Event]:
     return list(with_stock_flow(Shop(plan).events()))
 
 
-def publish(topology: Topology, bootstrap: str, events: list[Event]) -> None:
+def publish(topology: Topology, bootstrap: str, events: Sequence[Event]) -> None:
     with EventProducer(topology, bootstrap, "/ecomstream/test") as producer:
         for event in events:
             producer.publish(event)

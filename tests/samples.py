@@ -29,6 +29,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
     },
     "OrderCancellationRequested": {"order_id": "o-1", "reason": "changed mind"},
     "OrderStockReserved": {"order_id": "o-1"},
+    "OrderPricingFailed": {"order_id": "o-1", "reason": "no price for p-1 in EUR"},
+    "PaymentDeadlinePassed": {"order_id": "o-1", "deadline": datetime(2030, 1, 1, tzinfo=UTC)},
     "OrderPriced": {
         "order_id": "o-1",
         "lines": [{"product_id": "p-1", "quantity": 2, "unit_price_minor": 1999,
@@ -47,6 +49,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "PaymentCreated": {"order_id": "o-1", "payment_id": "pay-1", "amount": MONEY},
     "PaymentAuthorized": {"order_id": "o-1", "payment_id": "pay-1", "authorization": "AUTH-1"},
     "PaymentFailed": {"order_id": "o-1", "payment_id": "pay-1", "reason": "declined"},
+    "PaymentRefunded": {"order_id": "o-1", "payment_id": "pay-1", "reason": "order expired"},
 }  # fmt: skip
 
 

@@ -12,11 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import yaml
+
 if TYPE_CHECKING:
     from ecom.cluster import LocalCluster
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
+TOPIC_COUNT = len(yaml.safe_load((REPO / "topics.yaml").read_text())["topics"])
 
 
 def unique(prefix: str = "t") -> str:

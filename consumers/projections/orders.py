@@ -23,10 +23,12 @@ from schemas import (
     OrderExpired,
     OrderPaymentRequested,
     OrderPriced,
+    OrderPricingFailed,
     OrderStockReserved,
     PaymentAuthorized,
     PaymentCreated,
     PaymentFailed,
+    PaymentRefunded,
 )
 
 RANK = {
@@ -39,7 +41,7 @@ RANK = {
     "expired": 3,
 }
 FINAL = frozenset({"confirmed", "cancelled", "expired"})
-Step = tuple[str, str, str]  # (when, what, detail)
+Step = tuple[str, str, str, str]  # (when, what, detail, event id)
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,10 @@ class Order(Row):
         return self.changed(status=status)
 
     def noted(self, event: Event, step: str, detail: str = "") -> Order:
-        entry = (event.occurred_at.isoformat(), step, detail)
+        """Add a timeline entry (once per event id: redelivered events repeat theirs)."""
+        if any(entry[3] == event.event_id for entry in self.timeline):
+            return self
+        entry = (event.occurred_at.isoformat(), step, detail, event.event_id)
         return self.changed(timeline=tuple(sorted({*self.timeline, entry})))
 
 
@@ -137,6 +142,8 @@ def _order(order: Order, event: Event) -> Order:
         return order.advanced("stock-reserved").noted(event, "stock-reserved")
     if isinstance(event, OrderPriced):
         return _priced(order, event)
+    if isinstance(event, OrderPricingFailed):
+        return order.noted(event, "pricing-failed", event.reason)
     if isinstance(event, OrderPaymentRequested):
         waiting = order.changed(expires_at=event.expires_at).advanced("awaiting-payment")
         return waiting.noted(event, "awaiting-payment", f"until {event.expires_at.isoformat()}")
@@ -195,4 +202,7 @@ def _payment(order: Order, event: Event) -> Order:
     if isinstance(event, PaymentFailed):
         payment |= {"payment_id": event.payment_id, "status": "failed", "reason": event.reason}
         return order.changed(payment=payment).noted(event, "payment-failed", event.reason)
+    if isinstance(event, PaymentRefunded):
+        payment |= {"payment_id": event.payment_id, "status": "refunded", "reason": event.reason}
+        return order.changed(payment=payment).noted(event, "payment-refunded", event.reason)
     return order

@@ -18,6 +18,7 @@ from ecom.cli.output import bootstrap_option
 from ecom.cli.schemas import schemas
 from ecom.cli.serve import serve
 from ecom.cli.topics import topics
+from ecom.cli.worker import worker
 from ecom.errors import EcomError
 from ecom.settings import get_settings, resolve_bootstrap
 from ecom.topology import Topology
@@ -47,6 +48,7 @@ cli.add_command(serve)
 cli.add_command(bench)
 cli.add_command(projections)
 cli.add_command(query)
+cli.add_command(worker)
 
 
 @cli.command()

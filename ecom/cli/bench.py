@@ -53,3 +53,20 @@ def query(orders: int, reads: int, bootstrap: str | None) -> None:
     from consumers.bench import run
 
     run(_topology(), resolve_bootstrap(bootstrap), orders, reads, click.echo)
+
+
+@bench.command()
+@click.option("--orders", type=click.IntRange(10), default=2_000, show_default=True)
+@click.option(
+    "--rate",
+    type=click.FloatRange(0),
+    default=100,
+    show_default=True,
+    help="Orders per second; 0 for as fast as possible.",
+)
+@bootstrap_option
+def flow(orders: int, rate: float, bootstrap: str | None) -> None:
+    """Drive orders through the four workers; orders/s and latency to the final state."""
+    from streams.bench import run
+
+    run(_topology(), resolve_bootstrap(bootstrap), orders, rate, click.echo)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ecom.cluster import LocalCluster
-from tests.support import run_cli, scratch_cluster_env
+from tests.support import TOPIC_COUNT, run_cli, scratch_cluster_env
 
 pytestmark = pytest.mark.local_cluster
 
@@ -103,8 +103,9 @@ def test_one_broker_needs_dev_to_cap_replication(one_broker: dict[str, str]) -> 
     assert "pass --dev" in _one_line_error(refused.stderr)
     capped = run_cli("topics", "apply", "--dev", env=env)
     assert capped.returncode == 0, capped.stderr
-    assert "--dev: the cluster has 1 broker(s), so 8 topic(s) get replication factor 1" in (
-        capped.stdout
+    assert (
+        f"--dev: the cluster has 1 broker(s), so {TOPIC_COUNT} topic(s) get replication factor 1"
+        in (capped.stdout)
     )
     described = run_cli("topics", "describe", env=env)
     row = next(line for line in described.stdout.splitlines() if line.startswith("orders "))

@@ -179,3 +179,22 @@ def test_simulate_publishes_the_whole_plan(
     published = sum(_offsets(kafka, topology).values())
     assert published == expected
     assert "OrderCreated 200" in result.stdout
+
+
+def test_keys_land_where_java_and_faust_clients_put_them(
+    kafka: KafkaTarget, topology: Topology
+) -> None:
+    """One entity, one partition, whichever client publishes: our producer hashes keys
+    like the Java client and aiokafka (murmur2), not like librdkafka's default."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    partitions = list(range(topology.topic("inventory").spec.partitions))
+    landed: dict[str, int] = {}
+    with EventProducer(topology, kafka.bootstrap, "/ecomstream/test") as producer:
+        for number in range(200):
+            delivery = producer.publish_and_wait(
+                StockAdjusted(product_id=f"p-{number}", quantity=1)
+            )
+            landed[delivery.key] = delivery.partition
+    java_like = DefaultPartitioner()
+    assert landed == {key: java_like(key.encode(), partitions, partitions) for key in landed}

@@ -82,7 +82,9 @@ def test_restart_resumes_from_the_offsets_in_the_database(
 
 
 def _raw(topology: Topology, bootstrap: str, key: str, value: bytes) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "acks": "all", "partitioner": "murmur2_random"}
+    )
     producer.produce(
         topology.topic("inventory").name,
         key=key,

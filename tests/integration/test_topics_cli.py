@@ -8,7 +8,7 @@ import pytest
 
 from ecom.topics_admin import TopicAdmin
 from tests.conftest import KafkaTarget
-from tests.support import REPO, run_cli
+from tests.support import REPO, TOPIC_COUNT, run_cli
 
 pytestmark = pytest.mark.kafka
 
@@ -40,7 +40,7 @@ def test_apply_twice_changes_nothing_the_second_time(
 ) -> None:
     code, out, err = _apply(cli_env, topic_prefix)
     assert code == 0, err
-    assert out.count("create") == 8
+    assert out.count("create") == TOPIC_COUNT
     code, out, err = _apply(cli_env, topic_prefix)
     assert code == 0, err
     assert "no changes" in out
@@ -111,7 +111,7 @@ def test_config_drift_is_repaired(
 def test_describe_shows_live_and_missing_topics(cli_env: dict[str, str], topic_prefix: str) -> None:
     missing = run_cli("topics", "describe", "--prefix", topic_prefix, env=cli_env)
     assert missing.returncode == 0
-    assert missing.stdout.count("missing") == 8
+    assert missing.stdout.count("missing") == TOPIC_COUNT
     assert _apply(cli_env, topic_prefix)[0] == 0
     result = run_cli("topics", "describe", "--prefix", topic_prefix, env=cli_env)
     row = next(

@@ -291,7 +291,7 @@ def test_order_status_moves_forward_and_final_states_stick() -> None:
     assert order.total_minor == 4758
     assert order.payment is not None
     assert order.payment["status"] == "authorized"
-    steps = [step for _, step, _ in order.timeline]
+    steps = [step for _, step, _, _ in order.timeline]
     assert {
         "created",
         "priced",

@@ -1,0 +1,148 @@
+"""Plumbing every order-flow worker shares: its faust app, reading and publishing events.
+
+Each service (inventory, pricing, payment, order) is a faust app of its own: its own
+consumer group, tables and changelog topics, so each can be run, stopped and scaled
+alone. Topics are topics.yaml's (faust never creates one), values are our Avro bytes.
+
+Delivery is at least once. Every event a worker publishes has an id derived from the
+event that caused it, so when a crash makes a worker process an event again, what it
+publishes again carries the same ids and the next worker drops the duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import uuid
+from typing import Any
+
+import faust
+from faust.types import EventT
+
+from ecom.deadletters import Origin, dead_letter_headers
+from ecom.errors import DecodeError, InvalidEvent
+from ecom.settings import Settings
+from ecom.topology import Topology
+from schemas import Codec, Event, headers
+
+LOG = logging.getLogger("ecom.streams")
+NAMESPACE = uuid.UUID("9b1f6d1e-2f35-4c55-9a1e-6f0d9c1e7a01")
+DLQ_TOPIC = "order-flow-dlq"
+
+
+def derived_id(cause_id: str, *parts: str) -> str:
+    """Return the id of an event caused by event `cause_id` (the same every time)."""
+    return str(uuid.uuid5(NAMESPACE, "/".join((cause_id, *parts))))
+
+
+def app_id(service: str, topology: Topology) -> str:
+    """Return the faust app id (= consumer group) of a service."""
+    return f"{topology.prefix}order-flow-{service}"
+
+
+def make_app(service: str, topology: Topology, bootstrap: str, settings: Settings) -> faust.App:
+    """Build the faust app of one service."""
+    name = app_id(service, topology)
+    brokers = ";".join(f"kafka://{server}" for server in bootstrap.split(","))
+    datadir = settings.home / ".ecom" / "faust" / name
+    datadir.mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        name,
+        broker=brokers,
+        store="memory://",
+        datadir=str(datadir),
+        processing_guarantee="at_least_once",
+        producer_acks=-1,
+        producer_linger_ms=2,
+        topic_allow_declare=False,  # topics.yaml owns every topic
+        topic_disable_leader=True,
+        topic_partitions=topology.topic("orders").spec.partitions,
+        key_serializer="raw",
+        value_serializer="raw",
+        # Table keys are record keys (bytes), table values JSON. Both settings matter:
+        # faust reads changelogs back with them on recovery.
+        table_key_serializer="raw",
+        table_value_serializer="json",
+        web_enabled=False,
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        # A restarted worker takes its partitions back at once (static membership),
+        # instead of waiting for the dead one's session to time out.
+        consumer_group_instance_id=f"{name}-{socket.gethostname()}",
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+        table_standby_replicas=0,
+    )
+
+
+class Flow:
+    """A service's view of the topics: decode what it reads, publish what it decides."""
+
+    def __init__(self, app: faust.App, topology: Topology, service: str) -> None:
+        self.app = app
+        self.topology = topology
+        self.source = f"/ecomstream/worker/{service}"
+        self.codec = Codec()
+        self._topics: dict[str, Any] = {}
+
+    def topic(self, *names: str) -> Any:
+        """Return a faust topic (or a channel of several) for topics.yaml names."""
+        full = [self.topology.topic(name).name for name in names]
+        key = ",".join(full)
+        if key not in self._topics:
+            self._topics[key] = self.app.topic(
+                *full,
+                key_type=bytes,
+                value_type=bytes,
+                key_serializer="raw",
+                value_serializer="raw",
+                partitions=self.topology.topic(names[0]).spec.partitions,
+            )
+        return self._topics[key]
+
+    def table(self, name: str) -> Any:
+        """Return a table whose changelog is topics.yaml's `<app id>-<name>-changelog`."""
+        changelog = f"{self.app.conf.id}-{name}-changelog".removeprefix(self.topology.prefix)
+        partitions = self.topology.topic(changelog).spec.partitions
+        return self.app.Table(name, partitions=partitions, key_type=bytes)
+
+    async def decode(self, record: EventT[Any]) -> Event | None:
+        """Decode a record; dead-letter it (and return None) if it cannot be read."""
+        try:
+            return self.codec.decode(record.value)
+        except (DecodeError, InvalidEvent) as error:
+            await self.dead_letter(record, error)
+            return None
+
+    async def dead_letter(self, record: EventT[Any], error: BaseException) -> None:
+        """Park a record in the order-flow DLQ with its story."""
+        message = record.message
+        origin = Origin(
+            message.topic,
+            message.partition,
+            message.offset,
+            int(message.timestamp * 1000),
+            "CreateTime",
+            self.app.conf.id,
+        )
+        LOG.warning(
+            "dead letter %s[%d]@%d: %s", message.topic, message.partition, message.offset, error
+        )
+        found = message.headers or []
+        original = list(found.items()) if isinstance(found, dict) else list(found)
+        await self.topic(DLQ_TOPIC).send(
+            key=message.key,
+            value=message.value,
+            headers=original + dead_letter_headers(origin, error),
+        )
+
+    async def publish(self, event: Event) -> asyncio.Future[Any]:
+        """Publish an event to its topic, keyed per topics.yaml, with CloudEvents headers;
+        return the future of its acknowledgement."""
+        topic = self.topology.for_event(event.event_type)
+        key = str(getattr(event, topic.key_field(event.event_type)))
+        sent: asyncio.Future[Any] = await self.topic(topic.spec.name).send(
+            key=key.encode(), value=self.codec.encode(event), headers=headers(event, self.source)
+        )
+        return sent
