@@ -78,12 +78,25 @@ def list_command(store_url: str | None) -> None:
 
 
 @click.group()
-def query() -> None:
+@click.option("--generation", "pins", multiple=True, metavar="PROJECTION=N",
+              help="Read another generation, such as a view of the past from `ecom replay "
+              "--until` (see `ecom projections list`).")  # fmt: skip
+@click.pass_context
+def query(context: click.Context, pins: tuple[str, ...]) -> None:
     """Ask the query view (never Kafka)."""
+    pinned: dict[str, int] = {}
+    for pin in pins:
+        name, _, number = pin.partition("=")
+        if name not in PROJECTIONS or not number.isdigit():
+            raise BadInput(f"bad --generation {pin!r}: expected PROJECTION=N, such as orders=3")
+        pinned[name] = int(number)
+    context.obj = pinned
 
 
 def _view(store_url: str | None) -> QueryView:
-    return QueryView(open_store(_store_url(store_url)))
+    pinned = click.get_current_context().obj
+    store = open_store(_store_url(store_url))
+    return QueryView(store, pinned if isinstance(pinned, dict) else None)
 
 
 def _show(answer: dict[str, Any] | None, what: str, as_json: bool) -> None:
@@ -186,3 +199,40 @@ def products(store_url: str | None, as_json: bool) -> None:
 def inventory(product_id: str, store_url: str | None, as_json: bool) -> None:
     """A product's stock."""
     _show(_view(store_url).inventory(product_id), f"stock of {product_id}", as_json)
+
+
+@click.command()
+@click.argument("name", type=click.Choice(sorted(PROJECTIONS)))
+@click.option("--until", metavar="OFFSET|DATETIME",
+              help="Stop there in every partition and keep the result beside the live view "
+              "(a view of the past; no switch).")  # fmt: skip
+@click.option("--resume", is_flag=True, help="Carry on with an interrupted replay.")
+@click.option("--drop", is_flag=True, help="Throw an interrupted replay away.")
+@store_option
+@bootstrap_option
+def replay(name: str, until: str | None, resume: bool, drop: bool, store_url: str | None,
+           bootstrap: str | None) -> None:  # fmt: skip
+    """Rebuild projection NAME from the log into a new generation, then switch to it."""
+    from consumers.replay import Replay
+
+    settings = get_settings()
+    topology = Topology.load(settings.topics_path, settings.topic_prefix)
+    with open_store(_store_url(store_url)) as store:
+        job = Replay(PROJECTIONS[name], store, topology, resolve_bootstrap(bootstrap), click.echo)
+        if drop:
+            click.echo(f"dropped the interrupted replay of {name} (generation {job.drop()})")
+            return
+        outcome = job.run(until, resume)
+    rate = outcome.events / outcome.seconds if outcome.seconds else 0.0
+    click.echo(
+        f"replayed {outcome.events} events into generation {outcome.generation} in "
+        f"{outcome.seconds:.1f}s ({rate:,.0f} events/s), checksum {outcome.checksum[:16]}"
+    )
+    if until is not None:
+        click.echo(
+            f"generation {outcome.generation} holds {name} as of {until} (queries still read "
+            f"the live one): ecom query --generation {name}={outcome.generation} ..."
+        )
+    else:
+        click.echo(f"the view now reads generation {outcome.generation} "
+                   f"(was {outcome.switched_from})")  # fmt: skip

@@ -34,9 +34,13 @@ def origin_of(message: Message, group: str) -> Origin:
 class DeadLetters:
     """Write failed records to a dead-letter topic, acknowledged by all replicas."""
 
-    def __init__(self, bootstrap: str, topic: str, group: str) -> None:
+    def __init__(
+        self, bootstrap: str, topic: str, group: str, marks: list[tuple[str, bytes]] | None = None
+    ) -> None:
         self.topic = topic
         self.group = group
+        # extra headers, such as the replay mark
+        self.marks: list[tuple[str, str | bytes | None]] = list(marks or [])
         self._failures: list[str] = []
         self.sent = 0
         settings: dict[str, Any] = {
@@ -56,7 +60,9 @@ class DeadLetters:
             self.topic,
             key=message.key(),
             value=message.value(),
-            headers=original + dead_letter_headers(origin_of(message, self.group), error),
+            headers=original
+            + dead_letter_headers(origin_of(message, self.group), error)
+            + self.marks,
             timestamp=max(timestamp, 0),
             on_delivery=self._delivered,
         )

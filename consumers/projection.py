@@ -42,6 +42,7 @@ class Envelope:
 
     event: Event
     position: Position
+    replayed: bool = False  # read again by `ecom replay`: nothing with side effects fires
 
 
 @dataclass(frozen=True)

@@ -35,15 +35,19 @@ OWNER = {
 class QueryView:
     """Read-only queries over the view database."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, pinned: dict[str, int] | None = None) -> None:
         self.store = store
+        self.pinned = pinned or {}  # projection -> generation to read instead of the live one
+
+    def _generations(self, read: Read) -> dict[str, int]:
+        return _generations(read) | self.pinned
 
     # -- orders ------------------------------------------------------------------------
 
     def order(self, order_id: str) -> dict[str, Any] | None:
         """Return one order with its timeline, or None if the view has not seen it."""
         with self.store.snapshot() as read:
-            generations = _generations(read)
+            generations = self._generations(read)
             rows = _select(read, generations, Order, "order_id = ?", [order_id])
             return _answer(read, generations, ["orders"], _order(rows[0]) if rows else None)
 
@@ -53,7 +57,7 @@ class QueryView:
         if status:
             where, params = f"{where} AND status = ?", [*params, status]
         with self.store.snapshot() as read:
-            generations = _generations(read)
+            generations = self._generations(read)
             rows = _select(read, generations, Order, where, params, "order_id", limit + 1)
             return _answer(read, generations, ["orders"], _page(rows, limit, "order_id", _order))
 
@@ -61,7 +65,7 @@ class QueryView:
         """Return a user, if known, and a page of their orders."""
         where, params = _page_filter("order_id", after)
         with self.store.snapshot() as read:
-            generations = _generations(read)
+            generations = self._generations(read)
             users = _select(read, generations, User, "user_id = ?", [user_id])
             rows = _select(
                 read,
@@ -81,7 +85,7 @@ class QueryView:
     def product(self, product_id: str) -> dict[str, Any] | None:
         """Return a product with its price, tax rates for its category and its stock."""
         with self.store.snapshot() as read:
-            generations = _generations(read)
+            generations = self._generations(read)
             products = _select(read, generations, Product, "product_id = ?", [product_id])
             product = self._with_price_and_stock(read, generations, products)
             return _answer(
@@ -95,7 +99,7 @@ class QueryView:
         """Return a page of products with prices and stock."""
         where, params = _page_filter("product_id", after)
         with self.store.snapshot() as read:
-            generations = _generations(read)
+            generations = self._generations(read)
             rows = _select(read, generations, Product, where, params, "product_id", limit + 1)
             page = _page(rows, limit, "product_id", lambda r: r)
             page["items"] = self._with_price_and_stock(read, generations, page["items"])
@@ -104,7 +108,7 @@ class QueryView:
     def inventory(self, product_id: str) -> dict[str, Any] | None:
         """Return a product's stock."""
         with self.store.snapshot() as read:
-            generations = _generations(read)
+            generations = self._generations(read)
             rows = _select(read, generations, Stock, "product_id = ?", [product_id])
             return _answer(read, generations, ["inventory"], _stock(rows[0]) if rows else None)
 
@@ -146,7 +150,7 @@ class QueryView:
     def health(self) -> dict[str, Any]:
         """Return every projection's generation, offsets, lag and newest event time."""
         with self.store.snapshot() as read:
-            generations = _generations(read)
+            generations = self._generations(read)
             return {
                 "status": "ok",
                 "projections": _freshness(read, generations, sorted(generations)),

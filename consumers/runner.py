@@ -43,6 +43,7 @@ from schemas import Codec
 
 LOG = logging.getLogger("ecom.projections")
 BATCH = 5000
+SWITCH_CHECK_S = 1.0
 DLQ_TOPIC = "projections-dlq"
 
 
@@ -67,6 +68,8 @@ class ProjectionRunner:
         bootstrap: str,
         group: str | None = None,
         crash_after_db_commit: int | None = None,
+        generation: int | None = None,
+        replayed: bool = False,
     ) -> None:
         self.projection = projection
         self.store = store
@@ -78,9 +81,11 @@ class ProjectionRunner:
         self.stop_event = threading.Event()
         self._crash_after = crash_after_db_commit
         self._logical = {topology.topic(t).name: t for t in projection.topics}
-        self._next: dict[tuple[str, int], int] = {}
-        self.generation = self._generation()
+        self.next_offsets: dict[tuple[str, int], int] = {}
+        self.replayed = replayed
+        self.generation = generation if generation is not None else self._generation()
         self.engine = Engine(projection, store, self.generation)
+        self._checked_switch = time.monotonic()
 
     # -- start-up checks -----------------------------------------------------------------
 
@@ -147,13 +152,14 @@ class ProjectionRunner:
             while not self.stop_event.is_set():
                 if self._step(consumer, dead_letters) and on_batch is not None:
                     on_batch(self)
+                self._follow_switch(consumer)
         finally:
             consumer.close()
             self.store.close()
 
     def has_read(self, ends: dict[tuple[str, int], int]) -> bool:
         """Tell whether the view holds every partition up to the given end offsets."""
-        return all(self._next.get(key, 0) >= end for key, end in ends.items())
+        return all(self.next_offsets.get(key, 0) >= end for key, end in ends.items())
 
     def stop(self) -> None:
         """Ask the loop to finish its batch and return."""
@@ -182,14 +188,45 @@ class ProjectionRunner:
         for tp in partitions:
             row = stored.get((tp.topic, tp.partition))
             tp.offset = row.next_offset if row else OFFSET_BEGINNING
-            self._next[(tp.topic, tp.partition)] = row.next_offset if row else 0
+            self.next_offsets[(tp.topic, tp.partition)] = row.next_offset if row else 0
         consumer.assign(partitions)
         LOG.info("%s: assigned %d partition(s)", self.projection.name, len(partitions))
 
+    def _follow_switch(self, consumer: Consumer) -> None:
+        """After `ecom replay` switched the view to a new generation, carry on in that
+        one, from the offsets the replay stored with it."""
+        if time.monotonic() - self._checked_switch < SWITCH_CHECK_S:
+            return
+        self._checked_switch = time.monotonic()
+        active = self.store.active_generation(self.projection.name)
+        if active is None or active == self.generation:
+            return
+        LOG.info("%s: the view switched to generation %d", self.projection.name, active)
+        self.generation = active
+        self.engine = Engine(self.projection, self.store, active)
+        stored = self.store.offsets(self.projection.name, active)
+        for tp in consumer.assignment():
+            row = stored.get((tp.topic, tp.partition))
+            tp.offset = row.next_offset if row else OFFSET_BEGINNING
+            self.next_offsets[(tp.topic, tp.partition)] = row.next_offset if row else 0
+            consumer.seek(tp)
+
     def _step(self, consumer: Consumer, dead_letters: DeadLetters) -> bool:
-        messages = [m for m in consumer.consume(BATCH, timeout=0.5) if self._fresh(m)]
+        messages = [m for m in consumer.consume(BATCH, timeout=0.5) if self.fresh(m)]
         if not messages:
             return False
+        offsets = self.apply(consumer, messages, dead_letters)
+        consumer.commit(
+            offsets=[TopicPartition(o.topic, o.partition, o.next_offset) for o in offsets],
+            asynchronous=True,
+        )
+        return True
+
+    def apply(
+        self, consumer: Consumer, messages: list[Message], dead_letters: DeadLetters
+    ) -> list[OffsetRow]:
+        """Fold a batch into the view: dead letters acknowledged first, then rows and
+        offsets in one transaction. Return the offsets stored."""
         envelopes, dead = self._decode(messages)
         folded = self.engine.fold([envelope for envelope, _ in envelopes])
         by_envelope = {id(envelope): message for envelope, message in envelopes}
@@ -210,17 +247,13 @@ class ProjectionRunner:
         self.engine.commit(folded, offsets)
         self._after_db_commit()
         for row in offsets:
-            self._next[(row.topic, row.partition)] = row.next_offset
-        consumer.commit(
-            offsets=[TopicPartition(o.topic, o.partition, o.next_offset) for o in offsets],
-            asynchronous=True,
-        )
+            self.next_offsets[(row.topic, row.partition)] = row.next_offset
         self.progress.applied += folded.applied
         self.progress.dead_letters += len(dead)
         self.progress.batches += 1
-        return True
+        return offsets
 
-    def _fresh(self, message: Message) -> bool:
+    def fresh(self, message: Message) -> bool:
         """Drop errors we ride out, and records the view already holds."""
         error = message.error()
         if error is not None:
@@ -228,7 +261,7 @@ class ProjectionRunner:
                 return False
             raise KafkaUnavailable(f"{self.projection.name}: {error.str()}")
         key = (message.topic() or "", message.partition() or 0)
-        return (message.offset() or 0) >= self._next.get(key, 0)
+        return (message.offset() or 0) >= self.next_offsets.get(key, 0)
 
     def _decode(
         self, messages: list[Message]
@@ -243,7 +276,7 @@ class ProjectionRunner:
                 continue
             topic = self._logical[message.topic() or ""]
             position = Position(topic, message.partition() or 0, message.offset() or 0)
-            envelopes.append((Envelope(event, position), message))
+            envelopes.append((Envelope(event, position, self.replayed), message))
         return envelopes, dead
 
     def _offsets(

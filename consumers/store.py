@@ -253,6 +253,15 @@ class Store:
             if state == "active":
                 self._point(connection, projection.name, generation)
 
+    def set_state(self, projection: str, generation: int, state: str) -> None:
+        with self.transaction() as connection:
+            connection.execute(
+                self.sql(
+                    "UPDATE ecom_generations SET state = ? WHERE projection = ? AND generation = ?"
+                ),
+                (state, projection, generation),
+            )
+
     def bind(
         self, projection: str, generation: int, cluster_id: str, topic_ids: dict[str, str]
     ) -> None:

@@ -1,97 +1,196 @@
-"""`ecom demo`: show the system working end to end.
+"""`ecom demo` (what `make demo` runs): the whole shop, end to end, on this machine.
 
-For now: a durable round trip of real events. Scratch copies of the topics (same specs
-as topics.yaml, a `demo-` prefix) are created; a user, a product with price and stock,
-and an order are published with acks=all; they are read back, decoded and printed;
-the scratch topics are deleted.
+It applies topics.yaml, starts the four order-flow workers, the projection worker, the
+query API and the command API (each its own process, logs in .ecom/logs/), then runs a
+simulated shop with more demand than stock, waits until every order has reached a
+final state, and prints a report and where to look. On Ctrl-C (or with --exit, after
+the report) it stops everything it started.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
-from confluent_kafka import Consumer
-
-from ecom.errors import KafkaUnavailable
-from ecom.kafka import client_config
-from ecom.topics_admin import scratch_topology
+from consumers.queries import QueryView
+from consumers.store import open_store
+from ecom.settings import Settings
+from ecom.topics_admin import TopicAdmin
+from ecom.topics_plan import make_plan
 from ecom.topology import Topology
 from producers.producer import EventProducer
-from schemas import (
-    Codec,
-    Event,
-    Money,
-    OrderCreated,
-    OrderLine,
-    PriceChanged,
-    ProductCreated,
-    StockAdjusted,
-    UserCreated,
-)
+from producers.simulate import Shop, ShopPlan
+from schemas import OrderCreated
 
 Report = Callable[[str], None]
+FINAL = ("confirmed", "cancelled", "expired")
 
 
-def demo_events() -> list[Event]:
-    """A user, a product with a price and stock, and an order."""
-    return [
-        UserCreated(user_id="u-ada", email="ada@example.com", name="Ada Lovelace", country="DE"),
-        ProductCreated(product_id="p-mug", name="Mug", category="standard"),
-        PriceChanged(product_id="p-mug", price=Money(amount_minor=1299, currency="EUR")),
-        StockAdjusted(product_id="p-mug", quantity=10, reason="delivery"),
-        OrderCreated(
-            order_id="o-1",
-            user_id="u-ada",
-            lines=(OrderLine(product_id="p-mug", quantity=2),),
-            shipping_country="DE",
-            currency="EUR",
-        ),
-    ]
-
-
-def round_trip(topology: Topology, bootstrap: str, report: Report) -> None:
-    """Publish the demo events to scratch topics, read them back, delete the topics."""
-    events = demo_events()
-    with scratch_topology(topology, bootstrap, "demo") as scratch:
-        report(f"created {len(scratch.topics())} scratch topics under {scratch.prefix}*")
-        with EventProducer(scratch, bootstrap, "/ecomstream/demo") as producer:
-            for event in events:
-                delivery = producer.publish_and_wait(event)
-                report(f"  wrote {event.event_type:<15} key {delivery.key:<6} -> "
-                       f"{delivery.topic}[{delivery.partition}]@{delivery.offset}")  # fmt: skip
-        names = sorted({scratch.for_event(e.event_type).name for e in events})
-        for topic, partition, offset, event in _read(bootstrap, names, len(events)):
-            report(f"  read  {event.event_type:<15} {topic}[{partition}]@{offset}: "
-                   f"{event.model_dump_json(exclude={'event_id', 'occurred_at'})}")  # fmt: skip
-    report(f"deleted the scratch topics under {scratch.prefix}*")
-
-
-def _read(bootstrap: str, topics: list[str], count: int) -> list[tuple[str, int, int, Event]]:
-    consumer = Consumer(
-        client_config(
-            bootstrap, **{"group.id": f"{topics[0]}-demo", "auto.offset.reset": "earliest"}
-        )
-    )
-    consumer.subscribe(topics)
-    codec = Codec()
-    read: list[tuple[str, int, int, Event]] = []
-    deadline = time.monotonic() + 30
+@contextmanager
+def services(settings: Settings, bootstrap: str, report: Report) -> Iterator[None]:
+    """Start the workers, the projections and both APIs; stop them all afterwards."""
+    logs = settings.home / ".ecom" / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    commands = {
+        "workers": ["worker", "all"],
+        "projections": ["projections", "run", "--store", settings.store_url],
+        "query-api": [
+            "serve",
+            "query",
+            "--store",
+            settings.store_url,
+            "--port",
+            _port(settings.query_url),
+        ],
+        "command-api": ["serve", "commands", "--port", str(settings.commands_port)],
+    }
+    env = os.environ | {"KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+    started: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        while len(read) < count and time.monotonic() < deadline:
-            for message in consumer.consume(count, timeout=0.5):
-                if message.error() is None:
-                    event = codec.decode(message.value())
-                    read.append(
-                        (
-                            message.topic() or "",
-                            message.partition() or 0,
-                            message.offset() or 0,
-                            event,
-                        )
-                    )
+        for name, args in commands.items():
+            log = (logs / f"{name}.log").open("wb")
+            started[name] = subprocess.Popen([sys.executable, "-m", "ecom", *args], env=env,
+                                             stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+            report(f"  started {name:<12} pid {started[name].pid}, log {logs / (name + '.log')}")
+        yield
     finally:
-        consumer.close()
-    if len(read) < count:
-        raise KafkaUnavailable(f"read back {len(read)} of {count} events")
-    return read
+        for process in started.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in started.values():
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        report(f"stopped {', '.join(started)}")
+
+
+def run(topology: Topology, bootstrap: str, settings: Settings, plan: ShopPlan, rate: float,
+        stay: bool, report: Report) -> None:  # fmt: skip
+    """Run the demo; with stay, keep the services up until Ctrl-C."""
+    report(f"applying {settings.topics_path.name} to {bootstrap} ...")
+    admin = TopicAdmin(bootstrap)
+    brokers = admin.broker_count()
+    names = [t.name for t in topology.topics()]
+    admin.execute(make_plan(topology, admin.live_topics(names), brokers, dev=brokers < 3))
+    report("starting the services:")
+    with services(settings, bootstrap, report):
+        orders = _shop(topology, bootstrap, plan, rate, report)
+        view = QueryView(open_store(settings.store_url))
+        _wait_final(view, orders, report)
+        _report(view, orders, settings, report)
+        if stay:
+            report("\nthe shop keeps running: press Ctrl-C to stop everything")
+            _wait_for_interrupt()
+        view.store.close()
+
+
+def _shop(
+    topology: Topology, bootstrap: str, plan: ShopPlan, rate: float, report: Report
+) -> list[str]:
+    shop = Shop(plan)
+    stock = f"{plan.min_stock}-{plan.max_stock}"
+    report(
+        f"\nsimulated shop (seed {plan.seed}): {plan.users} users, {plan.products} products "
+        f"with {stock} units each, {plan.orders} orders at {rate:g}/s"
+    )
+    orders: list[str] = []
+    with EventProducer(topology, bootstrap, "/ecomstream/demo") as producer:
+        for event in shop.reference_events():
+            producer.publish(event)
+        producer.flush()
+        start = time.monotonic()
+        for event in shop.order_events():
+            if isinstance(event, OrderCreated):
+                if (wait := start + len(orders) / rate - time.monotonic()) > 0:
+                    time.sleep(wait)
+                orders.append(event.order_id)
+            producer.publish(event)
+            producer.poll(0)
+    return orders
+
+
+def _statuses(view: QueryView, orders: list[str]) -> Counter[str]:
+    wanted = set(orders)
+    counts: Counter[str] = Counter()
+    after = None
+    while True:
+        page = view.orders(None, after, 500)["data"]
+        counts.update(o["status"] for o in page["items"] if o["order_id"] in wanted)
+        after = page["next"]
+        if after is None:
+            return counts
+
+
+def _wait_final(view: QueryView, orders: list[str], report: Report, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        counts = _statuses(view, orders)
+        line = ", ".join(f"{status} {n}" for status, n in sorted(counts.items()))
+        if line != last:
+            report(f"  {line}")
+            last = line
+        if sum(counts[s] for s in FINAL) >= len(orders) or time.monotonic() > deadline:
+            return
+        time.sleep(1)
+
+
+def _report(view: QueryView, orders: list[str], settings: Settings, report: Report) -> None:
+    counts = _statuses(view, orders)
+    reasons: Counter[str] = Counter()
+    for order_id in orders:
+        answer = view.order(order_id)
+        if answer and answer["data"] and answer["data"]["status"] == "cancelled":
+            reasons[answer["data"]["reason"]] += 1
+    why = ", ".join(f"{reason} {n}" for reason, n in reasons.most_common())
+    report(
+        f"\n{len(orders)} orders: confirmed {counts['confirmed']}, "
+        f"cancelled {counts['cancelled']} ({why}), expired {counts['expired']}"
+    )
+    products = view.products(None, 500)["data"]["items"]
+    scarce = sorted(products, key=lambda p: (p["stock"] or {}).get("available", 0))[:5]
+    left = [f"{p['product_id']} {_left(p['stock'])}" for p in scarce if p["stock"]]
+    report("stock left, scarcest first: " + ", ".join(left))
+    lags = view.health()["projections"]
+    report("projection lag: " + ", ".join(f"{name} {info['lag']}" for name, info in lags.items()))
+    order = orders[0]
+    report(f"""
+where to look:
+  {settings.query_url}/orders/{order}      an order, its timeline and payment
+  {settings.query_url}/orders?status=confirmed
+  {settings.query_url}/products            prices, taxes and stock
+  {settings.query_url}/health              projection lag and freshness
+  {settings.query_url}/docs                the query API
+  http://127.0.0.1:{settings.commands_port}/docs               the command API (POST /orders ...)
+  ecom query order {order}
+  ecom offsets list / ecom projections list
+  logs in {settings.home / ".ecom" / "logs"}""")
+
+
+def _port(url: str) -> str:
+    return url.rsplit(":", 1)[-1].split("/")[0]
+
+
+def _left(stock: dict[str, int]) -> str:
+    return f"{stock['available']} of {stock['on_hand'] + stock['sold']}"
+
+
+def _wait_for_interrupt() -> None:
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        return
+
+
+def default_seed() -> int:
+    """A new seed per run, so each demo adds a new batch of orders."""
+    return int(time.time()) % 1_000_000

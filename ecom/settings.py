@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     topics_file: Path | None = None
     topic_prefix: str = ""
     query_url: str = "http://127.0.0.1:8001"
+    commands_port: int = Field(default=8000, ge=1, le=65535)
     store: str | None = None
     # The order flow (streams/): how long an order waits for payment, and the simulated
     # payment gateway's share of declines and latency.

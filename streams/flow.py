@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
+import sys
+import time
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
@@ -29,6 +33,10 @@ from schemas import Codec, Event, headers
 LOG = logging.getLogger("ecom.streams")
 NAMESPACE = uuid.UUID("9b1f6d1e-2f35-4c55-9a1e-6f0d9c1e7a01")
 DLQ_TOPIC = "order-flow-dlq"
+BATCH = 500
+BATCH_WITHIN_S = 0.005
+RESTART_DELAY_S = 2.0
+Records = Sequence[EventT[Any]]
 
 
 def derived_id(cause_id: str, *parts: str) -> str:
@@ -83,8 +91,35 @@ class Flow:
         self.app = app
         self.topology = topology
         self.source = f"/ecomstream/worker/{service}"
+        self.service = service
         self.codec = Codec()
         self._topics: dict[str, Any] = {}
+        self._pending: list[asyncio.Future[Any]] = []
+
+    async def consume(self, stream: Any, handle: Callable[[Records], Awaitable[None]]) -> None:
+        """Feed a stream to `handle` in batches; a batch is done, and its offsets can be
+        committed, only once Kafka has acknowledged everything published while handling
+        it. If anything fails instead, the worker restarts from its last commit: faust
+        would otherwise restart the agent alone, with the failed batch never acknowledged
+        and the commits stuck behind it."""
+        try:
+            async for records in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+                await handle(records)
+                await self.settle()
+        except Exception:
+            LOG.exception("the %s worker failed; restarting from its last commit", self.service)
+            restart_process()
+
+    async def settle(self) -> None:
+        """Wait until Kafka has acknowledged everything published so far."""
+        pending, self._pending = self._pending, []
+        await asyncio.gather(*pending)
+
+    def save(self, table: Any, record: EventT[Any], value: Any) -> None:
+        """Set table[record.key] from within a batch (a batch has no single current
+        event, so the changelog partition is named: the record's own)."""
+        table.data[record.key] = value
+        table.send_changelog(record.message.partition, record.key, value)
 
     def topic(self, *names: str) -> Any:
         """Return a faust topic (or a channel of several) for topics.yaml names."""
@@ -145,4 +180,12 @@ class Flow:
         sent: asyncio.Future[Any] = await self.topic(topic.spec.name).send(
             key=key.encode(), value=self.codec.encode(event), headers=headers(event, self.source)
         )
+        self._pending.append(sent)
         return sent
+
+
+def restart_process() -> None:
+    """Replace this worker with a fresh process (same pid, same static membership);
+    at-least-once delivery makes that safe: nothing past the last commit is lost."""
+    time.sleep(RESTART_DELAY_S)
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])  # noqa: S606 - ourselves again

@@ -22,7 +22,7 @@ from faust.types import EventT, StreamT
 from ecom.errors import InvalidEvent
 from schemas import Event, StockReservationRejected, StockReservationRequested, StockReserved
 from schemas.stock import Decision, StockLevel, apply_stock
-from streams.flow import Flow, derived_id
+from streams.flow import Flow, Records, derived_id
 
 
 def register(app: faust.App, flow: Flow) -> None:
@@ -31,10 +31,14 @@ def register(app: faust.App, flow: Flow) -> None:
 
     @app.agent(flow.topic("inventory"), name="inventory")
     async def decide(stream: StreamT[bytes]) -> None:
-        async for record in stream.events():
-            event = await flow.decode(record)
-            if event is not None:
-                await _handle(flow, stock, record, event)
+        await flow.consume(stream, lambda records: _decide(flow, stock, records))
+
+
+async def _decide(flow: Flow, stock: Any, records: Records) -> None:
+    for record in records:
+        event = await flow.decode(record)
+        if event is not None:
+            await _handle(flow, stock, record, event)
 
 
 async def _handle(flow: Flow, stock: Any, record: EventT[Any], event: Event) -> None:
@@ -51,10 +55,10 @@ async def _handle(flow: Flow, stock: Any, record: EventT[Any], event: Event) -> 
     try:
         level, decision = apply_stock(level, event)
     except InvalidEvent as error:
-        stock[product] = _row(level, offset)
+        flow.save(stock, record, _row(level, offset))
         await flow.dead_letter(record, error)
         return
-    stock[product] = _row(level, offset)
+    flow.save(stock, record, _row(level, offset))
     if decision is not None:
         assert isinstance(event, StockReservationRequested)
         await _answer(flow, event, decision)

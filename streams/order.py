@@ -8,9 +8,10 @@ own payment deadlines. It asks for stock (StockReservationRequested per line), a
   reserved, the order is priced and the payment is authorized;
 - cancels it (OrderCancelled, and StockReleased per line) when a line is rejected, it
   cannot be priced, the payment fails, or the user asks first;
-- expires it (OrderExpired, and StockReleased per line) when no payment arrived by its
-  deadline; a timer feeds PaymentDeadlinePassed back into the stream, so the decision is
-  taken in order with everything else that happens to the order.
+- expires it (OrderExpired, and StockReleased per line) when it is not reserved and
+  priced within the payment timeout of its creation, or not paid within the timeout of
+  the payment request; a timer feeds PaymentDeadlinePassed back into the stream, so the
+  decision is taken in order with everything else that happens to the order.
 
 A reservation that arrives for an order already cancelled or expired is released at
 once, so no reservation is left dangling. State: the `orders` table; each order
@@ -21,7 +22,6 @@ acknowledged everything the batch published.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -57,9 +57,8 @@ from streams.flow import Flow, derived_id
 State = dict[str, Any]
 FINAL = ("confirmed", "cancelled", "expired")
 SEEN = 64
-BATCH = 500
-BATCH_WITHIN_S = 0.005
 DEADLINE_TICK_S = 0.25
+WAITING = ("reserving", "awaiting-payment")
 RESEND_AFTER_S = 5.0
 
 
@@ -70,9 +69,8 @@ def register(app: faust.App, flow: Flow, payment_timeout_s: float) -> None:
     timeout = timedelta(seconds=payment_timeout_s)
 
     @app.agent(channel, name="order")
-    async def run(stream: Any) -> None:  # a faust Stream; its stubs lack take_events
-        async for records in stream.take_events(BATCH, within=BATCH_WITHIN_S):
-            await _process(flow, orders, records, timeout)
+    async def run(stream: Any) -> None:
+        await flow.consume(stream, lambda records: _process(flow, orders, records, timeout))
 
     sent: dict[bytes, float] = {}
 
@@ -81,14 +79,14 @@ def register(app: faust.App, flow: Flow, payment_timeout_s: float) -> None:
         active = {tp.partition for tp in app.assignor.assigned_actives()}
         now = datetime.now(UTC)
         for key, state in list(orders.items()):
-            if state.get("status") != "awaiting-payment" or state.get("partition") not in active:
+            if state.get("status") not in WAITING or state.get("partition") not in active:
                 continue
             deadline = datetime.fromisoformat(state["deadline"])
             if deadline <= now and time.monotonic() - sent.get(key, 0.0) > RESEND_AFTER_S:
                 sent[key] = time.monotonic()
                 await flow.publish(
                     PaymentDeadlinePassed(
-                        event_id=derived_id_of(state, "deadline"),
+                        event_id=derived_id_of(state, "deadline", state["deadline"]),
                         order_id=key.decode(),
                         deadline=deadline,
                     )
@@ -116,8 +114,9 @@ async def _process(
             changed.add(key)
         states[key] = state
         outputs += published
-    acknowledgements = [await flow.publish(output) for output in outputs]
-    await asyncio.gather(*acknowledgements)
+    for output in outputs:
+        await flow.publish(output)
+    await flow.settle()
     for key in changed:
         state = states[key]
         assert state is not None
@@ -136,7 +135,7 @@ def step(
 ) -> tuple[State | None, list[Event]]:
     """Decide what an event does to an order. Pure: returns the new state and what to publish."""
     if isinstance(event, OrderCreated):
-        return _created(state, event)
+        return _created(state, event, now, timeout)
     if state is None or event.event_id in state["seen"]:
         return state, []
     state = {**state, "seen": [*state["seen"], event.event_id][-SEEN:]}
@@ -159,20 +158,22 @@ def step(
         return _cancel(state, event, "not-priceable", event.reason)
     if isinstance(event, OrderCancellationRequested):
         return _cancel(state, event, "user", event.reason)
+    if isinstance(event, PaymentDeadlinePassed) and now >= datetime.fromisoformat(
+        state["deadline"]
+    ):
+        return _expire(state, event)
     if state["status"] != "awaiting-payment":
         return state, []
     if isinstance(event, PaymentAuthorized):
         return _confirm(state, event)
     if isinstance(event, PaymentFailed):
         return _cancel(state, event, "payment-failed", event.reason)
-    if isinstance(event, PaymentDeadlinePassed) and now >= datetime.fromisoformat(
-        state["deadline"]
-    ):
-        return _expire(state, event)
     return state, []
 
 
-def _created(state: State | None, event: OrderCreated) -> tuple[State | None, list[Event]]:
+def _created(
+    state: State | None, event: OrderCreated, now: datetime, timeout: timedelta
+) -> tuple[State | None, list[Event]]:
     if state is not None and state["cause"] != event.event_id:
         return state, []  # another OrderCreated for an existing order id: the first one stands
     if state is None:
@@ -185,7 +186,9 @@ def _created(state: State | None, event: OrderCreated) -> tuple[State | None, li
             "answered": {},
             "currency": event.currency,
             "total": None,
-            "deadline": None,
+            # Reserving and pricing get a deadline too: an order never waits forever for
+            # an answer (a worker bug, a lost message); it expires and frees its stock.
+            "deadline": (now + timeout).isoformat(),
         }
     elif state["status"] != "reserving":
         return state, []

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-from faust.types import StreamT
+from faust.types import EventT, StreamT
 
 from schemas import (
     Event,
@@ -30,7 +30,7 @@ from schemas import (
     PaymentFailed,
     PaymentRefunded,
 )
-from streams.flow import Flow, derived_id
+from streams.flow import Flow, Records, derived_id
 
 
 @dataclass(frozen=True)
@@ -59,13 +59,20 @@ def register(app: faust.App, flow: Flow, gateway: Gateway) -> None:
 
     @app.agent(flow.topic("orders"), name="payment")
     async def pay(stream: StreamT[bytes]) -> None:
-        async for record in stream.events():
-            event = await flow.decode(record)
-            if event is not None:
-                await _handle(flow, payments, gateway, record.key, event)
+        await flow.consume(stream, lambda records: _pay_all(flow, payments, gateway, records))
 
 
-async def _handle(flow: Flow, payments: Any, gateway: Gateway, key: bytes, event: Event) -> None:
+async def _pay_all(flow: Flow, payments: Any, gateway: Gateway, records: Records) -> None:
+    for record in records:
+        event = await flow.decode(record)
+        if event is not None:
+            await _handle(flow, payments, gateway, record, event)
+
+
+async def _handle(
+    flow: Flow, payments: Any, gateway: Gateway, record: EventT[Any], event: Event
+) -> None:
+    key = record.key
     payment = payments.get(key)
     if isinstance(event, OrderPaymentRequested):
         payment_id = f"pay-{event.order_id}"
@@ -78,10 +85,11 @@ async def _handle(flow: Flow, payments: Any, gateway: Gateway, key: bytes, event
                     amount=event.amount,
                 )
             )
-            payments[key] = {"payment_id": payment_id, "status": "created", "cause": event.event_id}
+            payment = {"payment_id": payment_id, "status": "created", "cause": event.event_id}
+            flow.save(payments, record, payment)
             authorized = await gateway.authorize(event.order_id)
-            payment = {**payments[key], "status": "authorized" if authorized else "failed"}
-            payments[key] = payment
+            payment = {**payment, "status": "authorized" if authorized else "failed"}
+            flow.save(payments, record, payment)
         await flow.publish(_outcome(event, payment))
     elif (
         isinstance(event, (OrderExpired, OrderCancelled))
@@ -97,7 +105,7 @@ async def _handle(flow: Flow, payments: Any, gateway: Gateway, key: bytes, event
                 reason=reason,
             )
         )
-        payments[key] = {**payment, "status": "refunded"}
+        flow.save(payments, record, {**payment, "status": "refunded"})
 
 
 def _outcome(request: OrderPaymentRequested, payment: dict[str, Any]) -> Event:

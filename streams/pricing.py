@@ -19,7 +19,7 @@ import faust
 from faust.types import StreamT
 
 from schemas import Money, OrderCreated, OrderPriced, OrderPricingFailed, PricedLine
-from streams.flow import Flow, derived_id
+from streams.flow import Flow, Records, derived_id
 from streams.reference import Reference
 
 
@@ -36,10 +36,14 @@ def register(app: faust.App, flow: Flow, reference: Reference) -> None:
 
     @app.agent(flow.topic("orders"), name="pricing")
     async def price(stream: StreamT[bytes]) -> None:
-        async for record in stream.events():
-            event = await flow.decode(record)
-            if isinstance(event, OrderCreated):
-                await flow.publish(await _price_or_fail(reference, event))
+        await flow.consume(stream, lambda records: _price_all(flow, reference, records))
+
+
+async def _price_all(flow: Flow, reference: Reference, records: Records) -> None:
+    for record in records:
+        event = await flow.decode(record)
+        if isinstance(event, OrderCreated):
+            await flow.publish(await _price_or_fail(reference, event))
 
 
 async def _price_or_fail(

@@ -7,7 +7,6 @@ forwards SIGTERM / SIGINT to them, and stops them all if one of them fails.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -20,12 +19,11 @@ from ecom.errors import BadInput, EcomError
 from ecom.settings import Settings
 from ecom.topology import Topology
 from streams import inventory, order, payment, pricing
-from streams.flow import Flow, make_app
+from streams.flow import Flow, make_app, restart_process
 from streams.payment import Gateway
 from streams.reference import Reference
 
 SERVICES = ("inventory", "pricing", "payment", "order")
-RESTART_DELAY_S = 2.0
 LOG = logging.getLogger("ecom.streams")
 Report = Callable[[str], None]
 
@@ -84,8 +82,7 @@ class RecoveryWatchdog(logging.Handler):
             LOG.error(
                 "faust table recovery failed (%s); restarting the worker", record.getMessage()
             )
-            time.sleep(RESTART_DELAY_S)
-            os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])  # noqa: S606 - ourselves again
+            restart_process()
 
 
 def run_all(bootstrap: str, report: Report) -> int:

@@ -48,6 +48,7 @@ class Workers:
             | {"ECOM_TOPIC_PREFIX": topology.prefix, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
         )
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: list[Any] = []
 
     def start(self, service: str) -> None:
         command = [sys.executable, "-m", "ecom", "worker", service]
@@ -56,6 +57,7 @@ class Workers:
         if logs:
             command.append("-v")
             output = (Path(logs) / f"{service}-{time.time():.0f}.log").open("w")
+            self._logs.append(output)
         self.processes[service] = subprocess.Popen(
             command, env=self.env, cwd=REPO, stdout=output, stderr=subprocess.STDOUT
         )
@@ -86,6 +88,8 @@ class Workers:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait(10)
+        for log in self._logs:
+            log.close()
 
 
 @contextmanager

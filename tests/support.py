@@ -88,6 +88,13 @@ def read_records(
     return records
 
 
+def free_port() -> int:
+    """Return a loopback port that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _free_port_base() -> int:
     """Return a port base whose broker and controller ports are free right now."""
     for base in range(29092, 40000, 7):

@@ -11,9 +11,10 @@ import sys
 
 import click
 
-from consumers.cli import projections, query
+from consumers.cli import projections, query, replay
 from ecom.cli.bench import bench
 from ecom.cli.cluster import cluster
+from ecom.cli.offsets import offsets
 from ecom.cli.output import bootstrap_option
 from ecom.cli.schemas import schemas
 from ecom.cli.serve import serve
@@ -49,17 +50,54 @@ cli.add_command(bench)
 cli.add_command(projections)
 cli.add_command(query)
 cli.add_command(worker)
+cli.add_command(offsets)
+cli.add_command(replay)
 
 
 @cli.command()
 @bootstrap_option
-def demo(bootstrap: str | None) -> None:
-    """Show the cluster working: a durable round trip of keyed records."""
-    from ecom.demo import round_trip
+@click.option("--orders", type=click.IntRange(1), default=1000, show_default=True)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=100.0,
+    show_default=True,
+    help="Orders per second.",
+)
+@click.option("--users", type=click.IntRange(1), default=200, show_default=True)
+@click.option("--products", type=click.IntRange(1), default=20, show_default=True)
+@click.option(
+    "--stock",
+    "max_stock",
+    type=click.IntRange(1),
+    default=60,
+    show_default=True,
+    help="At most this many units per product (scarce on purpose).",
+)
+@click.option("--seed", type=int, help="Same seed, same shop (default: a new one each run).")
+@click.option("--exit", "leave", is_flag=True, help="Stop everything after the report.")
+def demo(
+    bootstrap: str | None, orders: int, rate: float, users: int, products: int,
+    max_stock: int, seed: int | None, leave: bool,
+) -> None:  # fmt: skip
+    """Run the whole shop: workers, projections, both APIs, and simulated customers."""
+    import signal
 
+    from ecom.demo import default_seed, run
+    from producers.simulate import ShopPlan
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)  # stop what we started, as on Ctrl-C
     settings = get_settings()
     topology = Topology.load(settings.topics_path, settings.topic_prefix)
-    round_trip(topology, resolve_bootstrap(bootstrap), click.echo)
+    chosen = seed if seed is not None else default_seed()
+    low = max(1, max_stock // 10)
+    plan = ShopPlan(
+        users, products, orders, chosen, cancel_share=0.1, min_stock=low, max_stock=max_stock
+    )
+    run(topology, resolve_bootstrap(bootstrap), settings, plan, rate, not leave, click.echo)
 
 
 def main() -> None:
