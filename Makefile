@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 .PHONY: help install jars system-deps lint format test test-unit demo down clean
 
 help:
-	@echo "make demo   start the local cluster, apply topics, run a round trip of events"
+	@echo "make demo   start the local cluster and run the whole shop (Ctrl-C stops it)"
 	@echo "make test   install everything, start Kafka, run every test, stop Kafka"
 	@echo "make lint   ruff, mypy and the schema evolution guard"
 	@echo "make down   stop the local cluster (data kept)"

@@ -103,23 +103,48 @@ class Flow:
         would otherwise restart the agent alone, with the failed batch never acknowledged
         and the commits stuck behind it."""
         try:
-            async for records in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+            # noack_take: faust's take_events acks a batch in a `finally`, even when the
+            # batch was interrupted; we ack only what was fully handled.
+            async for records in stream.noack_take(BATCH, within=BATCH_WITHIN_S):
+                generation = await self._settled_generation()
                 await handle(records)
                 await self.settle()
+                if self.app.rebalancing or self.app.consumer_generation_id != generation:
+                    # faust's table recovery after the rebalance may have read the
+                    # changelog without this batch's writes: start clean, from the commit.
+                    LOG.warning("%s: rebalanced mid-batch; restarting the worker", self.service)
+                    restart_process()
+                for record in records:
+                    await stream.ack(record)
+        except asyncio.CancelledError:
+            if not self.app.should_stop:  # not a shutdown: a batch was left half done
+                LOG.error("the %s agent was cancelled; restarting the worker", self.service)
+                restart_process()
+            raise
         except Exception:
             LOG.exception("the %s worker failed; restarting from its last commit", self.service)
             restart_process()
+
+    async def _settled_generation(self) -> int:
+        """Wait until no rebalance or table recovery is running; return the generation."""
+        while self.app.rebalancing or self.app.in_recovery:
+            await asyncio.sleep(0.05)
+        return int(self.app.consumer_generation_id)
 
     async def settle(self) -> None:
         """Wait until Kafka has acknowledged everything published so far."""
         pending, self._pending = self._pending, []
         await asyncio.gather(*pending)
 
+    def track(self, sent: Any) -> None:
+        """Count a send (such as a changelog write) in what settle() waits for."""
+        self._pending.append(sent)
+
     def save(self, table: Any, record: EventT[Any], value: Any) -> None:
         """Set table[record.key] from within a batch (a batch has no single current
         event, so the changelog partition is named: the record's own)."""
         table.data[record.key] = value
-        table.send_changelog(record.message.partition, record.key, value)
+        self._pending.append(table.send_changelog(record.message.partition, record.key, value))
 
     def topic(self, *names: str) -> Any:
         """Return a faust topic (or a channel of several) for topics.yaml names."""
@@ -166,11 +191,12 @@ class Flow:
         )
         found = message.headers or []
         original = list(found.items()) if isinstance(found, dict) else list(found)
-        await self.topic(DLQ_TOPIC).send(
+        sent = await self.topic(DLQ_TOPIC).send(
             key=message.key,
             value=message.value,
             headers=original + dead_letter_headers(origin, error),
         )
+        self._pending.append(sent)
 
     async def publish(self, event: Event) -> asyncio.Future[Any]:
         """Publish an event to its topic, keyed per topics.yaml, with CloudEvents headers;

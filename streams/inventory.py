@@ -8,13 +8,15 @@ StockReservationRejected. Releases and commits come from the order worker; a rem
 that would leave reserved units without stock is dead-lettered, not applied.
 
 State: the `stock` table, per product the stock level and the offset of the last event
-applied, so a redelivered event is never applied twice (a redelivered request is only
-answered again, from the current state).
+applied. A batch's rows are saved only after Kafka acknowledged its answers, so an event
+at or below the saved offset was applied and answered: when delivered again after a
+crash it is skipped. A crash before the save replays the batch from the old rows, which
+gives the same answers with the same ids (duplicates the order worker drops).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.types import EventT, StreamT
@@ -35,33 +37,38 @@ def register(app: faust.App, flow: Flow) -> None:
 
 
 async def _decide(flow: Flow, stock: Any, records: Records) -> None:
+    """Decide a batch; save the new stock rows only once Kafka has acknowledged every
+    answer, so a saved row never runs ahead of the answers it reflects."""
+    rows: dict[bytes, tuple[EventT[Any], dict[str, Any]]] = {}
     for record in records:
         event = await flow.decode(record)
-        if event is not None:
-            await _handle(flow, stock, record, event)
+        if event is None:
+            continue
+        product = cast(bytes, record.key)
+        row = rows[product][1] if product in rows else (stock.get(product) or {})
+        rows[product] = (record, await _handle(flow, row, record, event))
+    await flow.settle()
+    for record, row in rows.values():
+        flow.save(stock, record, row)
 
 
-async def _handle(flow: Flow, stock: Any, record: EventT[Any], event: Event) -> None:
-    product, offset = record.key, record.message.offset
-    row = stock.get(product) or {}
+async def _handle(
+    flow: Flow, row: dict[str, Any], record: EventT[Any], event: Event
+) -> dict[str, Any]:
+    """Apply one event to a product's row, answer a request; return the new row."""
+    offset = record.message.offset
+    if offset <= row.get("applied", -1):  # delivered again after a crash: answered already
+        return row
     level = _level(row)
-    if offset <= row.get("applied", -1):  # delivered again after a crash
-        if isinstance(event, StockReservationRequested):
-            held = event.order_id in level.reservations
-            await _answer(
-                flow, event, Decision(event.order_id, event.quantity, held, level.available)
-            )
-        return
     try:
         level, decision = apply_stock(level, event)
     except InvalidEvent as error:
-        flow.save(stock, record, _row(level, offset))
         await flow.dead_letter(record, error)
-        return
-    flow.save(stock, record, _row(level, offset))
+        return _row(level, offset)
     if decision is not None:
         assert isinstance(event, StockReservationRequested)
         await _answer(flow, event, decision)
+    return _row(level, offset)
 
 
 async def _answer(flow: Flow, request: StockReservationRequested, decision: Decision) -> None:

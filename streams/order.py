@@ -122,7 +122,7 @@ async def _process(
         assert state is not None
         # Outside of a single event's iteration, a table write must name its partition.
         orders.data[key] = state
-        orders.send_changelog(state["partition"], key, state)
+        flow.track(orders.send_changelog(state["partition"], key, state))
 
 
 def derived_id_of(state: State, *parts: str) -> str:

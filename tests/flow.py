@@ -143,10 +143,17 @@ class Follower:
 
     def _run(self) -> None:
         codec = Codec()
+        read_up_to: dict[tuple[str, int], int] = {}
         while not self._stop.is_set():
             for message in self._consumer.consume(1000, timeout=0.2):
                 if message.error() is not None:
                     continue
+                # A rebalance (a broker was killed) sends a group without commits back to
+                # the earliest offsets: keep each record once, in log order.
+                where = (message.topic() or "", message.partition() or 0)
+                if (message.offset() or 0) < read_up_to.get(where, 0):
+                    continue
+                read_up_to[where] = (message.offset() or 0) + 1
                 event = codec.decode(message.value())
                 with self._lock:
                     self.log.by_topic[self._names[message.topic() or ""]].append(event)

@@ -70,3 +70,13 @@ def flow(orders: int, rate: float, bootstrap: str | None) -> None:
     from streams.bench import run
 
     run(_topology(), resolve_bootstrap(bootstrap), orders, rate, click.echo)
+
+
+@bench.command()
+@click.option("--events", type=click.IntRange(1000), default=1_000_000, show_default=True)
+@bootstrap_option
+def replay(events: int, bootstrap: str | None) -> None:
+    """Replay N events into a fresh view, start to switch, beside ConsumerPerformance."""
+    from consumers.replay_bench import run
+
+    run(_topology(), resolve_bootstrap(bootstrap), events, click.echo)

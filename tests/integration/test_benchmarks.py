@@ -30,3 +30,14 @@ def test_bench_query_prints_apply_rates_and_read_latencies(cli_env: dict[str, st
         r"^  (order|product|stock) +in-process +[\d.]+ / +[\d.]+ +HTTP", result.stdout, re.M
     )
     assert latencies == ["order", "product", "stock"] * 2
+
+
+def test_bench_replay_prints_start_to_switch_and_the_ratio(cli_env: dict[str, str]) -> None:
+    result = run_cli("bench", "replay", "--events", "20000", env=cli_env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert re.search(
+        r"^replay of inventory: 20,000 events, start to switch [\d.]+s = [\d,]+ events/s; "
+        r"ConsumerPerformance on the same topic: [\d,]+ records/s; ratio \d+\.\d{3}$",
+        result.stdout,
+        re.M,
+    ), result.stdout
