@@ -95,6 +95,7 @@ class Flow:
         self.codec = Codec()
         self._topics: dict[str, Any] = {}
         self._pending: list[asyncio.Future[Any]] = []
+        self._generation: int | None = None
 
     async def consume(self, stream: Any, handle: Callable[[Records], Awaitable[None]]) -> None:
         """Feed a stream to `handle` in batches; a batch is done, and its offsets can be
@@ -126,10 +127,20 @@ class Flow:
             restart_process()
 
     async def _settled_generation(self) -> int:
-        """Wait until no rebalance or table recovery is running; return the generation."""
+        """Wait until no rebalance or table recovery is running; return the generation.
+
+        A rebalance after the first makes faust recover its in-memory tables from the
+        changelog again, racing with whatever this worker writes meanwhile; a fresh
+        process is the safe way on (at least once: nothing committed is lost)."""
         while self.app.rebalancing or self.app.in_recovery:
             await asyncio.sleep(0.05)
-        return int(self.app.consumer_generation_id)
+        generation = int(self.app.consumer_generation_id)
+        if self._generation is None:
+            self._generation = generation
+        elif generation != self._generation:
+            LOG.warning("%s: the group rebalanced; restarting the worker", self.service)
+            restart_process()
+        return generation
 
     async def settle(self) -> None:
         """Wait until Kafka has acknowledged everything published so far."""
@@ -140,11 +151,19 @@ class Flow:
         """Count a send (such as a changelog write) in what settle() waits for."""
         self._pending.append(sent)
 
-    def save(self, table: Any, record: EventT[Any], value: Any) -> None:
-        """Set table[record.key] from within a batch (a batch has no single current
-        event, so the changelog partition is named: the record's own)."""
-        table.data[record.key] = value
-        self._pending.append(table.send_changelog(record.message.partition, record.key, value))
+    def save(self, table: Any, record: EventT[Any], value: Any, key: Any = None) -> None:
+        """Set table[key or record.key] from within a batch (a batch has no single
+        current event, so the changelog partition is named: the record's own)."""
+        key = record.key if key is None else key
+        table.data[key] = value
+        self._pending.append(table.send_changelog(record.message.partition, key, value))
+
+    async def rewind(self, record: EventT[Any], offset: int) -> None:
+        """Read a record's partition again from an offset."""
+        message = record.message
+        LOG.warning("%s: %s[%d] skipped from %d to %d; reading again from %d", self.service,
+                    message.topic, message.partition, offset, message.offset, offset)  # fmt: skip
+        await self.app.consumer.seek(message.tp, offset)
 
     def topic(self, *names: str) -> Any:
         """Return a faust topic (or a channel of several) for topics.yaml names."""

@@ -41,6 +41,9 @@ async def _decide(flow: Flow, stock: Any, records: Records) -> None:
     answer, so a saved row never runs ahead of the answers it reflects."""
     rows: dict[bytes, tuple[EventT[Any], dict[str, Any]]] = {}
     for record in records:
+        if not await _next_in_line(flow, stock, rows, record):
+            continue
+        rows[_cursor(record)] = (record, {"next": record.message.offset + 1})
         event = await flow.decode(record)
         if event is None:
             continue
@@ -48,8 +51,33 @@ async def _decide(flow: Flow, stock: Any, records: Records) -> None:
         row = rows[product][1] if product in rows else (stock.get(product) or {})
         rows[product] = (record, await _handle(flow, row, record, event))
     await flow.settle()
-    for record, row in rows.values():
-        flow.save(stock, record, row)
+    for key, (record, row) in rows.items():
+        flow.save(stock, record, row, key)
+
+
+async def _next_in_line(
+    flow: Flow, stock: Any, rows: dict[bytes, Any], record: EventT[Any]
+) -> bool:
+    """Tell whether a record is the next one of its partition.
+
+    Stock decisions depend on order, so each partition's records must be applied once
+    and in offset order. The table keeps a cursor per partition (saved with the rows).
+    After a restart or a broker failover, faust has been seen to hand over records past
+    ones it never delivered; such a record is not applied: the partition is rewound to
+    the cursor and read again. Records below the cursor were applied already.
+    """
+    key = _cursor(record)
+    saved = rows[key][1] if key in rows else stock.get(key)
+    offset = record.message.offset
+    if saved is None or offset == saved["next"]:
+        return True
+    if offset > saved["next"]:
+        await flow.rewind(record, saved["next"])
+    return False
+
+
+def _cursor(record: EventT[Any]) -> bytes:
+    return f"__cursor-{record.message.partition}".encode()
 
 
 async def _handle(

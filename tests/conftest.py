@@ -106,7 +106,8 @@ def topology(kafka: KafkaTarget) -> Iterator[Topology]:
     plan = make_plan(topology, {}, brokers, dev=brokers < 3)
     admin.execute(plan)
     yield topology
-    admin.delete([t.name for t in topology.topics()])
+    if not os.environ.get("ECOM_TEST_KEEP_TOPICS"):  # set it to debug a failed test
+        admin.delete([t.name for t in topology.topics()])
 
 
 @pytest.fixture(scope="session")

@@ -199,7 +199,10 @@ def check_invariants(log: Log, orders: list[OrderCreated]) -> dict[str, int]:
         for k, v in answers.items()
         if decided.decisions.get(k) != v
     }
-    assert not wrong, f"worker answers differ from the log's: {list(wrong.items())[:3]}"
+    assert not wrong, (
+        f"worker answers differ from the log's: {list(wrong.items())[:3]}; "
+        f"{_history(log, next(iter(wrong))[1])}"
+    )
 
     confirmed = {o for o, s in finals.items() if s == {"OrderConfirmed"}}
     wanted: dict[str, int] = defaultdict(int)
@@ -217,6 +220,16 @@ def check_invariants(log: Log, orders: list[OrderCreated]) -> dict[str, int]:
     for states in finals.values():
         counts[next(iter(states))] += 1
     return dict(counts)
+
+
+def _history(log: Log, product: str) -> str:
+    """A product's inventory events and answers, for a failure message."""
+    lines = [
+        f"{type(e).__name__}({getattr(e, 'order_id', '')},{getattr(e, 'quantity', '')})"
+        for e in log.by_topic["inventory"]
+        if getattr(e, "product_id", None) == product
+    ]
+    return f"{product} inventory log: {' '.join(lines)[-3000:]}"
 
 
 @dataclass
