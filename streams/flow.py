@@ -96,6 +96,7 @@ class Flow:
         self._topics: dict[str, Any] = {}
         self._pending: list[asyncio.Future[Any]] = []
         self._generation: int | None = None
+        self._last: dict[Any, int] = {}  # per topic-partition: the last offset handed over
 
     async def consume(self, stream: Any, handle: Callable[[Records], Awaitable[None]]) -> None:
         """Feed a stream to `handle` in batches; a batch is done, and its offsets can be
@@ -108,7 +109,7 @@ class Flow:
             # batch was interrupted; we ack only what was fully handled.
             async for records in stream.noack_take(BATCH, within=BATCH_WITHIN_S):
                 generation = await self._settled_generation()
-                await handle(records)
+                await handle(self._in_order(records))
                 await self.settle()
                 if self.app.rebalancing or self.app.consumer_generation_id != generation:
                     # faust's table recovery after the rebalance may have read the
@@ -158,12 +159,30 @@ class Flow:
         table.data[key] = value
         self._pending.append(table.send_changelog(record.message.partition, key, value))
 
-    async def rewind(self, record: EventT[Any], offset: int) -> None:
-        """Read a record's partition again from an offset."""
+    def skipped(self, record: EventT[Any], expected: int) -> None:
+        """faust handed over a record past others it never delivered: start afresh
+        (nothing of the batch is acknowledged, so the new process reads them)."""
         message = record.message
-        LOG.warning("%s: %s[%d] skipped from %d to %d; reading again from %d", self.service,
-                    message.topic, message.partition, offset, message.offset, offset)  # fmt: skip
-        await self.app.consumer.seek(message.tp, offset)
+        LOG.error(
+            "%s: %s[%d] jumped from offset %d to %d; restarting the worker",
+            self.service, message.topic, message.partition, expected, message.offset,
+        )  # fmt: skip
+        restart_process()
+
+    def _in_order(self, records: Records) -> Records:
+        """Drop records delivered again; restart on a gap (every record of our topics
+        comes to this agent, and our topics have no transaction markers)."""
+        fresh = []
+        for record in records:
+            tp, offset = record.message.tp, record.message.offset
+            last = self._last.get(tp)
+            if last is not None and offset <= last:
+                continue
+            if last is not None and offset > last + 1:
+                self.skipped(record, last + 1)
+            self._last[tp] = offset
+            fresh.append(record)
+        return fresh
 
     def topic(self, *names: str) -> Any:
         """Return a faust topic (or a channel of several) for topics.yaml names."""

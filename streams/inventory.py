@@ -41,7 +41,7 @@ async def _decide(flow: Flow, stock: Any, records: Records) -> None:
     answer, so a saved row never runs ahead of the answers it reflects."""
     rows: dict[bytes, tuple[EventT[Any], dict[str, Any]]] = {}
     for record in records:
-        if not await _next_in_line(flow, stock, rows, record):
+        if not _next_in_line(flow, stock, rows, record):
             continue
         rows[_cursor(record)] = (record, {"next": record.message.offset + 1})
         event = await flow.decode(record)
@@ -55,16 +55,15 @@ async def _decide(flow: Flow, stock: Any, records: Records) -> None:
         flow.save(stock, record, row, key)
 
 
-async def _next_in_line(
-    flow: Flow, stock: Any, rows: dict[bytes, Any], record: EventT[Any]
-) -> bool:
+def _next_in_line(flow: Flow, stock: Any, rows: dict[bytes, Any], record: EventT[Any]) -> bool:
     """Tell whether a record is the next one of its partition.
 
     Stock decisions depend on order, so each partition's records must be applied once
     and in offset order. The table keeps a cursor per partition (saved with the rows).
     After a restart or a broker failover, faust has been seen to hand over records past
-    ones it never delivered; such a record is not applied: the partition is rewound to
-    the cursor and read again. Records below the cursor were applied already.
+    ones it never delivered; then the worker restarts before applying anything of the
+    batch (its commits never pass the cursor, so the fresh process reads those records).
+    Records below the cursor were applied already.
     """
     key = _cursor(record)
     saved = rows[key][1] if key in rows else stock.get(key)
@@ -72,7 +71,7 @@ async def _next_in_line(
     if saved is None or offset == saved["next"]:
         return True
     if offset > saved["next"]:
-        await flow.rewind(record, saved["next"])
+        flow.skipped(record, saved["next"])
     return False
 
 
