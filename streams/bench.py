@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from confluent_kafka import Consumer
 
@@ -78,12 +79,13 @@ def _workers(topology: Topology, bootstrap: str) -> Iterator[None]:
         "ECOM_GATEWAY_DECLINE_SHARE": "0.05",
     }
     command = [sys.executable, "-m", "ecom", "worker"]
+    logs = os.environ.get("ECOM_BENCH_WORKER_LOGS")  # a folder, to look into a slow run
     children = [
         subprocess.Popen(
-            [*command, s, "--bootstrap", bootstrap],
+            [*command, s, "--bootstrap", bootstrap, *(["-v"] if logs else [])],
             env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=(Path(logs) / f"{s}.log").open("w") if logs else subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
         )
         for s in SERVICES
     ]

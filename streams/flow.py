@@ -34,7 +34,7 @@ LOG = logging.getLogger("ecom.streams")
 NAMESPACE = uuid.UUID("9b1f6d1e-2f35-4c55-9a1e-6f0d9c1e7a01")
 DLQ_TOPIC = "order-flow-dlq"
 BATCH = 500
-BATCH_WITHIN_S = 0.005
+BATCH_WITHIN_S = 0.05
 RESTART_DELAY_S = 2.0
 Records = Sequence[EventT[Any]]
 
