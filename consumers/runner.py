@@ -174,6 +174,9 @@ class ProjectionRunner:
                 # for the killed one's session to time out.
                 "group.instance.id": f"{self.group}-{socket.gethostname()}",
                 "session.timeout.ms": 10_000,
+                # Also the rebalance timeout: how long a rebalance waits for a member
+                # killed in the middle of it (default 5 minutes). A batch takes seconds.
+                "max.poll.interval.ms": 60_000,
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": "earliest",

@@ -91,7 +91,7 @@ def test_random_kills_leave_the_view_identical_to_a_clean_run(
         for _ in range(KILLS):
             with _running(topology, kafka.bootstrap, crashed_url) as worker:
                 # Kill at a random instant once it is applying: this sleep is the test's point.
-                wait_for(lambda: _position(store) > positions[-1], 60, "the worker to apply", 0.02)
+                wait_for(lambda: _position(store) > positions[-1], 150, "the worker to apply", 0.02)
                 time.sleep(rng.uniform(0.0, 0.6))
                 worker.send_signal(signal.SIGKILL)
                 assert worker.wait(30) == -signal.SIGKILL
