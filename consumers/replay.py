@@ -132,7 +132,7 @@ class Replay:
     def _ends(self, admin: GroupAdmin, partitions: list[Partition], until: str | None
               ) -> dict[Partition, int]:  # fmt: skip
         """Where to stop in each partition: the log end now, or the --until point."""
-        latest = admin.log_state(None, partitions).latest
+        latest = admin.ends(partitions)
         if until is None:
             return latest
         if until.strip().lstrip("-").isdigit():
@@ -141,7 +141,7 @@ class Replay:
                 raise BadInput(f"--until {until}: an offset is 0 or more")
             return {tp: min(offset, end) for tp, end in latest.items()}
         at = parse_datetime(until)
-        found = admin.log_state(None, partitions, _ms(at)).by_time
+        found = admin.at_time(partitions, _ms(at))
         return {tp: found[tp] if found.get(tp, -1) >= 0 else latest[tp] for tp in partitions}
 
     def _assign(self, consumer: Consumer, runner: ProjectionRunner,

@@ -130,19 +130,26 @@ class GroupAdmin:
         return chosen
 
     def log_state(
-        self, group: str | None, partitions: list[Partition], at_ms: int | None = None
+        self, group: str, partitions: list[Partition], at_ms: int | None = None
     ) -> LogState:
-        """Fetch what a plan is made from: log bounds, the group's commits (if a group is
-        named) and a timestamp lookup."""
+        """Fetch what a plan is made from: log bounds, the group's commits and a
+        timestamp lookup."""
         state = LogState(
             earliest=self._list_offsets(partitions, OffsetSpec.earliest()),  # type: ignore[no-untyped-call]
-            latest=self._list_offsets(partitions, OffsetSpec.latest()),  # type: ignore[no-untyped-call]
-            committed=self.committed(group) if group else {},
+            latest=self.ends(partitions),
+            committed=self.committed(group),
         )
         if at_ms is not None:
-            spec = OffsetSpec.for_timestamp(at_ms)
-            state.by_time.update(self._list_offsets(partitions, spec))
+            state.by_time.update(self.at_time(partitions, at_ms))
         return state
+
+    def ends(self, partitions: list[Partition]) -> dict[Partition, int]:
+        """Return the log end offset of each partition."""
+        return self._list_offsets(partitions, OffsetSpec.latest())  # type: ignore[no-untyped-call]
+
+    def at_time(self, partitions: list[Partition], at_ms: int) -> dict[Partition, int]:
+        """Return each partition's first offset at or after a time (-1: none that late)."""
+        return self._list_offsets(partitions, OffsetSpec.for_timestamp(at_ms))
 
     def _list_offsets(self, partitions: list[Partition], spec: Any) -> dict[Partition, int]:
         if not partitions:
@@ -190,10 +197,14 @@ def state_holder(group: str, prefix: str, topics: set[str]) -> str | None:
     if group.startswith(prefix + PROJECTION_GROUP):
         name = group.removeprefix(prefix + PROJECTION_GROUP)
         return f"projection {name} (its view stores the offsets it reflects)"
-    changelogs = sorted(t for t in topics if t.startswith(group + "-") and t.endswith("-changelog"))
-    if changelogs:
+    if changelogs := changelogs_of(group, topics):
         return f"stream app {group} (tables in {', '.join(changelogs)})"
     return None
+
+
+def changelogs_of(group: str, topics: set[str]) -> list[str]:
+    """Return the changelog topics of a stream app (faust, Kafka Streams) named group."""
+    return sorted(t for t in topics if t.startswith(group + "-") and t.endswith("-changelog"))
 
 
 def _name(value: Any) -> str:

@@ -21,7 +21,7 @@ from ecom.offset_plan import (
     read_csv,
     to_csv,
 )
-from ecom.offsets import PROJECTION_GROUP, GroupAdmin, GroupInfo, state_holder
+from ecom.offsets import PROJECTION_GROUP, GroupAdmin, GroupInfo, changelogs_of, state_holder
 from ecom.settings import get_settings, resolve_bootstrap
 
 
@@ -50,7 +50,7 @@ def show(group: str, bootstrap: str | None, store_url: str | None) -> None:
     if info.state == "DEAD" and not committed:
         raise BadInput(f"no consumer group {group} on {admin.bootstrap}")
     partitions = sorted(committed) or sorted(p for m in info.members for p in m.partitions)
-    latest = admin.log_state(group, partitions).latest
+    latest = admin.ends(partitions)
     stored = _view_offsets(group, store_url)
     rows = []
     for tp in partitions:
@@ -112,13 +112,14 @@ def reset(group: str, bootstrap: str | None, topics: tuple[str, ...], all_topics
         raise BadInput(_stateful_message(group, holder))
     partitions = _scope(admin, group, specifier, topics, all_topics)
     at_ms = _timestamp_ms(specifier)
-    plan = make_plan(specifier, partitions, admin.log_state(group, partitions, at_ms))
+    state = admin.log_state(group, partitions, at_ms)
+    plan = make_plan(specifier, partitions, state)
     for note in plan.notes:
         click.echo(f"note: {note}", err=True)
     if export:
         click.echo(to_csv(plan), nl=False)
     else:
-        _print_plan(plan, admin.committed(group))
+        _print_plan(plan, state.committed)
     if not execute:
         if not export:
             click.echo("dry run: nothing was changed (add --execute to move the offsets)")
@@ -193,8 +194,8 @@ def _stateful_message(group: str, holder: str) -> str:
 
 
 def _wipe_changelogs(admin: GroupAdmin, group: str, names: set[str]) -> None:
-    changelogs = sorted(t for t in names if t.startswith(group + "-") and t.endswith("-changelog"))
-    ends = admin.log_state(group, admin.partitions(dict.fromkeys(changelogs))).latest
+    changelogs = changelogs_of(group, names)
+    ends = admin.ends(admin.partitions(dict.fromkeys(changelogs)))
     admin.delete_records(ends)
     click.echo(f"emptied {', '.join(changelogs)}")
 
