@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 help:
 	@echo "make demo   start the local cluster and run the whole shop (Ctrl-C stops it)"
 	@echo "make test   install everything, start Kafka, run every test, stop Kafka"
-	@echo "make lint   ruff, mypy and the schema evolution guard"
+	@echo "make lint   ruff, mypy, the import-graph rules and the schema evolution guard"
 	@echo "make down   stop the local cluster (data kept)"
 
 install: $(STAMP)
@@ -35,6 +35,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit/test_layers.py
 	$(BIN)/ecom schemas check
 
 format: install

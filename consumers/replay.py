@@ -25,16 +25,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
-
-from consumers.dlq import DeadLetters
 from consumers.projection import Projection
-from consumers.runner import BATCH, DLQ_TOPIC, ProjectionRunner
+from consumers.runner import BATCH, ProjectionRunner
 from consumers.store import Store
 from ecom.errors import BadInput, KafkaUnavailable
-from ecom.kafka import client_config
-from ecom.offset_plan import Partition, parse_datetime
-from ecom.offsets import GroupAdmin
+from ecom.kafka import (
+    OFFSET_BEGINNING,
+    Admin,
+    Consumer,
+    DeadLetters,
+    Headers,
+    Message,
+    Partition,
+    TopicPartition,
+    consumer_config,
+)
+from ecom.offset_plan import parse_datetime
 from ecom.topology import Topology
 
 Report = Callable[[str], None]
@@ -90,14 +96,15 @@ class Replay:
         runner = ProjectionRunner(self.projection, self.store, self.topology, self.bootstrap,
                                   generation=generation, replayed=True)  # fmt: skip
         runner.check_binding()
-        admin = GroupAdmin(self.bootstrap)
+        admin = Admin(self.bootstrap)
         partitions = admin.partitions(dict.fromkeys(self.topics))
         ends = self._ends(admin, partitions, until)
         self.report(f"replaying {self.projection.name} into generation {generation} ...")
         consumer = Consumer(self._consumer_config())
-        marks = [("ecom_replay", f"{self.projection.name} generation {generation}".encode())]
-        dead_letters = DeadLetters(self.bootstrap, self.topology.topic(DLQ_TOPIC).name,
-                                   runner.group, marks)  # fmt: skip
+        marks: Headers = [
+            ("ecom_replay", f"{self.projection.name} generation {generation}".encode())
+        ]
+        dead_letters = runner.dead_letters(marks)
         try:
             self._assign(consumer, runner, partitions, ends)
             self._read_until(consumer, runner, dead_letters, ends)
@@ -129,7 +136,7 @@ class Replay:
         self.store.create_generation(self.projection, generation, REPLAYING, until)
         return generation
 
-    def _ends(self, admin: GroupAdmin, partitions: list[Partition], until: str | None
+    def _ends(self, admin: Admin, partitions: list[Partition], until: str | None
               ) -> dict[Partition, int]:  # fmt: skip
         """Where to stop in each partition: the log end now, or the --until point."""
         latest = admin.ends(partitions)
@@ -192,7 +199,7 @@ class Replay:
             consumer.pause(finished)
 
     def _catch_up_with_live(self, consumer: Consumer, runner: ProjectionRunner,
-                            dead_letters: DeadLetters, admin: GroupAdmin,
+                            dead_letters: DeadLetters, admin: Admin,
                             partitions: list[Partition]) -> None:  # fmt: skip
         """Read on until the shadow has read at least as far as the live generation."""
         wanted = set(partitions)
@@ -209,17 +216,7 @@ class Replay:
         )
 
     def _consumer_config(self) -> dict[str, object]:
-        return client_config(
-            self.bootstrap,
-            **{
-                "group.id": f"{self.topology.prefix}ecom-replay-{self.projection.name}",
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "auto.offset.reset": "earliest",
-                "fetch.max.bytes": 52_428_800,
-                "queued.max.messages.kbytes": 262_144,
-            },
-        )
+        return consumer_config(self.bootstrap, self.topology.replay_group(self.projection.name))
 
 
 def _ms(at: datetime) -> int:

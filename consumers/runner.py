@@ -13,8 +13,6 @@ Before reading anything it checks the view belongs to this cluster and these top
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import socket
 import threading
 import time
@@ -22,29 +20,32 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    TopicCollection,
-    TopicPartition,
-)
-
-from consumers.dlq import DeadLetters
 from consumers.engine import Engine
 from consumers.projection import Envelope, Position, Projection
 from consumers.store import OffsetRow, Store
+from ecom import faults
 from ecom.errors import DecodeError, InvalidEvent, KafkaUnavailable, StaleView
-from ecom.kafka import admin_client, client_config, end_offsets, kafka_error
+from ecom.kafka import (
+    LOW_LATENCY,
+    OFFSET_BEGINNING,
+    Admin,
+    BytesProducer,
+    Consumer,
+    DeadLetters,
+    Failed,
+    Headers,
+    KafkaError,
+    Message,
+    TopicPartition,
+    consumer_config,
+)
 from ecom.topology import Topology
 from schemas import Codec
 
 LOG = logging.getLogger("ecom.projections")
 BATCH = 5000
 SWITCH_CHECK_S = 1.0
-DLQ_TOPIC = "projections-dlq"
+DLQ_OWNER = "projections"
 
 
 @dataclass
@@ -67,7 +68,6 @@ class ProjectionRunner:
         topology: Topology,
         bootstrap: str,
         group: str | None = None,
-        crash_after_db_commit: int | None = None,
         generation: int | None = None,
         replayed: bool = False,
     ) -> None:
@@ -75,11 +75,10 @@ class ProjectionRunner:
         self.store = store
         self.topology = topology
         self.bootstrap = bootstrap
-        self.group = group or f"{topology.prefix}ecom-projection-{projection.name}"
+        self.group = group or topology.projection_group(projection.name)
         self.codec = Codec()
         self.progress = Progress()
         self.stop_event = threading.Event()
-        self._crash_after = crash_after_db_commit
         self._logical = {topology.topic(t).name: t for t in projection.topics}
         self.next_offsets: dict[tuple[str, int], int] = {}
         self.replayed = replayed
@@ -99,15 +98,9 @@ class ProjectionRunner:
     def check_binding(self) -> None:
         """Refuse to continue a view built from another cluster or another topic incarnation."""
         name = self.projection.name
-        admin = admin_client(self.bootstrap)
-        try:
-            cluster_id = admin.describe_cluster(request_timeout=15).result().cluster_id
-            described = admin.describe_topics(
-                TopicCollection(list(self._logical)), request_timeout=15
-            )
-            topic_ids = {self._logical[t]: str(f.result().topic_id) for t, f in described.items()}
-        except KafkaException as error:
-            raise kafka_error(f"cannot check the topics of the {name} view", error) from error
+        admin = Admin(self.bootstrap)
+        cluster_id = admin.cluster_id()
+        topic_ids = {self._logical[t]: i for t, i in admin.topic_ids(self._logical).items()}
         generation = next(
             g for g in self.store.generations(name) if g.generation == self.generation
         )
@@ -126,11 +119,11 @@ class ProjectionRunner:
                     f"topic {topic} was deleted and recreated since the {name} view was built; "
                     f"refusing to serve a stale view: rebuild it with `ecom replay {name}`"
                 )
-        self._check_offsets_in_log()
+        self._check_offsets_in_log(admin)
 
-    def _check_offsets_in_log(self) -> None:
+    def _check_offsets_in_log(self, admin: Admin) -> None:
         stored = self.store.offsets(self.projection.name, self.generation)
-        ends = end_offsets(self.bootstrap, list(self._logical))
+        ends = admin.log_ends(self._logical)
         for (topic, partition), row in sorted(stored.items()):
             end = ends.get((topic, partition))
             if end is None or row.next_offset > end:
@@ -146,7 +139,7 @@ class ProjectionRunner:
         """Consume and apply until stop() is called."""
         self.check_binding()
         consumer = Consumer(self._consumer_config())
-        dead_letters = DeadLetters(self.bootstrap, self.topology.topic(DLQ_TOPIC).name, self.group)
+        dead_letters = self.dead_letters()
         consumer.subscribe(list(self._logical), on_assign=self._on_assign)
         try:
             while not self.stop_event.is_set():
@@ -157,6 +150,11 @@ class ProjectionRunner:
             consumer.close()
             self.store.close()
 
+    def dead_letters(self, marks: Headers | None = None) -> DeadLetters:
+        """Return where this runner parks what it cannot decode or apply."""
+        dlq = self.topology.dead_letters(DLQ_OWNER).name
+        return DeadLetters(BytesProducer(self.bootstrap, **LOW_LATENCY), dlq, self.group, marks)
+
     def has_read(self, ends: dict[tuple[str, int], int]) -> bool:
         """Tell whether the view holds every partition up to the given end offsets."""
         return all(self.next_offsets.get(key, 0) >= end for key, end in ends.items())
@@ -166,10 +164,10 @@ class ProjectionRunner:
         self.stop_event.set()
 
     def _consumer_config(self) -> dict[str, object]:
-        return client_config(
+        return consumer_config(
             self.bootstrap,
+            self.group,
             **{
-                "group.id": self.group,
                 # A restarted runner takes its partitions back at once, without waiting
                 # for the killed one's session to time out.
                 "group.instance.id": f"{self.group}-{socket.gethostname()}",
@@ -177,11 +175,6 @@ class ProjectionRunner:
                 # Also the rebalance timeout: how long a rebalance waits for a member
                 # killed in the middle of it (default 5 minutes). A batch takes seconds.
                 "max.poll.interval.ms": 60_000,
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "auto.offset.reset": "earliest",
-                "fetch.max.bytes": 52_428_800,
-                "queued.max.messages.kbytes": 262_144,
             },
         )
 
@@ -243,12 +236,12 @@ class ProjectionRunner:
                 message.offset(),
                 error,
             )
-            dead_letters.send(message, error)
+            dead_letters.send(Failed.of(message), error)
         if dead:
             dead_letters.flush()  # acknowledged before the offsets move past them
         offsets = self._offsets(consumer, messages, envelopes)
         self.engine.commit(folded, offsets)
-        self._after_db_commit()
+        faults.reach("crash-after-db-commit")  # the crash test dies here: DB, not Kafka
         for row in offsets:
             self.next_offsets[(row.topic, row.partition)] = row.next_offset
         self.progress.applied += folded.applied
@@ -307,11 +300,3 @@ class ProjectionRunner:
                 OffsetRow(topic, partition, offset + 1, high if high >= 0 else None, event_time)
             )
         return rows
-
-    def _after_db_commit(self) -> None:
-        """Fault injection for the crash test: die between the DB and the Kafka commit."""
-        if self._crash_after is None:
-            return
-        self._crash_after -= 1
-        if self._crash_after <= 0:
-            os.kill(os.getpid(), signal.SIGKILL)

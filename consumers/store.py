@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from consumers.projection import Key, Projection, Row, Table
-from ecom.errors import BadInput, EcomError
+from ecom.errors import BadInput, StoreError
 
 IN_CHUNK = 500
 META_TABLES = {
@@ -61,12 +61,6 @@ META_TABLES = {
     ),
 }
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
-
-
-class StoreError(EcomError):
-    """The view database cannot be opened or refused a statement."""
-
-    exit_code = 5
 
 
 @dataclass(frozen=True)

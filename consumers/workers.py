@@ -24,19 +24,9 @@ def run_workers(
     topology: Topology,
     bootstrap: str,
     report: Report,
-    crash_after_db_commit: int | None = None,
 ) -> None:
     """Run the projections until a signal arrives or one of them fails (then re-raise)."""
-    runners = [
-        ProjectionRunner(
-            p,
-            open_store(store_url),
-            topology,
-            bootstrap,
-            crash_after_db_commit=crash_after_db_commit,
-        )
-        for p in projections
-    ]
+    runners = [ProjectionRunner(p, open_store(store_url), topology, bootstrap) for p in projections]
     failures: list[BaseException] = []
 
     def stop_all(*_: object) -> None:

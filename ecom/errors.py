@@ -7,31 +7,58 @@
     |   +-- InvalidEvent          event data breaks its contract (missing field ...)
     +-- DecodeError               bytes on a topic are not an event we can read
     |   +-- UnknownSchema         the writer schema's fingerprint is not known here
-    +-- SchemaIncompatible        a schema change would break old or new readers
+    +-- NotCompilable             internal: the codec falls back to fastavro's writer
+    +-- NotPriceable              an order lacks a price or tax rate (OrderPricingFailed)
+    +-- SchemaIncompatible        a schema change would break old or new readers (exit 2)
     +-- KafkaUnavailable          brokers unreachable or a request failed (exit 3)
     |   +-- DeliveryFailed        a record was not acknowledged by Kafka (exit 3)
-    +-- StaleView                 a view's offsets belong to another cluster or topic (exit 6)
     +-- ClusterError              the local cluster cannot start or stop (exit 4)
-        +-- ToolMissing           Java or Maven is not installed
-        +-- PortInUse             a port the cluster needs is taken
+    |   +-- ToolMissing           Java or Maven is not installed
+    |   +-- PortInUse             a port the cluster needs is taken
+    +-- StoreError                the view database cannot be opened or refused (exit 5)
+    +-- StaleView                 a view's offsets belong to another cluster or topic (exit 6)
+    +-- ProcessFailed             a supervised child process keeps failing (exit 7)
 
-Foreign errors (confluent-kafka, pydantic, OSError) are mapped to these at the edge,
-with `raise ... from`, so the CLI can print one line and exit with the right code.
+The root and the contract errors (InvalidEvent, DecodeError, UnknownSchema, NotCompilable,
+NotPriceable) are defined
+in schemas.errors, because the contracts sit below everything else; they are the same
+classes here. Foreign errors (confluent-kafka, pydantic, OSError, sqlite3, psycopg) are
+mapped to these at the edge, with `raise ... from`, so the CLI prints one line and exits
+with the right code.
 """
 
 from __future__ import annotations
 
+from schemas.errors import (
+    BadInput,
+    DecodeError,
+    EcomError,
+    InvalidEvent,
+    NotCompilable,
+    NotPriceable,
+    UnknownSchema,
+)
 
-class EcomError(Exception):
-    """Base of every error ecomstream raises on purpose."""
-
-    exit_code = 1
-
-
-class BadInput(EcomError):
-    """The user asked for something invalid; nothing was changed."""
-
-    exit_code = 2
+__all__ = [
+    "BadInput",
+    "ClusterError",
+    "DecodeError",
+    "DeliveryFailed",
+    "EcomError",
+    "InvalidEvent",
+    "KafkaUnavailable",
+    "NotCompilable",
+    "NotPriceable",
+    "PlanRefused",
+    "PortInUse",
+    "ProcessFailed",
+    "SchemaIncompatible",
+    "StaleView",
+    "StoreError",
+    "ToolMissing",
+    "TopologyError",
+    "UnknownSchema",
+]
 
 
 class TopologyError(BadInput):
@@ -40,18 +67,6 @@ class TopologyError(BadInput):
 
 class PlanRefused(BadInput):
     """The cluster cannot be made to match topics.yaml; nothing was changed."""
-
-
-class InvalidEvent(BadInput):
-    """Event data breaks its contract; the event was not published."""
-
-
-class DecodeError(EcomError):
-    """A record's bytes are not an event this code can read."""
-
-
-class UnknownSchema(DecodeError):
-    """The record was written with a schema whose fingerprint is not known here."""
 
 
 class SchemaIncompatible(EcomError):
@@ -70,12 +85,6 @@ class DeliveryFailed(KafkaUnavailable):
     """Kafka did not acknowledge a record."""
 
 
-class StaleView(EcomError):
-    """A view was built from a cluster or topic that is not the one here any more."""
-
-    exit_code = 6
-
-
 class ClusterError(EcomError):
     """The local cluster cannot start, stop or be found."""
 
@@ -88,3 +97,21 @@ class ToolMissing(ClusterError):
 
 class PortInUse(ClusterError):
     """A port the local cluster needs is already taken."""
+
+
+class StoreError(EcomError):
+    """The view database cannot be opened or refused a statement."""
+
+    exit_code = 5
+
+
+class StaleView(EcomError):
+    """A view was built from a cluster or topic that is not the one here any more."""
+
+    exit_code = 6
+
+
+class ProcessFailed(EcomError):
+    """A supervised child process kept failing, so its supervisor gave up."""
+
+    exit_code = 7

@@ -9,7 +9,6 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-LAST_RESORT_BOOTSTRAP = "localhost:9092"
 
 
 def _default_home() -> Path:
@@ -60,18 +59,3 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """Return the process-wide settings, read once from the environment."""
     return Settings()
-
-
-def resolve_bootstrap(flag: str | None = None) -> str:
-    """Find the cluster: --bootstrap, KAFKA_BOOTSTRAP_SERVERS, local cluster, localhost."""
-    if flag:
-        return flag
-    settings = get_settings()
-    if settings.bootstrap_servers:
-        return settings.bootstrap_servers
-    from ecom.cluster import LocalCluster
-
-    local = LocalCluster.from_settings(settings)
-    if local.is_running():
-        return local.bootstrap_servers()
-    return LAST_RESORT_BOOTSTRAP

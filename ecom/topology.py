@@ -1,8 +1,11 @@
 """topics.yaml as typed specs: every topic, its layout, its key and its event types.
 
 Code asks a `Topology` for topics (`topology.topic("orders").name`,
-`topology.for_event("OrderCreated")`), never spells a topic name itself. A topology can
-carry a name prefix, so tests and parallel environments get topics of their own.
+`topology.for_event("OrderCreated")`, `topology.dead_letters("projections")`), never
+spells a topic name itself. Every name derived from the topology is made here too:
+consumer groups of projections and replays, the order flow's app ids and their changelog
+topics. A topology can carry a name prefix, so tests and parallel environments get
+topics and groups of their own.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ecom.errors import TopologyError
+from ecom.settings import Settings
 
 TopicKind = Literal["domain", "internal", "changelog", "dlq"]
 
@@ -39,6 +43,7 @@ class TopicSpec(BaseModel):
     configs: dict[str, str] = Field(default_factory=dict)
     key: str | None = None
     events: dict[str, str] = Field(default_factory=dict)
+    owner: str | None = None  # dlq and changelog topics: the side or app writing them
 
     @field_validator("configs", mode="before")
     @classmethod
@@ -71,6 +76,11 @@ class Topology:
     def __init__(self, specs: list[TopicSpec], prefix: str = "") -> None:
         self.specs = specs
         self.prefix = prefix
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Topology:
+        """Read the topics file the settings name, under their topic prefix."""
+        return cls.load(settings.topics_path, settings.topic_prefix)
 
     @classmethod
     def load(cls, path: Path, prefix: str = "") -> Topology:
@@ -116,6 +126,54 @@ class Topology:
     def event_types(self) -> list[str]:
         """Return every event type some topic carries."""
         return list(self._by_event)
+
+    def dead_letters(self, owner: str) -> Topic:
+        """Return the dead-letter topic of a side (projections, order-flow)."""
+        for topic in self._by_name.values():
+            if topic.spec.kind == "dlq" and topic.spec.owner == owner:
+                return topic
+        raise TopologyError(f"topics.yaml has no dlq topic with owner {owner!r}")
+
+    # -- derived names -------------------------------------------------------------
+
+    def projection_group(self, projection: str) -> str:
+        """Return the consumer group of a projection's runners."""
+        return f"{self.prefix}{PROJECTION_GROUP}{projection}"
+
+    def replay_group(self, projection: str) -> str:
+        """Return the group id a replay of a projection reads under (it never joins)."""
+        return f"{self.prefix}ecom-replay-{projection}"
+
+    def flow_app(self, service: str) -> str:
+        """Return the app id (and consumer group) of an order-flow service."""
+        return f"{self.prefix}{FLOW_APP}{service}"
+
+    def changelog(self, service: str, table: str) -> Topic:
+        """Return the changelog topic of an order-flow service's table."""
+        return self.topic(f"{FLOW_APP}{service}-{table}-changelog")
+
+    def projection_of(self, group: str) -> str | None:
+        """Return the projection a group belongs to, if it is a projection's group."""
+        marker = self.prefix + PROJECTION_GROUP
+        return group.removeprefix(marker) if group.startswith(marker) else None
+
+    def state_holder(self, group: str, topics: set[str]) -> str | None:
+        """Describe the state a group's offsets are tied to, or None for a plain group."""
+        if (name := self.projection_of(group)) is not None:
+            return f"projection {name} (its view stores the offsets it reflects)"
+        if changelogs := changelogs_of(group, topics):
+            return f"stream app {group} (tables in {', '.join(changelogs)})"
+        return None
+
+
+PROJECTION_GROUP = "ecom-projection-"
+FLOW_APP = "order-flow-"
+FLOW_SERVICES = ("inventory", "pricing", "payment", "order")  # the order flow's workers
+
+
+def changelogs_of(group: str, topics: set[str]) -> list[str]:
+    """Return the changelog topics of a stream app (faust, Kafka Streams) named group."""
+    return sorted(t for t in topics if t.startswith(group + "-") and t.endswith("-changelog"))
 
 
 def parse_specs(document: Any, source: str) -> list[TopicSpec]:

@@ -22,9 +22,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, create_model
 
 from ecom.errors import BadInput, DeliveryFailed, KafkaUnavailable
+from ecom.kafka import LOW_LATENCY
 from ecom.topology import Topology
 from producers.input import build_event
-from producers.producer import LOW_LATENCY, Delivery, EventProducer, Outcome
+from producers.producer import Delivery, EventProducer, Outcome
 from schemas import (
     Event,
     OrderCancellationRequested,

@@ -15,13 +15,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from schemas.errors import NotCompilable
+
 Write = Callable[[bytearray, Any], None]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
-
-
-class NotCompilable(Exception):
-    """The schema uses a feature this writer does not compile."""
 
 
 def write_long(buffer: bytearray, value: int) -> None:

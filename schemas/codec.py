@@ -19,9 +19,9 @@ from typing import Any
 from fastavro import schemaless_reader, schemaless_writer
 from pydantic import ValidationError
 
-from ecom.errors import DecodeError, InvalidEvent, UnknownSchema
-from schemas.avro_writer import NotCompilable, Write, compile_writer
+from schemas.avro_writer import Write, compile_writer
 from schemas.base import EVENT_TYPES, Event
+from schemas.errors import DecodeError, InvalidEvent, NotCompilable, UnknownSchema
 from schemas.registry import SchemaRegistry, SchemaVersion, default_registry
 
 MAGIC = b"\xc3\x01"

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from ecom.settings import get_settings, resolve_bootstrap
-from ecom.topology import Topology
-from streams.worker import SERVICES, build
+from ecom.cluster import find_bootstrap
+from ecom.settings import get_settings
+from ecom.topology import FLOW_SERVICES, Topology
+from streams.worker import build
 
 
 def __getattr__(name: str) -> Any:
-    if name not in SERVICES:
+    if name not in FLOW_SERVICES:
         raise AttributeError(name)
     settings = get_settings()
-    topology = Topology.load(settings.topics_path, settings.topic_prefix)
-    app = build(name, topology, resolve_bootstrap(), settings)
+    app = build(name, Topology.from_settings(settings), find_bootstrap(settings), settings)
     globals()[name] = app
     return app

@@ -24,15 +24,14 @@ from typing import Any
 import faust
 from faust.types import EventT
 
-from ecom.deadletters import Origin, dead_letter_headers
 from ecom.errors import DecodeError, InvalidEvent
+from ecom.kafka import LOW_LATENCY, BytesProducer, DeadLetters, Failed
 from ecom.settings import Settings
 from ecom.topology import Topology
 from schemas import Codec, Event, headers
 
 LOG = logging.getLogger("ecom.streams")
 NAMESPACE = uuid.UUID("9b1f6d1e-2f35-4c55-9a1e-6f0d9c1e7a01")
-DLQ_TOPIC = "order-flow-dlq"
 BATCH = 500
 BATCH_WITHIN_S = 0.05
 RESTART_DELAY_S = 2.0
@@ -44,14 +43,9 @@ def derived_id(cause_id: str, *parts: str) -> str:
     return str(uuid.uuid5(NAMESPACE, "/".join((cause_id, *parts))))
 
 
-def app_id(service: str, topology: Topology) -> str:
-    """Return the faust app id (= consumer group) of a service."""
-    return f"{topology.prefix}order-flow-{service}"
-
-
 def make_app(service: str, topology: Topology, bootstrap: str, settings: Settings) -> faust.App:
     """Build the faust app of one service."""
-    name = app_id(service, topology)
+    name = topology.flow_app(service)
     brokers = ";".join(f"kafka://{server}" for server in bootstrap.split(","))
     datadir = settings.home / ".ecom" / "faust" / name
     datadir.mkdir(parents=True, exist_ok=True)
@@ -87,9 +81,14 @@ def make_app(service: str, topology: Topology, bootstrap: str, settings: Setting
 class Flow:
     """A service's view of the topics: decode what it reads, publish what it decides."""
 
-    def __init__(self, app: faust.App, topology: Topology, service: str) -> None:
+    def __init__(self, app: faust.App, topology: Topology, service: str, bootstrap: str) -> None:
         self.app = app
         self.topology = topology
+        self.dead_letters = DeadLetters(
+            BytesProducer(bootstrap, **LOW_LATENCY),
+            topology.dead_letters("order-flow").name,
+            topology.flow_app(service),
+        )
         self.source = f"/ecomstream/worker/{service}"
         self.service = service
         self.codec = Codec()
@@ -201,8 +200,7 @@ class Flow:
 
     def table(self, name: str) -> Any:
         """Return a table whose changelog is topics.yaml's `<app id>-<name>-changelog`."""
-        changelog = f"{self.app.conf.id}-{name}-changelog".removeprefix(self.topology.prefix)
-        partitions = self.topology.topic(changelog).spec.partitions
+        partitions = self.topology.changelog(self.service, name).spec.partitions
         return self.app.Table(name, partitions=partitions, key_type=bytes)
 
     async def decode(self, record: EventT[Any]) -> Event | None:
@@ -214,27 +212,25 @@ class Flow:
             return None
 
     async def dead_letter(self, record: EventT[Any], error: BaseException) -> None:
-        """Park a record in the order-flow DLQ with its story."""
+        """Park a record in the order-flow DLQ with its story; return once Kafka has
+        acknowledged it (dead letters are rare, so the batch may wait for them)."""
         message = record.message
-        origin = Origin(
+        LOG.warning(
+            "dead letter %s[%d]@%d: %s", message.topic, message.partition, message.offset, error
+        )
+        found: Any = message.headers or []
+        failed = Failed(
             message.topic,
             message.partition,
             message.offset,
             int(message.timestamp * 1000),
             "CreateTime",
-            self.app.conf.id,
+            message.key,
+            message.value,
+            list(found.items()) if isinstance(found, dict) else list(found),
         )
-        LOG.warning(
-            "dead letter %s[%d]@%d: %s", message.topic, message.partition, message.offset, error
-        )
-        found = message.headers or []
-        original = list(found.items()) if isinstance(found, dict) else list(found)
-        sent = await self.topic(DLQ_TOPIC).send(
-            key=message.key,
-            value=message.value,
-            headers=original + dead_letter_headers(origin, error),
-        )
-        self._pending.append(sent)
+        self.dead_letters.send(failed, error)
+        await asyncio.to_thread(self.dead_letters.flush)
 
     async def publish(self, event: Event) -> asyncio.Future[Any]:
         """Publish an event to its topic, keyed per topics.yaml, with CloudEvents headers;

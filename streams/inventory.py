@@ -1,7 +1,7 @@
 """Inventory worker: decides reservation requests in each product's log order.
 
 It folds the inventory topic, one partition at a time, with the stock rules of
-schemas.stock (the rules the inventory projection applies too), so two orders can never
+schemas.rules.stock (the rules the inventory projection applies too), so two orders can never
 both take the last unit and stock never goes below zero. Each StockReservationRequested
 is answered on the reservations topic, keyed by order: StockReserved or
 StockReservationRejected. Releases and commits come from the order worker; a removal
@@ -23,7 +23,7 @@ from faust.types import EventT, StreamT
 
 from ecom.errors import InvalidEvent
 from schemas import Event, StockReservationRejected, StockReservationRequested, StockReserved
-from schemas.stock import Decision, StockLevel, apply_stock
+from schemas.rules.stock import Decision, StockLevel, apply_stock
 from streams.flow import Flow, Records, derived_id
 
 

@@ -52,13 +52,12 @@ from schemas import (
     StockReserved,
 )
 from schemas.order import CancelReason
+from schemas.rules.order import CONFIRMED, WAITING, is_final
 from streams.flow import Flow, derived_id
 
 State = dict[str, Any]
-FINAL = ("confirmed", "cancelled", "expired")
 SEEN = 64
 DEADLINE_TICK_S = 0.25
-WAITING = ("reserving", "awaiting-payment")
 RESEND_AFTER_S = 5.0
 
 
@@ -141,7 +140,7 @@ def step(
     state = {**state, "seen": [*state["seen"], event.event_id][-SEEN:]}
     if isinstance(event, StockReserved):
         return _reserved(state, event, now, timeout)
-    if state["status"] in FINAL:
+    if is_final(state["status"]):
         return state, []
     if isinstance(event, StockReservationRejected):
         detail = f"{event.product_id}: {event.quantity} wanted, {event.available} available"
@@ -210,7 +209,7 @@ def _reserved(
     state: State, event: StockReserved, now: datetime, timeout: timedelta
 ) -> tuple[State, list[Event]]:
     state = {**state, "answered": {**state["answered"], event.product_id: True}}
-    if state["status"] in FINAL and state["status"] != "confirmed":
+    if is_final(state["status"]) and state["status"] != CONFIRMED:
         release = StockReleased(
             event_id=derived_id(event.event_id, "release"),
             product_id=event.product_id,

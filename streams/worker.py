@@ -1,31 +1,25 @@
-"""Run order-flow workers: `ecom worker inventory|pricing|payment|order|all`.
+"""Run one order-flow worker: `ecom worker inventory|pricing|payment|order`.
 
-One service per process (a faust app each). `all` starts the four as child processes,
-forwards SIGTERM / SIGINT to them, and stops them all if one of them fails.
+One service per process, a faust app each (`ecom worker all`, in the CLI, supervises
+the four as child processes).
 """
 
 from __future__ import annotations
 
 import logging
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable
 
 import faust
 
-from ecom.errors import BadInput, EcomError
+from ecom.errors import BadInput
 from ecom.settings import Settings
+from ecom.topology import FLOW_SERVICES as SERVICES
 from ecom.topology import Topology
 from streams import inventory, order, payment, pricing
 from streams.flow import Flow, make_app, restart_process
 from streams.payment import Gateway
 from streams.reference import Reference
 
-SERVICES = ("inventory", "pricing", "payment", "order")
 LOG = logging.getLogger("ecom.streams")
-Report = Callable[[str], None]
 
 
 def build(service: str, topology: Topology, bootstrap: str, settings: Settings) -> faust.App:
@@ -33,7 +27,7 @@ def build(service: str, topology: Topology, bootstrap: str, settings: Settings) 
     if service not in SERVICES:
         raise BadInput(f"unknown worker {service!r}; choose one of {', '.join(SERVICES)} or all")
     app = make_app(service, topology, bootstrap, settings)
-    flow = Flow(app, topology, service)
+    flow = Flow(app, topology, service, bootstrap)
     if service == "inventory":
         inventory.register(app, flow)
     elif service == "pricing":
@@ -83,39 +77,3 @@ class RecoveryWatchdog(logging.Handler):
                 "faust table recovery failed (%s); restarting the worker", record.getMessage()
             )
             restart_process()
-
-
-def run_all(bootstrap: str, report: Report) -> int:
-    """Run every service in a child process; return the exit code to leave with."""
-    command = [sys.executable, "-m", "ecom", "worker"]
-    children = {
-        service: subprocess.Popen([*command, service, "--bootstrap", bootstrap])
-        for service in SERVICES
-    }
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-        for child in children.values():
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    pids = ", ".join(str(c.pid) for c in children.values())
-    report(f"running workers {', '.join(SERVICES)} (pids {pids})")
-    try:
-        while all(child.poll() is None for child in children.values()):
-            time.sleep(0.2)
-        failed = {
-            name: c.returncode for name, c in children.items() if c.returncode not in (None, 0)
-        }
-        stop()
-        for child in children.values():
-            child.wait(60)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if failed and not stopping:
-        raise EcomError(f"worker {', '.join(failed)} exited with {failed}; stopped the others")
-    return 0

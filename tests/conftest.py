@@ -1,9 +1,14 @@
-"""Fixtures: a real Kafka cluster for the session, unique topics and groups per test.
+"""Fixtures: one Kafka cluster object for the session, unique topics and groups per test.
 
 Where the cluster comes from, first match wins:
   1. KAFKA_BOOTSTRAP_SERVERS: a cluster you run yourself;
   2. a Docker engine that answers: docker-compose.yml's 3-node cluster via testcontainers;
   3. the local cluster (`ecom cluster up`), started for the session if it is not running.
+
+`kafka` is the cluster object every test talks through: `kafka.topology()` (topics.yaml
+under a prefix of the test's own), `kafka.producer()`, `kafka.consumer(group)`,
+`kafka.seed(topology, events)`, `kafka.read(topics, n)`, `kafka.ends(topics)`,
+`kafka.admin()`. Every client it makes has the project's client settings.
 """
 
 from __future__ import annotations
@@ -11,29 +16,84 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from consumers.store import Store, open_store
 from ecom.cluster import LocalCluster
+from ecom.kafka import (
+    BytesProducer,
+    Consumer,
+    Message,
+    Partition,
+    TopicAdmin,
+    TopicReader,
+    consumer_config,
+    log_ends,
+)
 from ecom.settings import Settings
-from ecom.topics_admin import TopicAdmin
 from ecom.topics_plan import make_plan
 from ecom.topology import Topology
+from producers.producer import EventProducer
+from schemas import Event
 from tests.postgres import create_database, postgres_server
-from tests.support import REPO, run_cli, unique
+from tests.support import REPO, run_cli, unique, wait_for
 
 
 @dataclass
-class KafkaTarget:
-    """The cluster the tests talk to."""
+class KafkaCluster:
+    """The cluster the tests talk to, and the clients they talk through."""
 
     bootstrap: str
     origin: str
     local: LocalCluster | None = None
+    _cleanups: list[Callable[[], None]] = field(default_factory=list)
+
+    def admin(self) -> TopicAdmin:
+        return TopicAdmin(self.bootstrap)
+
+    def topology(self, prefix: str | None = None) -> Topology:
+        """Create every topic of topics.yaml under a prefix (a fresh one by default)."""
+        topology = Topology.load(REPO / "topics.yaml", prefix=prefix or unique() + "-")
+        admin = self.admin()
+        brokers = admin.broker_count()
+        admin.execute(make_plan(topology, {}, brokers, dev=brokers < 3))
+        return topology
+
+    def delete(self, topology: Topology) -> None:
+        """Delete a topology's topics (set ECOM_TEST_KEEP_TOPICS to keep them)."""
+        if not os.environ.get("ECOM_TEST_KEEP_TOPICS"):
+            self.admin().delete([t.name for t in topology.topics()])
+
+    def producer(self, **overrides: Any) -> BytesProducer:
+        """A delivery-tracked producer of bytes (idempotent, acks=all)."""
+        return BytesProducer(self.bootstrap, **overrides)
+
+    def consumer(self, group: str | None = None, **overrides: Any) -> Consumer:
+        """A consumer in a group (a fresh one by default), reading from the start."""
+        return Consumer(consumer_config(self.bootstrap, group or unique("g"), **overrides))
+
+    def seed(self, topology: Topology, events: Sequence[Event]) -> None:
+        """Publish events and wait until Kafka has acknowledged every one."""
+        with EventProducer(topology, self.bootstrap, "/ecomstream/test") as producer:
+            for event in events:
+                producer.publish(event)
+
+    def read(self, topics: list[str], expected: int, timeout: float = 60) -> list[Any]:
+        """Read `expected` records (confluent-kafka messages) from the start of topics
+        (every partition, no group)."""
+        records: list[Message] = []
+        with TopicReader(self.bootstrap, topics, records.append, name="test-read"):
+            wait_for(lambda: len(records) >= expected, timeout, f"{expected} records on {topics}")
+        return records
+
+    def ends(self, topics: list[str]) -> dict[Partition, int]:
+        """The log end offset of every partition of the topics."""
+        return log_ends(self.bootstrap, topics)
 
 
 def _docker_answers() -> bool:
@@ -48,7 +108,7 @@ def _docker_answers() -> bool:
     return result.returncode == 0
 
 
-def _local_cluster(request: pytest.FixtureRequest) -> KafkaTarget:
+def _local_cluster(request: pytest.FixtureRequest) -> KafkaCluster:
     local = LocalCluster.from_settings(Settings())
     created = local.broker_count() is None
     started = not local.is_running()
@@ -61,53 +121,60 @@ def _local_cluster(request: pytest.FixtureRequest) -> KafkaTarget:
             run_cli("cluster", "down", *(["--wipe"] if created else []), timeout=120)
 
     request.addfinalizer(stop)
-    return KafkaTarget(local.bootstrap_servers(), "local", local)
+    return KafkaCluster(local.bootstrap_servers(), "local", local)
 
 
-def _compose_cluster(request: pytest.FixtureRequest) -> KafkaTarget:
+def _compose_cluster(request: pytest.FixtureRequest) -> KafkaCluster:
     from testcontainers.compose import DockerCompose
 
     compose = DockerCompose(str(REPO), services=["kafka-1", "kafka-2", "kafka-3"], wait=True)
     compose.start()
     request.addfinalizer(compose.stop)
-    return KafkaTarget("localhost:9092,localhost:9093,localhost:9094", "docker-compose")
+    return KafkaCluster("localhost:9092,localhost:9093,localhost:9094", "docker-compose")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that asks for the local cluster, so `-m` can select it."""
+    for item in items:
+        if "local_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.local_cluster)
 
 
 @pytest.fixture(scope="session")
-def kafka(request: pytest.FixtureRequest) -> KafkaTarget:
+def kafka(request: pytest.FixtureRequest) -> KafkaCluster:
     """A running Kafka cluster for the whole test session."""
     if bootstrap := os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-        return KafkaTarget(bootstrap, "env")
+        return KafkaCluster(bootstrap, "env")
     if _docker_answers():
         return _compose_cluster(request)
     return _local_cluster(request)
 
 
 @pytest.fixture
-def local_cluster(kafka: KafkaTarget) -> LocalCluster:
-    """The local cluster, for tests that kill and restart brokers."""
+def local_cluster(kafka: KafkaCluster) -> LocalCluster:
+    """The local cluster, for tests that kill and restart brokers. Without one the test
+    fails, never skips: deselect such tests with `-m "not local_cluster"` instead."""
     if kafka.local is None:
-        pytest.skip(f"needs the local cluster; this session uses {kafka.origin}")
+        pytest.fail(
+            f"needs the local cluster (it kills and restarts brokers), but this session uses "
+            f"{kafka.origin}; run without KAFKA_BOOTSTRAP_SERVERS or deselect with "
+            "-m 'not local_cluster'"
+        )
     return kafka.local
 
 
 @pytest.fixture
-def cli_env(kafka: KafkaTarget) -> dict[str, str]:
+def cli_env(kafka: KafkaCluster) -> dict[str, str]:
     """Environment for `ecom` subprocesses: this session's cluster."""
     return {"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap}
 
 
 @pytest.fixture
-def topology(kafka: KafkaTarget) -> Iterator[Topology]:
+def topology(kafka: KafkaCluster) -> Iterator[Topology]:
     """topics.yaml under a prefix of this test's own, applied to the cluster, then deleted."""
-    topology = Topology.load(REPO / "topics.yaml", prefix=unique() + "-")
-    admin = TopicAdmin(kafka.bootstrap)
-    brokers = admin.broker_count()
-    plan = make_plan(topology, {}, brokers, dev=brokers < 3)
-    admin.execute(plan)
+    topology = kafka.topology()
     yield topology
-    if not os.environ.get("ECOM_TEST_KEEP_TOPICS"):  # set it to debug a failed test
-        admin.delete([t.name for t in topology.topics()])
+    kafka.delete(topology)
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import defaultdict
@@ -13,94 +10,49 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from confluent_kafka import Consumer
 
 from ecom.errors import InvalidEvent
+from ecom.kafka import Message, TopicReader
+from ecom.process import Children, Spec
+from ecom.topology import FLOW_SERVICES as SERVICES
 from ecom.topology import Topology
 from schemas import (
     Codec,
     Event,
-    OrderCancelled,
-    OrderConfirmed,
     OrderCreated,
-    OrderExpired,
     StockAdjusted,
     StockReservationRejected,
     StockReservationRequested,
     StockReserved,
 )
-from schemas.stock import StockLevel, apply_stock
-from streams.worker import SERVICES
-from tests.support import REPO, unique, wait_for
-
-FINAL_TYPES = (OrderConfirmed, OrderCancelled, OrderExpired)
+from schemas.rules.order import FINAL_EVENTS
+from schemas.rules.stock import StockLevel, apply_stock
+from tests.support import REPO, wait_for
 
 
-class Workers:
-    """The four order-flow workers, each in a process of its own."""
+class Workers(Children):
+    """The order-flow workers, each in a process of its own (named by service)."""
 
     def __init__(self, topology: Topology, bootstrap: str, env: dict[str, str]) -> None:
-        self.env = (
-            os.environ
-            | env
-            | {"ECOM_TOPIC_PREFIX": topology.prefix, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
-        )
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-        self._logs: list[Any] = []
+        super().__init__()
+        self.env = env | {
+            "ECOM_TOPIC_PREFIX": topology.prefix,
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        }
+        self.logs = os.environ.get("ECOM_TEST_WORKER_LOGS")  # a folder, to debug a flow test
 
-    def start(self, service: str) -> None:
-        command = [sys.executable, "-m", "ecom", "worker", service]
-        logs = os.environ.get("ECOM_TEST_WORKER_LOGS")  # a folder, to debug a flow test
-        output: Any = subprocess.DEVNULL
-        if logs:
-            command.append("-v")
-            output = (Path(logs) / f"{service}-{time.time():.0f}.log").open("w")
-            self._logs.append(output)
-        self.processes[service] = subprocess.Popen(
-            command, env=self.env, cwd=REPO, stdout=output, stderr=subprocess.STDOUT
-        )
-
-    def kill(self, service: str) -> None:
-        """SIGKILL a worker, as a crash would."""
-        process = self.processes.pop(service)
-        process.send_signal(signal.SIGKILL)
-        process.wait(30)
-
-    def stop(self, service: str) -> int:
-        """Stop a worker gracefully; return its exit code."""
-        process = self.processes.pop(service)
-        process.send_signal(signal.SIGTERM)
-        return process.wait(60)
-
-    def alive(self, service: str) -> bool:
-        process = self.processes.get(service)
-        return process is not None and process.poll() is None
-
-    def close(self) -> None:
-        for service in list(self.processes):
-            process = self.processes.pop(service)
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(10)
-        for log in self._logs:
-            log.close()
+    def start_worker(self, service: str) -> None:
+        log = Path(self.logs) / f"{service}-{time.time():.0f}.log" if self.logs else None
+        args = ("worker", service, *(["-v"] if self.logs else []))
+        self.start(Spec(service, args, self.env, log, cwd=REPO))
 
 
 @contextmanager
 def running_workers(topology: Topology, bootstrap: str, **env: str) -> Iterator[Workers]:
-    workers = Workers(topology, bootstrap, env)
-    try:
+    with Workers(topology, bootstrap, env) as workers:
         for service in SERVICES:
-            workers.start(service)
+            workers.start_worker(service)
         yield workers
-    finally:
-        workers.close()
 
 
 @dataclass
@@ -113,58 +65,35 @@ class Log:
 
 
 class Follower:
-    """Reads the flow's topics in the background (no group: every partition)."""
+    """Reads the flow's topics in the background (every partition, no group)."""
 
     def __init__(self, topology: Topology, bootstrap: str, names: tuple[str, ...]) -> None:
         self.topology = topology
         self.log = Log()
         self._names = {topology.topic(n).name: n for n in names}
-        self._stop = threading.Event()
+        self._codec = Codec()
         self._lock = threading.Lock()
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": unique("follow"),
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-            }
-        )
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._reader = TopicReader(bootstrap, list(self._names), self._note, name="follower")
 
     def __enter__(self) -> Follower:
-        self._consumer.subscribe(list(self._names))
-        self._thread.start()
+        self._reader.start()
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(30)
-        self._consumer.close()
+        self._reader.stop()
 
-    def _run(self) -> None:
-        codec = Codec()
-        read_up_to: dict[tuple[str, int], int] = {}
-        while not self._stop.is_set():
-            for message in self._consumer.consume(1000, timeout=0.2):
-                if message.error() is not None:
-                    continue
-                # A rebalance (a broker was killed) sends a group without commits back to
-                # the earliest offsets: keep each record once, in log order.
-                where = (message.topic() or "", message.partition() or 0)
-                if (message.offset() or 0) < read_up_to.get(where, 0):
-                    continue
-                read_up_to[where] = (message.offset() or 0) + 1
-                event = codec.decode(message.value())
-                with self._lock:
-                    self.log.by_topic[self._names[message.topic() or ""]].append(event)
-                    self.log.arrived.setdefault(event.event_id, time.monotonic())
+    def _note(self, message: Message) -> None:
+        event = self._codec.decode(message.value())
+        with self._lock:
+            self.log.by_topic[self._names[message.topic() or ""]].append(event)
+            self.log.arrived.setdefault(event.event_id, time.monotonic())
 
     def finals(self) -> dict[str, Event]:
         """Return each order's first final event (confirmed, cancelled, expired)."""
         with self._lock:
             result: dict[str, Event] = {}
             for event in self.log.by_topic["orders"]:
-                if isinstance(event, FINAL_TYPES):
+                if isinstance(event, FINAL_EVENTS):
                     result.setdefault(event.order_id, event)
             return result
 
@@ -182,7 +111,7 @@ def check_invariants(log: Log, orders: list[OrderCreated]) -> dict[str, int]:
     """Check the flow's promises over the whole log; return counts by outcome."""
     finals: dict[str, set[str]] = defaultdict(set)
     for event in log.by_topic["orders"]:
-        if isinstance(event, FINAL_TYPES):
+        if isinstance(event, FINAL_EVENTS):
             finals[event.order_id].add(type(event).__name__)
     missing = [o.order_id for o in orders if o.order_id not in finals]
     assert not missing, f"{len(missing)} orders never reached a final state, e.g. {missing[:3]}"

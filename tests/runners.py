@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from consumers.projection import Projection
 from consumers.runner import ProjectionRunner
 from consumers.store import Store, open_store
-from ecom.kafka import end_offsets
+from ecom.kafka import log_ends
 from ecom.topology import Topology
-from producers.producer import EventProducer
 from producers.simulate import Shop, ShopPlan, with_stock_flow
 from schemas import Event
 from tests.support import wait_for
@@ -23,14 +22,8 @@ def shop_log(orders: int, seed: int = 5) -> list[Event]:
     return list(with_stock_flow(Shop(plan).events()))
 
 
-def publish(topology: Topology, bootstrap: str, events: Sequence[Event]) -> None:
-    with EventProducer(topology, bootstrap, "/ecomstream/test") as producer:
-        for event in events:
-            producer.publish(event)
-
-
 def caught_up(store: Store, runner: ProjectionRunner, bootstrap: str) -> bool:
-    ends = end_offsets(bootstrap, [runner.topology.topic(t).name for t in runner.projection.topics])
+    ends = log_ends(bootstrap, [runner.topology.topic(t).name for t in runner.projection.topics])
     stored = store.offsets(runner.projection.name, runner.generation)
     return all(
         stored[key].next_offset >= end for key, end in ends.items() if end > 0 and key in stored

@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import yaml
 
@@ -60,32 +60,6 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
-
-
-def read_records(
-    bootstrap: str, topics: list[str], expected: int, timeout: float = 60
-) -> list[Any]:
-    """Read `expected` records from the start of topics (a throw-away group)."""
-    from confluent_kafka import Consumer
-
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": unique("reader-"),
-         "auto.offset.reset": "earliest", "enable.auto.commit": False}
-    )  # fmt: skip
-    consumer.subscribe(topics)
-    records: list[Any] = []
-
-    def enough() -> bool:
-        for message in consumer.consume(1000, timeout=0.5):
-            assert message.error() is None, message.error()
-            records.append(message)
-        return len(records) >= expected
-
-    try:
-        wait_for(enough, timeout, f"{expected} records on {topics}", interval=0)
-    finally:
-        consumer.close()
-    return records
 
 
 def free_port() -> int:

@@ -1,6 +1,6 @@
 """Inventory: per product, units on hand, reserved, available and sold.
 
-Folds the inventory topic with the stock rules of schemas.stock, the same rules the
+Folds the inventory topic with the stock rules of schemas.rules.stock, the same rules the
 inventory worker decides with.
 """
 
@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from consumers.projection import Projection, Row, RowKey, Table, columns
 from schemas import Event
-from schemas.stock import StockLevel, apply_stock
+from schemas.rules.stock import StockLevel, apply_stock
 
 STOCK_EVENTS = ("StockAdjusted", "StockReservationRequested", "StockReleased", "StockCommitted")
 

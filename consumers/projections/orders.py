@@ -30,17 +30,8 @@ from schemas import (
     PaymentFailed,
     PaymentRefunded,
 )
+from schemas.rules.order import RANK, is_final
 
-RANK = {
-    "created": 0,
-    "stock-reserved": 1,
-    "priced": 1,
-    "awaiting-payment": 2,
-    "confirmed": 3,
-    "cancelled": 3,
-    "expired": 3,
-}
-FINAL = frozenset({"confirmed", "cancelled", "expired"})
 Step = tuple[str, str, str, str]  # (when, what, detail, event id)
 
 
@@ -93,7 +84,7 @@ class Order(Row):
 
     def advanced(self, status: str) -> Order:
         """Return the order moved to status, unless that would go backwards."""
-        if self.status in FINAL or RANK[status] < RANK.get(self.status or "", -1):
+        if is_final(self.status) or RANK[status] < RANK.get(self.status or "", -1):
             return self
         return self.changed(status=status)
 

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ecom.cli.context import context
 from ecom.cli.output import bootstrap_option
-from ecom.settings import get_settings, resolve_bootstrap
-from ecom.topology import Topology
-
-
-def _topology() -> Topology:
-    settings = get_settings()
-    return Topology.load(settings.topics_path, settings.topic_prefix)
 
 
 @click.group()
@@ -28,14 +22,15 @@ def produce(
     events: int, linger_ms: int | None, compression: str | None, bootstrap: str | None
 ) -> None:
     """Publish N realistic events through our producer, then run ProducerPerformance."""
-    from producers.bench import run
+    from bench.produce import run
 
     overrides: dict[str, object] = {}
     if linger_ms is not None:
         overrides["linger.ms"] = linger_ms
     if compression is not None:
         overrides["compression.type"] = compression
-    run(_topology(), resolve_bootstrap(bootstrap), events, click.echo, **overrides)
+    ctx = context(bootstrap)
+    run(ctx.topology, ctx.bootstrap, events, click.echo, **overrides)
 
 
 @bench.command()
@@ -50,9 +45,10 @@ def produce(
 @bootstrap_option
 def query(orders: int, reads: int, bootstrap: str | None) -> None:
     """Apply rate beside ConsumerPerformance, and point-read latency idle and under load."""
-    from consumers.bench import run
+    from bench.query import run
 
-    run(_topology(), resolve_bootstrap(bootstrap), orders, reads, click.echo)
+    ctx = context(bootstrap)
+    run(ctx.topology, ctx.bootstrap, orders, reads, click.echo)
 
 
 @bench.command()
@@ -67,9 +63,10 @@ def query(orders: int, reads: int, bootstrap: str | None) -> None:
 @bootstrap_option
 def flow(orders: int, rate: float, bootstrap: str | None) -> None:
     """Drive orders through the four workers; orders/s and latency to the final state."""
-    from streams.bench import run
+    from bench.flow import run
 
-    run(_topology(), resolve_bootstrap(bootstrap), orders, rate, click.echo)
+    ctx = context(bootstrap)
+    run(ctx.topology, ctx.bootstrap, orders, rate, click.echo)
 
 
 @bench.command()
@@ -77,6 +74,7 @@ def flow(orders: int, rate: float, bootstrap: str | None) -> None:
 @bootstrap_option
 def replay(events: int, bootstrap: str | None) -> None:
     """Replay N events into a fresh view, start to switch, beside ConsumerPerformance."""
-    from consumers.replay_bench import run
+    from bench.replay import run
 
-    run(_topology(), resolve_bootstrap(bootstrap), events, click.echo)
+    ctx = context(bootstrap)
+    run(ctx.topology, ctx.bootstrap, events, click.echo)

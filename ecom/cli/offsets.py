@@ -8,8 +8,10 @@ from typing import Any
 
 import click
 
+from ecom.cli.context import context
 from ecom.cli.output import bootstrap_option, echo_table
 from ecom.errors import BadInput
+from ecom.kafka import GroupAdmin, GroupInfo
 from ecom.offset_plan import (
     Partition,
     Plan,
@@ -21,8 +23,7 @@ from ecom.offset_plan import (
     read_csv,
     to_csv,
 )
-from ecom.offsets import PROJECTION_GROUP, GroupAdmin, GroupInfo, changelogs_of, state_holder
-from ecom.settings import get_settings, resolve_bootstrap
+from ecom.topology import changelogs_of
 
 
 @click.group()
@@ -34,7 +35,7 @@ def offsets() -> None:
 @bootstrap_option
 def list_command(bootstrap: str | None) -> None:
     """List the consumer groups with their state."""
-    groups = GroupAdmin(resolve_bootstrap(bootstrap)).groups()
+    groups = GroupAdmin(context(bootstrap).bootstrap).groups()
     echo_table(["group", "state", "type"], groups)
 
 
@@ -44,7 +45,7 @@ def list_command(bootstrap: str | None) -> None:
 @click.option("--store", "store_url", help="View database, for a projection's stored offsets.")
 def show(group: str, bootstrap: str | None, store_url: str | None) -> None:
     """Show a group's committed offsets, log ends, lag, state and members."""
-    admin = GroupAdmin(resolve_bootstrap(bootstrap))
+    admin = GroupAdmin(context(bootstrap).bootstrap)
     info = admin.describe(group)
     committed = admin.committed(group)
     if info.state == "DEAD" and not committed:
@@ -69,14 +70,13 @@ def show(group: str, bootstrap: str | None, store_url: str | None) -> None:
 
 def _view_offsets(group: str, store_url: str | None) -> dict[Partition, int] | None:
     """The offsets a projection's view holds (the ones it resumes from), if GROUP is one."""
-    settings = get_settings()
-    marker = settings.topic_prefix + PROJECTION_GROUP
-    if not group.startswith(marker):
+    ctx = context(store=store_url)
+    name = ctx.topology.projection_of(group)
+    if name is None:
         return None
     from consumers.store import open_store
 
-    name = group.removeprefix(marker)
-    with open_store(store_url or settings.store_url) as store:
+    with open_store(ctx.store_url) as store:
         generation = store.active_generation(name)
         if generation is None:
             return {}
@@ -104,12 +104,13 @@ def reset(group: str, bootstrap: str | None, topics: tuple[str, ...], all_topics
           execute: bool, export: bool, wipe_state: bool, **chosen: Any) -> None:  # fmt: skip
     """Plan (and with --execute, make) new offsets for GROUP, as kafka-consumer-groups does."""
     specifier = _specifier(chosen, group)
-    admin = GroupAdmin(resolve_bootstrap(bootstrap))
+    ctx = context(bootstrap)
+    admin = GroupAdmin(ctx.bootstrap)
     _refuse_active(admin.describe(group))
     all_names = admin.topic_names()
-    holder = state_holder(group, get_settings().topic_prefix, all_names)
+    holder = ctx.topology.state_holder(group, all_names)
     if holder and not (wipe_state and "stream app" in holder):
-        raise BadInput(_stateful_message(group, holder))
+        raise BadInput(_stateful_message(group, holder, ctx.topology.projection_of(group)))
     partitions = _scope(admin, group, specifier, topics, all_topics)
     at_ms = _timestamp_ms(specifier)
     state = admin.log_state(group, partitions, at_ms)
@@ -178,9 +179,8 @@ def _refuse_active(info: GroupInfo) -> None:
         )
 
 
-def _stateful_message(group: str, holder: str) -> str:
-    if holder.startswith("projection"):
-        name = group.split(PROJECTION_GROUP, 1)[1]
+def _stateful_message(group: str, holder: str, name: str | None) -> str:
+    if name is not None:
         return (
             f"refusing to move {group} alone: it belongs to {holder}, so the view and the "
             f"offsets would disagree; rebuild the view from the log with `ecom replay {name}` "

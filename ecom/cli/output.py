@@ -1,4 +1,4 @@
-"""Plain-text tables for command output."""
+"""What commands share: plain-text tables and the common options."""
 
 from __future__ import annotations
 
@@ -27,3 +27,11 @@ bootstrap_option = click.option(
     metavar="HOST:PORT[,...]",
     help="Kafka bootstrap servers (else KAFKA_BOOTSTRAP_SERVERS, else the local cluster).",
 )
+
+
+store_option = click.option(
+    "--store",
+    "store_url",
+    help="View database URL (default ECOM_STORE or sqlite:///.ecom/view.db).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (lists in full).")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ecom.cli.context import context
 from ecom.cli.output import bootstrap_option
-from ecom.settings import get_settings, resolve_bootstrap
-from ecom.topology import Topology
 
 host_option = click.option("--host", default="127.0.0.1", show_default=True)
 
@@ -26,9 +25,8 @@ def commands(host: str, port: int, bootstrap: str | None) -> None:
 
     from producers.api import create_app
 
-    settings = get_settings()
-    topology = Topology.load(settings.topics_path, settings.topic_prefix)
-    app = create_app(topology, resolve_bootstrap(bootstrap), settings.query_url)
+    ctx = context(bootstrap)
+    app = create_app(ctx.topology, ctx.bootstrap, ctx.settings.query_url)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
@@ -43,5 +41,5 @@ def query_command(host: str, port: int, store_url: str | None) -> None:
     from consumers.api import create_app
     from consumers.store import open_store
 
-    app = create_app(open_store(store_url or get_settings().store_url))
+    app = create_app(open_store(context(store=store_url).store_url))
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
+from ecom.cli.context import context
 from ecom.cli.output import bootstrap_option, echo_table
 from ecom.errors import PlanRefused
-from ecom.settings import get_settings, resolve_bootstrap
-from ecom.topics_admin import TopicAdmin
+from ecom.kafka import TopicAdmin
 from ecom.topics_plan import Plan, make_plan
 from ecom.topology import Topology
 
@@ -20,7 +20,7 @@ prefix_option = click.option("--prefix", help="Prefix for every topic name (ECOM
 
 
 def load_topology(path: Path | None, prefix: str | None) -> Topology:
-    settings = get_settings()
+    settings = context().settings
     chosen = settings.topic_prefix if prefix is None else prefix
     return Topology.load(path or settings.topics_path, chosen)
 
@@ -41,7 +41,7 @@ def apply(
 ) -> None:
     """Create missing topics, add partitions, align configs; refuse the impossible."""
     topology = load_topology(path, prefix)
-    admin = TopicAdmin(resolve_bootstrap(bootstrap))
+    admin = TopicAdmin(context(bootstrap).bootstrap)
     names = [t.name for t in topology.topics()]
     plan = make_plan(topology, admin.live_topics(names), admin.broker_count(), dev)
     if plan.refusals:
@@ -73,7 +73,7 @@ def _print_plan(plan: Plan) -> None:
 def describe(bootstrap: str | None, path: Path | None, prefix: str | None) -> None:
     """Show the live state of every topic in topics.yaml."""
     topology = load_topology(path, prefix)
-    admin = TopicAdmin(resolve_bootstrap(bootstrap))
+    admin = TopicAdmin(context(bootstrap).bootstrap)
     live = admin.live_topics([t.name for t in topology.topics()])
     rows: list[tuple[object, ...]] = []
     for topic in topology.topics():

@@ -26,15 +26,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
-
 from ecom.cluster import config
 from ecom.cluster.tools import ensure_jars, find_java
 from ecom.errors import BadInput, ClusterError, PortInUse
+from ecom.kafka import registered_brokers
 from ecom.settings import Settings
 
 Report = Callable[[str], None]
+LAST_RESORT_BOOTSTRAP = "localhost:9092"
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
 LAST_NODE_GRACE_S = 3.0
@@ -205,6 +204,33 @@ class LocalCluster:
         self.root.mkdir(parents=True, exist_ok=True)
         ensure_jars(self.lib_dir, self.root / "mvn.log")
 
+    def run_tool(self, main_class: str, *args: str, timeout: float = 900) -> str:
+        """Run one of Kafka's Java tools (kafka-tools jar) and return its output."""
+        self.fetch_jars()
+        command = [
+            find_java(), "-Xmx1g", f"-Dlog4j2.configurationFile={self._quiet_log4j()}",
+            "-cp", f"{self.lib_dir}/*", main_class, *args,
+        ]  # fmt: skip
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if result.returncode != 0:
+            tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+            raise ClusterError(
+                f"{main_class} failed (exit {result.returncode}): {' | '.join(tail)}"
+            )
+        return result.stdout
+
+    def _quiet_log4j(self) -> str:
+        path = self.root / "tools-log4j2.properties"
+        path.write_text(
+            "status = error\nappender.err.type = Console\nappender.err.name = err\n"
+            "appender.err.target = SYSTEM_ERR\nappender.err.layout.type = PatternLayout\n"
+            "appender.err.layout.pattern = %p %m%n\nrootLogger.level = WARN\n"
+            "rootLogger.appenderRef.err.ref = err\n"
+        )
+        return str(path)
+
     def down(self, wipe: bool = False, report: Report = _quiet) -> None:
         """Stop every node; optionally delete the cluster's data."""
         running = [(node, pid) for node in self.nodes() if (pid := node.pid())]
@@ -253,7 +279,7 @@ class LocalCluster:
         """Return each node's pid, ports and whether the cluster sees it."""
         nodes = self.nodes()
         alive = {node.node_id: node.pid() for node in nodes}
-        registered = _registered_brokers(self.bootstrap_servers()) if any(alive.values()) else {}
+        registered = registered_brokers(self.bootstrap_servers()) if any(alive.values()) else {}
         return [
             NodeStatus(
                 node.node_id,
@@ -341,10 +367,10 @@ class LocalCluster:
                         f"node {node.node_id} exited during start-up; its log ends with:\n"
                         + node.log_tail()
                     )
-            if wanted <= _registered_brokers(bootstrap):
+            if wanted <= registered_brokers(bootstrap):
                 return
             if time.monotonic() - started > START_TIMEOUT_S:
-                missing = sorted(wanted - _registered_brokers(bootstrap))
+                missing = sorted(wanted - registered_brokers(bootstrap))
                 tails = "\n".join(self.node(i).log_tail() for i in missing)
                 raise ClusterError(
                     f"nodes {missing} did not register within {START_TIMEOUT_S:.0f}s; "
@@ -435,12 +461,13 @@ def _check_port_free(port: int, what: str) -> None:
             ) from error
 
 
-def _registered_brokers(bootstrap: str) -> set[int]:
-    """Return the node ids the cluster currently lists as brokers."""
-    admin = AdminClient(
-        {"bootstrap.servers": bootstrap, "log_level": 0, "socket.connection.setup.timeout.ms": 1000}
-    )
-    try:
-        return set(admin.list_topics(timeout=1.5).brokers)
-    except KafkaException:
-        return set()
+def find_bootstrap(settings: Settings, flag: str | None = None) -> str:
+    """Find the cluster: --bootstrap, KAFKA_BOOTSTRAP_SERVERS, local cluster, localhost."""
+    if flag:
+        return flag
+    if settings.bootstrap_servers:
+        return settings.bootstrap_servers
+    local = LocalCluster.from_settings(settings)
+    if local.is_running():
+        return local.bootstrap_servers()
+    return LAST_RESORT_BOOTSTRAP

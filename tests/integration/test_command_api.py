@@ -7,12 +7,11 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from ecom.kafka import end_offsets
+from ecom.kafka import log_ends
 from ecom.topology import Topology
 from producers.api import create_app
 from schemas import Codec, OrderCancellationRequested, OrderCreated
-from tests.conftest import KafkaTarget
-from tests.support import read_records
+from tests.conftest import KafkaCluster
 
 pytestmark = pytest.mark.kafka
 ORDER = {
@@ -24,14 +23,14 @@ ORDER = {
 
 
 @pytest.fixture
-def client(kafka: KafkaTarget, topology: Topology) -> Iterator[TestClient]:
+def client(kafka: KafkaCluster, topology: Topology) -> Iterator[TestClient]:
     app = create_app(topology, kafka.bootstrap, "http://query.test")
     with TestClient(app) as client:
         yield client
 
 
 def test_post_orders_answers_202_with_the_order_id_and_where_to_read_it(
-    client: TestClient, kafka: KafkaTarget, topology: Topology
+    client: TestClient, kafka: KafkaCluster, topology: Topology
 ) -> None:
     response = client.post("/orders", json=ORDER)
     assert response.status_code == 202
@@ -39,7 +38,7 @@ def test_post_orders_answers_202_with_the_order_id_and_where_to_read_it(
     order_id = body["entity_id"]
     assert body["read_at"] == f"http://query.test/orders/{order_id}"
     assert body["topic"] == topology.topic("orders").name
-    (record,) = read_records(kafka.bootstrap, [body["topic"]], 1)
+    (record,) = kafka.read([body["topic"]], 1)
     event = Codec().decode(record.value())
     assert isinstance(event, OrderCreated)
     assert (event.order_id, event.event_id) == (order_id, body["event_id"])
@@ -47,7 +46,7 @@ def test_post_orders_answers_202_with_the_order_id_and_where_to_read_it(
 
 
 def test_cancel_and_catalogue_commands_publish_their_events(
-    client: TestClient, kafka: KafkaTarget, topology: Topology
+    client: TestClient, kafka: KafkaCluster, topology: Topology
 ) -> None:
     assert client.post("/orders/o-7/cancel", json={"reason": "too slow"}).status_code == 202
     assert client.post("/products", json={"name": "Mug", "category": "standard"}).status_code == 202
@@ -64,11 +63,11 @@ def test_cancel_and_catalogue_commands_publish_their_events(
         == 202
     )
     assert client.patch("/users/u-1", json={"name": "B"}).status_code == 202
-    (record,) = read_records(kafka.bootstrap, [topology.topic("orders").name], 1)
+    (record,) = kafka.read([topology.topic("orders").name], 1)
     cancel = Codec().decode(record.value())
     assert isinstance(cancel, OrderCancellationRequested)
     assert (cancel.order_id, cancel.reason) == ("o-7", "too slow")
-    offsets = end_offsets(kafka.bootstrap, [t.name for t in topology.topics()])
+    offsets = log_ends(kafka.bootstrap, [t.name for t in topology.topics()])
     assert sum(offsets.values()) == 7
 
 
@@ -84,13 +83,13 @@ def test_cancel_and_catalogue_commands_publish_their_events(
     ],
 )
 def test_invalid_requests_get_a_clear_4xx_and_publish_nothing(
-    client: TestClient, kafka: KafkaTarget, topology: Topology,
+    client: TestClient, kafka: KafkaCluster, topology: Topology,
     method: str, path: str, body: dict[str, object], status: int, detail: str,
 ) -> None:  # fmt: skip
     response = client.request(method, path, json=body)
     assert response.status_code == status
     assert detail in str(response.json()["detail"])
-    offsets = end_offsets(kafka.bootstrap, [t.name for t in topology.topics()])
+    offsets = log_ends(kafka.bootstrap, [t.name for t in topology.topics()])
     assert sum(offsets.values()) == 0
 
 

@@ -7,15 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from ecom.topics_admin import TopicAdmin
+from ecom.kafka import TopicAdmin
 from ecom.topology import Topology
-from tests.conftest import KafkaTarget
+from tests.conftest import KafkaCluster
 from tests.support import REPO, free_port, run_cli, unique
 
 pytestmark = pytest.mark.kafka
 
 
-def test_demo_runs_the_shop_until_every_order_has_ended(kafka: KafkaTarget, tmp_path: Path) -> None:
+def test_demo_runs_the_shop_until_every_order_has_ended(
+    kafka: KafkaCluster, tmp_path: Path
+) -> None:
     prefix = unique("demo") + "-"
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,

@@ -10,9 +10,9 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 
 from ecom.cluster import LocalCluster
-from ecom.topics_admin import TopicAdmin
+from ecom.kafka import TopicAdmin
 from ecom.topology import Topology
-from tests.conftest import KafkaTarget
+from tests.conftest import KafkaCluster
 from tests.support import run_cli, wait_for
 
 KEYS = [f"order-{i}" for i in range(24)]
@@ -92,7 +92,7 @@ def restarts_killed_nodes(local_cluster: LocalCluster) -> Iterator[LocalCluster]
 
 
 def test_acknowledged_records_survive_a_broker_kill(
-    kafka: KafkaTarget, restarts_killed_nodes: LocalCluster, topology: Topology, group_id: str
+    kafka: KafkaCluster, restarts_killed_nodes: LocalCluster, topology: Topology, group_id: str
 ) -> None:
     topic = topology.topic("orders").name
     spec = topology.topic("orders").spec

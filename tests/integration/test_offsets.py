@@ -11,9 +11,9 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from ecom.offsets import GroupAdmin
-from ecom.perf import run_kafka_tool
-from tests.conftest import KafkaTarget
+from bench.base import run_kafka_tool
+from ecom.kafka import GroupAdmin
+from tests.conftest import KafkaCluster
 from tests.support import run_cli, unique, wait_for
 
 pytestmark = pytest.mark.kafka
@@ -24,7 +24,7 @@ OLD_MS = NOW_MS - 48 * HOUR_MS  # the first half of each partition is two days o
 
 
 @pytest.fixture
-def topic(kafka: KafkaTarget) -> Iterator[str]:
+def topic(kafka: KafkaCluster) -> Iterator[str]:
     """Three partitions of 20 records (old, then recent), partition 0 trimmed to start at 3."""
     name = unique("offsets-")
     admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
@@ -89,7 +89,7 @@ def specifiers(topic: str, tmp_path: Path) -> list[list[str]]:
 
 
 def test_every_specifier_plans_what_kafkas_own_tool_plans(
-    kafka: KafkaTarget, topic: str, tmp_path: Path
+    kafka: KafkaCluster, topic: str, tmp_path: Path
 ) -> None:
     group = unique("parity-")
     commit(kafka.bootstrap, group, {(topic, 0): 4, (topic, 1): 15})
@@ -100,7 +100,7 @@ def test_every_specifier_plans_what_kafkas_own_tool_plans(
 
 
 def test_dry_run_changes_nothing_and_execute_moves_exactly_the_plan(
-    kafka: KafkaTarget, topic: str, tmp_path: Path
+    kafka: KafkaCluster, topic: str, tmp_path: Path
 ) -> None:
     group = unique("reset-")
     commit(kafka.bootstrap, group, {(topic, 0): 4, (topic, 1): 15, (topic, 2): 20})
@@ -126,7 +126,9 @@ def test_dry_run_changes_nothing_and_execute_moves_exactly_the_plan(
     assert admin.committed(group) == planned
 
 
-def test_reset_is_refused_while_the_group_has_a_live_member(kafka: KafkaTarget, topic: str) -> None:
+def test_reset_is_refused_while_the_group_has_a_live_member(
+    kafka: KafkaCluster, topic: str
+) -> None:
     group = unique("live-")
     commit(kafka.bootstrap, group, {(topic, 0): 4})
     consumer = Consumer(
@@ -151,7 +153,7 @@ def test_reset_is_refused_while_the_group_has_a_live_member(kafka: KafkaTarget, 
     assert "state STABLE, 1 member(s)" in shown.stdout
 
 
-def test_a_projections_group_is_not_moved_alone(kafka: KafkaTarget, topic: str) -> None:
+def test_a_projections_group_is_not_moved_alone(kafka: KafkaCluster, topic: str) -> None:
     group = "ecom-projection-orders"
     env = {"ECOM_TOPIC_PREFIX": "", "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap}
     result = run_cli("offsets", "reset", group, "--to-earliest", "--topic", topic, "--execute",

@@ -11,9 +11,8 @@ from ecom.cluster import LocalCluster
 from ecom.topology import Topology
 from producers.simulate import Shop, ShopPlan
 from schemas import Event, OrderCreated
-from tests.conftest import KafkaTarget
+from tests.conftest import KafkaCluster
 from tests.flow import Follower, check_invariants, running_workers
-from tests.runners import publish
 from tests.support import run_cli
 
 pytestmark = pytest.mark.kafka
@@ -39,7 +38,7 @@ def _orders(events: list[Event]) -> list[OrderCreated]:
 
 
 def test_two_thousand_orders_on_scarce_stock_keep_every_invariant(
-    kafka: KafkaTarget, topology: Topology
+    kafka: KafkaCluster, topology: Topology
 ) -> None:
     events = scarce_shop(2000, seed=41)
     orders = _orders(events)
@@ -49,7 +48,7 @@ def test_two_thousand_orders_on_scarce_stock_keep_every_invariant(
             topology, kafka.bootstrap, ECOM_GATEWAY_DECLINE_SHARE="0.2", ECOM_PAYMENT_TIMEOUT_S="60"
         ),
     ):
-        publish(topology, kafka.bootstrap, events)
+        kafka.seed(topology, events)
         follower.wait_final({o.order_id for o in orders}, timeout=600)
         counts = check_invariants(follower.log, orders)
     assert counts.get("OrderConfirmed", 0) > 100
@@ -58,7 +57,7 @@ def test_two_thousand_orders_on_scarce_stock_keep_every_invariant(
 
 
 def test_invariants_hold_while_workers_and_a_broker_are_killed(
-    kafka: KafkaTarget, topology: Topology, local_cluster: LocalCluster
+    kafka: KafkaCluster, topology: Topology, local_cluster: LocalCluster
 ) -> None:
     events = scarce_shop(2000, seed=42)
     orders = _orders(events)
@@ -78,14 +77,14 @@ def test_invariants_hold_while_workers_and_a_broker_are_killed(
             ECOM_PAYMENT_TIMEOUT_S="60",
         ) as workers,
     ):
-        publish(topology, kafka.bootstrap, reference)
+        kafka.seed(topology, reference)
         chunks = [traffic[i : i + 400] for i in range(0, len(traffic), 400)]
         for number, chunk in enumerate(chunks):
-            publish(topology, kafka.bootstrap, chunk)
+            kafka.seed(topology, chunk)
             victim = rng.choice(["inventory", "order", "payment", "pricing"])
             time.sleep(rng.uniform(0.5, 2.0))  # a random instant mid-flow: the test's point
             workers.kill(victim)
-            workers.start(victim)
+            workers.start_worker(victim)
             if number == 2:
                 node = rng.choice([n.node_id for n in local_cluster.nodes()])
                 assert run_cli("cluster", "kill", str(node)).returncode == 0
@@ -97,10 +96,10 @@ def test_invariants_hold_while_workers_and_a_broker_are_killed(
 
 
 def test_orders_wait_out_a_payment_outage_and_unpaid_ones_expire(
-    kafka: KafkaTarget, topology: Topology
+    kafka: KafkaCluster, topology: Topology
 ) -> None:
     plan = ShopPlan(users=20, products=5, orders=0, seed=43, min_stock=100, max_stock=100)
-    publish(topology, kafka.bootstrap, list(Shop(plan).events()))
+    kafka.seed(topology, list(Shop(plan).events()))
     with (
         Follower(topology, kafka.bootstrap, FLOW_TOPICS) as follower,
         running_workers(
@@ -109,12 +108,12 @@ def test_orders_wait_out_a_payment_outage_and_unpaid_ones_expire(
     ):
         workers.stop("payment")
         first = _orders(list(Shop(ShopPlan(20, 5, 30, seed=43, cancel_share=0)).order_events()))
-        publish(topology, kafka.bootstrap, first)  # accepted at once, though nobody takes payment
+        kafka.seed(topology, first)  # accepted at once, though nobody takes payment
         finals = follower.wait_final({o.order_id for o in first}, timeout=120)
         assert {type(e).__name__ for e in finals.values()} == {"OrderExpired"}
-        workers.start("payment")
+        workers.start_worker("payment")
         second = [o.model_copy(update={"order_id": o.order_id + "-b"}) for o in first]
-        publish(topology, kafka.bootstrap, second)
+        kafka.seed(topology, second)
         finals = follower.wait_final({o.order_id for o in second}, timeout=120)
         assert {type(finals[o.order_id]).__name__ for o in second} == {"OrderConfirmed"}
         counts = check_invariants(follower.log, first + second)

@@ -9,20 +9,20 @@ from pathlib import Path
 import pytest
 
 from ecom.errors import DeliveryFailed
-from ecom.kafka import end_offsets
+from ecom.kafka import log_ends
 from ecom.topology import Topology
 from producers.producer import EventProducer
 from schemas import Codec, OrderCreated, StockAdjusted
-from tests.conftest import KafkaTarget
+from tests.conftest import KafkaCluster
 from tests.samples import SAMPLES, sample
-from tests.support import read_records, run_cli, unique
+from tests.support import run_cli, unique
 
 pytestmark = pytest.mark.kafka
 CODEC = Codec()
 
 
-def _offsets(kafka: KafkaTarget, topology: Topology) -> dict[tuple[str, int], int]:
-    return end_offsets(kafka.bootstrap, [t.name for t in topology.topics()])
+def _offsets(kafka: KafkaCluster, topology: Topology) -> dict[tuple[str, int], int]:
+    return log_ends(kafka.bootstrap, [t.name for t in topology.topics()])
 
 
 def _env(cli_env: dict[str, str], topology: Topology) -> dict[str, str]:
@@ -30,7 +30,7 @@ def _env(cli_env: dict[str, str], topology: Topology) -> dict[str, str]:
 
 
 def test_events_land_on_their_topic_keyed_and_ordered_with_headers(
-    kafka: KafkaTarget, topology: Topology
+    kafka: KafkaCluster, topology: Topology
 ) -> None:
     products = [f"p-{i}" for i in range(8)]
     sent: dict[str, list[int]] = defaultdict(list)
@@ -41,7 +41,7 @@ def test_events_land_on_their_topic_keyed_and_ordered_with_headers(
             sent[product].append(seq)
         producer.publish(sample("UserCreated"))
     inventory = topology.topic("inventory").name
-    records = read_records(kafka.bootstrap, [inventory, topology.topic("users").name], 401)
+    records = kafka.read([inventory, topology.topic("users").name], 401)
     partitions: dict[str, set[int]] = defaultdict(set)
     seen: dict[str, list[int]] = defaultdict(list)
     for record in records:
@@ -65,7 +65,7 @@ def test_events_land_on_their_topic_keyed_and_ordered_with_headers(
 
 
 def test_cli_produce_prints_where_the_event_landed(
-    kafka: KafkaTarget, topology: Topology, cli_env: dict[str, str]
+    kafka: KafkaCluster, topology: Topology, cli_env: dict[str, str]
 ) -> None:
     data = json.dumps(SAMPLES["OrderCreated"] | {"order_id": "o-cli"})
     result = run_cli("produce", "OrderCreated", "--data", data, env=_env(cli_env, topology))
@@ -73,14 +73,14 @@ def test_cli_produce_prints_where_the_event_landed(
     words = result.stdout.split()
     assert words[:4] == ["OrderCreated", "o-cli", "->", topology.topic("orders").name]
     partition, offset = int(words[5]), int(words[7])
-    (record,) = read_records(kafka.bootstrap, [topology.topic("orders").name], 1)
+    (record,) = kafka.read([topology.topic("orders").name], 1)
     assert (record.partition(), record.offset()) == (partition, offset)
     event = CODEC.decode(record.value())
     assert isinstance(event, OrderCreated)
     assert event.order_id == "o-cli"
 
 
-def test_delivery_to_a_missing_topic_raises(kafka: KafkaTarget) -> None:
+def test_delivery_to_a_missing_topic_raises(kafka: KafkaCluster) -> None:
     missing = Topology.load(Path("topics.yaml"), prefix=unique("missing-") + "-")
     producer = EventProducer(missing, kafka.bootstrap, "/ecomstream/test")
     producer.publish(sample("UserCreated"))
@@ -120,7 +120,7 @@ BAD_INPUT = [
 
 @pytest.mark.parametrize(("args", "message"), BAD_INPUT)
 def test_bad_input_exits_2_and_publishes_nothing(
-    kafka: KafkaTarget, topology: Topology, cli_env: dict[str, str], args: list[str], message: str
+    kafka: KafkaCluster, topology: Topology, cli_env: dict[str, str], args: list[str], message: str
 ) -> None:
     before = _offsets(kafka, topology)
     result = run_cli("produce", *args, env=_env(cli_env, topology))
@@ -139,7 +139,7 @@ def _ndjson_lines(count: int) -> list[str]:
 
 
 def test_ndjson_with_one_bad_line_among_10000_sends_nothing(
-    kafka: KafkaTarget, topology: Topology, cli_env: dict[str, str], tmp_path: Path
+    kafka: KafkaCluster, topology: Topology, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
     lines = _ndjson_lines(10_000)
     lines[4321] = json.dumps({"type": "StockAdjusted", "product_id": "p-1", "quantity": 0})
@@ -155,7 +155,7 @@ def test_ndjson_with_one_bad_line_among_10000_sends_nothing(
 
 
 def test_ndjson_from_stdin_publishes_every_line(
-    kafka: KafkaTarget, topology: Topology, cli_env: dict[str, str]
+    kafka: KafkaCluster, topology: Topology, cli_env: dict[str, str]
 ) -> None:
     lines = _ndjson_lines(10_000)
     result = run_cli(
@@ -169,7 +169,7 @@ def test_ndjson_from_stdin_publishes_every_line(
 
 
 def test_simulate_publishes_the_whole_plan(
-    kafka: KafkaTarget, topology: Topology, cli_env: dict[str, str]
+    kafka: KafkaCluster, topology: Topology, cli_env: dict[str, str]
 ) -> None:
     args = ["simulate", "--users", "10", "--products", "5", "--orders", "200", "--seed", "3"]
     result = run_cli(*args, env=_env(cli_env, topology))
@@ -182,7 +182,7 @@ def test_simulate_publishes_the_whole_plan(
 
 
 def test_keys_land_where_java_and_faust_clients_put_them(
-    kafka: KafkaTarget, topology: Topology
+    kafka: KafkaCluster, topology: Topology
 ) -> None:
     """One entity, one partition, whichever client publishes: our producer hashes keys
     like the Java client and aiokafka (murmur2), not like librdkafka's default."""

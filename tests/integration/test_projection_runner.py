@@ -6,33 +6,33 @@ import struct
 from collections import defaultdict
 
 import pytest
-from confluent_kafka import Producer
 
 from consumers.projection import Envelope, Position, Row, RowKey
 from consumers.projections import PROJECTIONS
 from consumers.projections.inventory import Stock
 from consumers.queries import QueryView
 from consumers.store import Store
+from ecom.kafka import GroupAdmin
 from ecom.topology import Topology
 from schemas import Codec, StockAdjusted
 from schemas.codec import MAGIC
-from tests.conftest import KafkaTarget
-from tests.runners import publish, run_until_caught_up, running, shop_log
-from tests.support import read_records, wait_for
+from tests.conftest import KafkaCluster
+from tests.runners import run_until_caught_up, running, shop_log
+from tests.support import wait_for
 
 pytestmark = pytest.mark.kafka
 CODEC = Codec()
 
 
 def _expected(
-    projection_name: str, topology: Topology, bootstrap: str, count: int
+    projection_name: str, topology: Topology, kafka: KafkaCluster, count: int
 ) -> dict[RowKey, Row]:
     """Fold what is really in the topics, in memory, as the reference."""
     projection = PROJECTIONS[projection_name]
     names = {topology.topic(t).name: t for t in projection.topics}
     rows: dict[RowKey, Row] = {}
     for record in sorted(
-        read_records(bootstrap, list(names), count),
+        kafka.read(list(names), count),
         key=lambda r: (r.topic(), r.partition(), r.offset()),
     ):
         event = CODEC.decode(record.value())
@@ -43,16 +43,16 @@ def _expected(
 
 @pytest.mark.parametrize("name", ["inventory", "orders", "catalogue", "pricing"])
 def test_view_equals_the_fold_of_the_log(
-    kafka: KafkaTarget, topology: Topology, store_url: str, view: Store, name: str
+    kafka: KafkaCluster, topology: Topology, store_url: str, view: Store, name: str
 ) -> None:
     events = shop_log(300)
-    publish(topology, kafka.bootstrap, events)
+    kafka.seed(topology, events)
     run_until_caught_up(PROJECTIONS[name], store_url, topology, kafka.bootstrap)
     projection = PROJECTIONS[name]
     count = sum(
         1 for e in events if topology.for_event(e.event_type).spec.name in projection.topics
     )
-    expected = _expected(name, topology, kafka.bootstrap, count)
+    expected = _expected(name, topology, kafka, count)
     generation = view.active_generation(name)
     assert generation == 1
     stored = {}
@@ -64,13 +64,13 @@ def test_view_equals_the_fold_of_the_log(
 
 
 def test_restart_resumes_from_the_offsets_in_the_database(
-    kafka: KafkaTarget, topology: Topology, store_url: str, view: Store
+    kafka: KafkaCluster, topology: Topology, store_url: str, view: Store
 ) -> None:
     inventory = PROJECTIONS["inventory"]
-    publish(topology, kafka.bootstrap, [StockAdjusted(product_id="p-1", quantity=5)])
+    kafka.seed(topology, [StockAdjusted(product_id="p-1", quantity=5)])
     first = run_until_caught_up(inventory, store_url, topology, kafka.bootstrap)
     assert first.progress.applied == 1
-    publish(topology, kafka.bootstrap, [StockAdjusted(product_id="p-1", quantity=2)])
+    kafka.seed(topology, [StockAdjusted(product_id="p-1", quantity=2)])
     second = run_until_caught_up(inventory, store_url, topology, kafka.bootstrap)
     assert second.progress.applied == 1, "only the new event is read again"
     stock = view.load(Stock, 1, [("p-1",)])[("p-1",)]
@@ -81,46 +81,37 @@ def test_restart_resumes_from_the_offsets_in_the_database(
     assert answer["freshness"]["inventory"]["lag"] == 0
 
 
-def _raw(topology: Topology, bootstrap: str, key: str, value: bytes) -> None:
-    producer = Producer(
-        {"bootstrap.servers": bootstrap, "acks": "all", "partitioner": "murmur2_random"}
-    )
-    producer.produce(
-        topology.topic("inventory").name,
-        key=key,
-        value=value,
-        headers=[("origin", b"test")],
-        timestamp=1_700_000_000_000,
-    )
-    assert producer.flush(30) == 0
+def _raw(kafka: KafkaCluster, topology: Topology, key: str, value: bytes) -> None:
+    with kafka.producer() as producer:
+        topic = topology.topic("inventory").name
+        producer.produce(topic, value, key, [("origin", b"test")], timestamp=1_700_000_000_000)
 
 
 def test_poison_records_go_to_the_dlq_with_their_story_and_the_runner_goes_on(
-    kafka: KafkaTarget, topology: Topology, store_url: str, view: Store
+    kafka: KafkaCluster, topology: Topology, store_url: str, view: Store
 ) -> None:
-    bootstrap = kafka.bootstrap
-    publish(topology, bootstrap, [StockAdjusted(product_id="p-9", quantity=3)])
-    _raw(topology, bootstrap, "p-9", b"this is not avro")
-    _raw(topology, bootstrap, "p-9", MAGIC + b"\x01" * 8 + b"\x02")
-    publish(topology, bootstrap, [StockAdjusted(product_id="p-9", quantity=-5, reason="bad count")])
-    publish(topology, bootstrap, [StockAdjusted(product_id="p-9", quantity=4)])
-    runner = run_until_caught_up(PROJECTIONS["inventory"], store_url, topology, bootstrap)
+    kafka.seed(topology, [StockAdjusted(product_id="p-9", quantity=3)])
+    _raw(kafka, topology, "p-9", b"this is not avro")
+    _raw(kafka, topology, "p-9", MAGIC + b"\x01" * 8 + b"\x02")
+    kafka.seed(topology, [StockAdjusted(product_id="p-9", quantity=-5, reason="bad count")])
+    kafka.seed(topology, [StockAdjusted(product_id="p-9", quantity=4)])
+    runner = run_until_caught_up(PROJECTIONS["inventory"], store_url, topology, kafka.bootstrap)
     assert (runner.progress.applied, runner.progress.dead_letters) == (2, 3)
     stock = view.load(Stock, 1, [("p-9",)])[("p-9",)]
     assert isinstance(stock, Stock)
     assert stock.on_hand == 7, "every good event is applied, the bad ones are not"
 
-    dead = read_records(bootstrap, [topology.topic("projections-dlq").name], 3)
+    dead = kafka.read([topology.dead_letters("projections").name], 3)
+    inventory = kafka.read([topology.topic("inventory").name], 5)
+    (inventory_partition,) = {record.partition() for record in inventory}
     by_error = defaultdict(list)
     for record in dead:
         headers = dict(record.headers() or [])
         assert record.key() == b"p-9"
         assert headers["kafka_dlt-original-topic"] == topology.topic("inventory").name.encode()
         assert headers["kafka_dlt-original-consumer-group"] == runner.group.encode()
-        assert (
-            struct.unpack(">i", headers["kafka_dlt-original-partition"])[0] == record.partition()
-            or True
-        )
+        original_partition = struct.unpack(">i", headers["kafka_dlt-original-partition"])[0]
+        assert original_partition == inventory_partition
         original_offset = struct.unpack(">q", headers["kafka_dlt-original-offset"])[0]
         assert original_offset in (1, 2, 3)
         assert len(headers["kafka_dlt-original-timestamp"]) == 8
@@ -141,36 +132,22 @@ def test_poison_records_go_to_the_dlq_with_their_story_and_the_runner_goes_on(
 
 
 def test_offsets_are_committed_to_kafka_for_its_lag_tooling(
-    kafka: KafkaTarget, topology: Topology, store_url: str, view: Store
+    kafka: KafkaCluster, topology: Topology, store_url: str, view: Store
 ) -> None:
-    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-
-    from ecom.kafka import admin_client
-
-    publish(topology, kafka.bootstrap, shop_log(20))
+    kafka.seed(topology, shop_log(20))
     runner = run_until_caught_up(PROJECTIONS["orders"], store_url, topology, kafka.bootstrap)
-    stored = view.offsets("orders", 1)
-    admin = admin_client(kafka.bootstrap)
-
-    def committed() -> dict[tuple[str, int], int]:
-        request = [
-            ConsumerGroupTopicPartitions(runner.group, [TopicPartition(t, p) for t, p in stored])
-        ]
-        result = admin.list_consumer_group_offsets(request)[runner.group].result()
-        return {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions}
-
-    wait_for(
-        lambda: committed() == {k: v.next_offset for k, v in stored.items()}, 30, "Kafka commit"
-    )
+    stored = {k: v.next_offset for k, v in view.offsets("orders", 1).items()}
+    admin = GroupAdmin(kafka.bootstrap)
+    wait_for(lambda: admin.committed(runner.group) == stored, 30, "Kafka commit")
 
 
 def test_the_runner_keeps_applying_while_events_arrive(
-    kafka: KafkaTarget, topology: Topology, store_url: str, view: Store
+    kafka: KafkaCluster, topology: Topology, store_url: str, view: Store
 ) -> None:
     store = view
     with running(PROJECTIONS["inventory"], store_url, topology, kafka.bootstrap) as runner:
         for round_ in range(1, 4):
-            publish(topology, kafka.bootstrap, [StockAdjusted(product_id="p-2", quantity=1)])
+            kafka.seed(topology, [StockAdjusted(product_id="p-2", quantity=1)])
 
             def applied(expected: int = round_) -> bool:
                 rows = store.load(Stock, 1, [("p-2",)])

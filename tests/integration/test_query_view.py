@@ -13,12 +13,12 @@ from fastapi.testclient import TestClient
 from consumers.api import create_app
 from consumers.projections import PROJECTIONS
 from consumers.store import open_store
-from ecom.topics_admin import scratch_topology
+from ecom.kafka import scratch_topology
 from ecom.topology import Topology
 from schemas import Event, OrderCreated, ProductCreated
-from tests.conftest import KafkaTarget
+from tests.conftest import KafkaCluster
 from tests.postgres import create_database
-from tests.runners import publish, run_until_caught_up, shop_log
+from tests.runners import run_until_caught_up, shop_log
 from tests.support import REPO, run_cli, unique
 
 pytestmark = pytest.mark.kafka
@@ -37,7 +37,7 @@ class Shop:
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def shop(
-    request: pytest.FixtureRequest, kafka: KafkaTarget, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, kafka: KafkaCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Shop]:
     """One shop's log, projected once per store kind, shared by this module's read tests."""
     if request.param == "sqlite":
@@ -48,7 +48,7 @@ def shop(
         Topology.load(REPO / "topics.yaml"), kafka.bootstrap, unique("q")
     ) as topology:
         events = shop_log(120)
-        publish(topology, kafka.bootstrap, events)
+        kafka.seed(topology, events)
         for projection in PROJECTIONS.values():
             run_until_caught_up(projection, store_url, topology, kafka.bootstrap)
         with open_store(store_url) as view, TestClient(create_app(view)) as client:

@@ -18,15 +18,15 @@ from consumers.projections import PROJECTIONS
 from consumers.store import open_store
 from ecom.topology import Topology
 from schemas import Codec, OrderCreated
-from tests.conftest import KafkaTarget
-from tests.runners import caught_up, publish, run_until_caught_up, running, shop_log
-from tests.support import read_records, run_cli, wait_for
+from tests.conftest import KafkaCluster
+from tests.runners import caught_up, run_until_caught_up, running, shop_log
+from tests.support import run_cli, wait_for
 
 pytestmark = pytest.mark.kafka
 ORDERS = PROJECTIONS["orders"]
 
 
-def cli_env(kafka: KafkaTarget, topology: Topology, store_url: str) -> dict[str, str]:
+def cli_env(kafka: KafkaCluster, topology: Topology, store_url: str) -> dict[str, str]:
     return {
         "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
         "ECOM_TOPIC_PREFIX": topology.prefix,
@@ -62,10 +62,10 @@ class ReadLoad:
 
 
 def test_replay_switches_under_read_load_and_equals_a_clean_run(
-    kafka: KafkaTarget, topology: Topology, tmp_path: Path
+    kafka: KafkaCluster, topology: Topology, tmp_path: Path
 ) -> None:
     events = shop_log(300, seed=11)
-    publish(topology, kafka.bootstrap, events)
+    kafka.seed(topology, events)
     live_url = f"sqlite:///{tmp_path / 'live.db'}"
     clean_url = f"sqlite:///{tmp_path / 'clean.db'}"
     run_until_caught_up(ORDERS, clean_url, topology, kafka.bootstrap)
@@ -88,7 +88,7 @@ def test_replay_switches_under_read_load_and_equals_a_clean_run(
             assert store.checksum(ORDERS, 2) == clean.checksum(ORDERS, 1)
         # The live worker follows the switch and carries on in the new generation.
         more = [e for e in shop_log(320, seed=11) if isinstance(e, OrderCreated)][300:]
-        publish(topology, kafka.bootstrap, more)
+        kafka.seed(topology, more)
         wait_for(lambda: live.generation == 2 and caught_up(store, live, kafka.bootstrap),
                  60, "the live worker to carry on in generation 2")  # fmt: skip
         assert len(client.get("/orders", params={"limit": 500}).json()["data"]["items"]) == 320
@@ -111,13 +111,13 @@ def fold_of(records: list[Any], topology: Topology, store_url: str) -> str:
 
 
 def test_until_builds_the_view_of_the_past_beside_the_live_one(
-    kafka: KafkaTarget, topology: Topology, tmp_path: Path
+    kafka: KafkaCluster, topology: Topology, tmp_path: Path
 ) -> None:
-    publish(topology, kafka.bootstrap, shop_log(150, seed=12))
+    kafka.seed(topology, shop_log(150, seed=12))
     url = f"sqlite:///{tmp_path / 'view.db'}"
     run_until_caught_up(ORDERS, url, topology, kafka.bootstrap)
     names = [topology.topic(t).name for t in ORDERS.topics]
-    everything = read_records(kafka.bootstrap, names, _count(kafka.bootstrap, names))
+    everything = kafka.read(names, _count(kafka.bootstrap, names))
     by_partition: dict[tuple[str, int], list[Any]] = defaultdict(list)
     for message in sorted(everything, key=lambda m: (m.topic(), m.partition(), m.offset())):
         by_partition[(message.topic(), message.partition())].append(message)
@@ -140,9 +140,9 @@ def test_until_builds_the_view_of_the_past_beside_the_live_one(
 
 
 def test_an_interrupted_replay_must_be_resumed_or_dropped(
-    kafka: KafkaTarget, topology: Topology, tmp_path: Path
+    kafka: KafkaCluster, topology: Topology, tmp_path: Path
 ) -> None:
-    publish(topology, kafka.bootstrap, shop_log(50, seed=13))
+    kafka.seed(topology, shop_log(50, seed=13))
     url = f"sqlite:///{tmp_path / 'view.db'}"
     with open_store(url) as store:
         store.create_generation(ORDERS, 1, "replaying")  # as a killed replay leaves it
@@ -162,9 +162,9 @@ def test_an_interrupted_replay_must_be_resumed_or_dropped(
 
 
 def _count(bootstrap: str, names: list[str]) -> int:
-    from ecom.kafka import end_offsets
+    from ecom.kafka import log_ends
 
-    return sum(end_offsets(bootstrap, names).values())
+    return sum(log_ends(bootstrap, names).values())
 
 
 def _iso(ms: int) -> str:

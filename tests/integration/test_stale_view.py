@@ -15,12 +15,12 @@ import pytest
 from consumers.projections import PROJECTIONS
 from consumers.store import Store, open_store
 from ecom.cluster import LocalCluster
-from ecom.topics_admin import TopicAdmin
+from ecom.kafka import TopicAdmin
 from ecom.topics_plan import make_plan
 from ecom.topology import Topology
 from schemas import StockAdjusted
-from tests.conftest import KafkaTarget
-from tests.runners import publish, run_until_caught_up
+from tests.conftest import KafkaCluster
+from tests.runners import run_until_caught_up
 from tests.support import REPO, run_cli, scratch_cluster_env, wait_for
 
 EVENT = json.dumps({"product_id": "p-1", "quantity": 3})
@@ -94,9 +94,9 @@ def test_a_wiped_and_recreated_cluster_is_refused(
 
 
 def test_a_recreated_topic_is_refused(
-    kafka: KafkaTarget, topology: Topology, store_url: str
+    kafka: KafkaCluster, topology: Topology, store_url: str
 ) -> None:
-    publish(topology, kafka.bootstrap, [StockAdjusted(product_id="p-1", quantity=3)])
+    kafka.seed(topology, [StockAdjusted(product_id="p-1", quantity=3)])
     run_until_caught_up(PROJECTIONS["inventory"], store_url, topology, kafka.bootstrap)
     admin = TopicAdmin(kafka.bootstrap)
     inventory = topology.topic("inventory")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ecom.topics_admin import TopicAdmin
-from tests.conftest import KafkaTarget
+from ecom.kafka import TopicAdmin
+from tests.conftest import KafkaCluster
 from tests.support import REPO, TOPIC_COUNT, run_cli
 
 pytestmark = pytest.mark.kafka
@@ -18,7 +18,7 @@ def _apply(env: dict[str, str], prefix: str, *extra: str) -> tuple[int, str, str
     return result.returncode, result.stdout, result.stderr
 
 
-def _layout(kafka: KafkaTarget, prefix: str) -> dict[str, tuple[int, int]]:
+def _layout(kafka: KafkaCluster, prefix: str) -> dict[str, tuple[int, int]]:
     live = TopicAdmin(kafka.bootstrap).live_topics()
     return {
         name: (t.partitions, t.replication_factor)
@@ -36,7 +36,7 @@ def _edited_topics_file(tmp_path: Path, old: str, new: str) -> str:
 
 
 def test_apply_twice_changes_nothing_the_second_time(
-    kafka: KafkaTarget, cli_env: dict[str, str], topic_prefix: str
+    kafka: KafkaCluster, cli_env: dict[str, str], topic_prefix: str
 ) -> None:
     code, out, err = _apply(cli_env, topic_prefix)
     assert code == 0, err
@@ -48,7 +48,7 @@ def test_apply_twice_changes_nothing_the_second_time(
 
 
 def test_dry_run_prints_the_plan_and_creates_nothing(
-    kafka: KafkaTarget, cli_env: dict[str, str], topic_prefix: str
+    kafka: KafkaCluster, cli_env: dict[str, str], topic_prefix: str
 ) -> None:
     code, out, _ = _apply(cli_env, topic_prefix, "--dry-run")
     assert code == 0
@@ -58,7 +58,7 @@ def test_dry_run_prints_the_plan_and_creates_nothing(
 
 
 def test_fewer_partitions_is_refused_and_nothing_changes(
-    kafka: KafkaTarget, cli_env: dict[str, str], topic_prefix: str, tmp_path: Path
+    kafka: KafkaCluster, cli_env: dict[str, str], topic_prefix: str, tmp_path: Path
 ) -> None:
     assert _apply(cli_env, topic_prefix)[0] == 0
     before = _layout(kafka, topic_prefix)
@@ -73,7 +73,7 @@ def test_fewer_partitions_is_refused_and_nothing_changes(
 
 
 def test_replication_factor_above_broker_count_is_refused(
-    kafka: KafkaTarget, cli_env: dict[str, str], topic_prefix: str, tmp_path: Path
+    kafka: KafkaCluster, cli_env: dict[str, str], topic_prefix: str, tmp_path: Path
 ) -> None:
     four = _edited_topics_file(tmp_path, "  replication_factor: 3", "  replication_factor: 4")
     code, _, err = _apply(cli_env, topic_prefix, "--file", four)
@@ -85,7 +85,7 @@ def test_replication_factor_above_broker_count_is_refused(
 
 
 def test_replication_factor_change_in_place_is_refused(
-    kafka: KafkaTarget, cli_env: dict[str, str], topic_prefix: str, tmp_path: Path
+    kafka: KafkaCluster, cli_env: dict[str, str], topic_prefix: str, tmp_path: Path
 ) -> None:
     assert _apply(cli_env, topic_prefix)[0] == 0
     before = _layout(kafka, topic_prefix)
@@ -97,7 +97,7 @@ def test_replication_factor_change_in_place_is_refused(
 
 
 def test_config_drift_is_repaired(
-    kafka: KafkaTarget, cli_env: dict[str, str], topic_prefix: str, tmp_path: Path
+    kafka: KafkaCluster, cli_env: dict[str, str], topic_prefix: str, tmp_path: Path
 ) -> None:
     assert _apply(cli_env, topic_prefix)[0] == 0
     shorter = _edited_topics_file(tmp_path, "retention.ms: 2592000000", "retention.ms: 86400000")

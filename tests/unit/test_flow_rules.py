@@ -18,10 +18,10 @@ from schemas import (
     StockReleased,
     StockReservationRequested,
 )
+from schemas.errors import NotPriceable
+from schemas.rules.pricing import Book, Price, price_order, tax_of
 from streams.order import step
 from streams.payment import declined
-from streams.pricing import NotPriceable, price_order, tax_of
-from streams.reference import Price, Reference
 from tests.samples import sample
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
@@ -163,17 +163,17 @@ def _order(**changes: Any) -> OrderCreated:
     return order
 
 
-def _reference(**rates: int) -> Reference:
-    reference = Reference.__new__(Reference)
-    reference.prices = {"p-1": Price(1999, "EUR"), "p-2": Price(500, "USD")}
-    reference.categories = {"p-1": "standard", "p-2": "food"}
-    reference.rates = {("DE", "standard"): 1900, **{("DE", k): v for k, v in rates.items()}}
-    return reference
+def _reference(**rates: int) -> Book:
+    return Book(
+        prices={"p-1": Price(1999, "EUR"), "p-2": Price(500, "USD")},
+        categories={"p-1": "standard", "p-2": "food"},
+        rates={("DE", "standard"): 1900, **{("DE", k): v for k, v in rates.items()}},
+    )
 
 
 def test_pricing_applies_the_rate_of_the_country_and_category() -> None:
     order = _order(lines=[{"product_id": "p-1", "quantity": 3}])
-    priced = price_order(_reference(), order)
+    priced = price_order(_reference(), order, "e-1")
     (line,) = priced.lines
     assert (line.net_minor, line.tax_rate_bp, line.tax_minor) == (5997, 1900, 1139)
     assert (priced.subtotal.amount_minor, priced.tax.amount_minor, priced.total.amount_minor) == (
@@ -192,9 +192,9 @@ def test_pricing_applies_the_rate_of_the_country_and_category() -> None:
 )
 def test_what_cannot_be_priced_says_why(lines: list[dict[str, Any]], message: str) -> None:
     with pytest.raises(NotPriceable, match=message):
-        price_order(_reference(), _order(lines=lines))
+        price_order(_reference(), _order(lines=lines), "e-1")
     with pytest.raises(NotPriceable, match="no tax rate for standard in FR"):
-        price_order(_reference(), _order(shipping_country="FR"))
+        price_order(_reference(), _order(shipping_country="FR"), "e-1")
 
 
 def test_tax_rounds_half_up_to_a_minor_unit() -> None:

@@ -1,4 +1,4 @@
-"""Read the live topics of a cluster and carry out a topic plan."""
+"""Read the live topics of a cluster and carry out a topic plan (ecom.topics_plan)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
-    AdminClient,
     AlterConfigOpType,
     ConfigEntry,
     ConfigResource,
@@ -18,33 +17,18 @@ from confluent_kafka.admin import (
 )
 
 from ecom.errors import KafkaUnavailable
-from ecom.kafka import admin_client, end_offsets, kafka_error
+from ecom.kafka.admin import Admin
+from ecom.kafka.errors import kafka_error
 from ecom.topics_plan import LiveTopic, Plan, make_plan
 from ecom.topology import Topology
 
-METADATA_TIMEOUT_S = 10.0
 
-
-class TopicAdmin:
+class TopicAdmin(Admin):
     """Topic-level admin operations on one cluster."""
-
-    def __init__(self, bootstrap: str) -> None:
-        self.bootstrap = bootstrap
-        self.admin: AdminClient = admin_client(bootstrap)
-
-    def _metadata(self) -> Any:
-        try:
-            return self.admin.list_topics(timeout=METADATA_TIMEOUT_S)
-        except KafkaException as error:
-            raise kafka_error(f"cannot reach Kafka at {self.bootstrap}", error) from error
-
-    def broker_count(self) -> int:
-        """Return how many brokers the cluster has registered."""
-        return len(self._metadata().brokers)
 
     def live_topics(self, names: Iterable[str] | None = None) -> dict[str, LiveTopic]:
         """Return the cluster's topics (all non-internal ones, or those named)."""
-        metadata = self._metadata()
+        metadata = self.metadata()
         topics = metadata.topics
         wanted = set(names) if names is not None else {n for n in topics if not n.startswith("__")}
         present = [name for name in wanted if name in topics and not topics[name].error]
@@ -134,10 +118,10 @@ class TopicAdmin:
         """Wait until every topic has its partitions, each answered by its leader."""
         deadline = time.monotonic() + timeout
         while partitions:
-            topics = self._metadata().topics
+            topics = self.metadata().topics
             if all(_has_leaders(topics.get(name), count) for name, count in partitions.items()):
                 # Leaders are assigned before they have the log: ask each for its offsets.
-                end_offsets(self.bootstrap, list(partitions), max(1.0, deadline - time.monotonic()))
+                self.log_ends(list(partitions))
                 return
             if time.monotonic() > deadline:
                 raise KafkaUnavailable(

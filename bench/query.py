@@ -11,11 +11,8 @@
 from __future__ import annotations
 
 import http.client
-import os
 import random
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -26,13 +23,13 @@ from pathlib import Path
 
 import httpx
 
+from bench.base import consumer_performance
 from consumers.projections import PROJECTIONS
 from consumers.queries import QueryView
 from consumers.runner import ProjectionRunner
 from consumers.store import open_store
-from ecom.kafka import end_offsets
-from ecom.perf import consumer_performance
-from ecom.topics_admin import scratch_topology
+from ecom.kafka import log_ends, scratch_topology
+from ecom.process import Children, Spec
 from ecom.topology import Topology
 from producers.producer import EventProducer
 from producers.simulate import Shop, ShopPlan, with_stock_flow
@@ -91,7 +88,7 @@ def _apply_rates(topology: Topology, bootstrap: str, store_url: str, report: Rep
             continue
         ours = applied / seconds if seconds else 0.0
         topic = topology.topic(projection.topics[0]).name
-        count = sum(v for (t, _), v in end_offsets(bootstrap, [topic]).items())
+        count = sum(v for (t, _), v in log_ends(bootstrap, [topic]).items())
         kafka = consumer_performance(bootstrap, topic, count, f"{topic}-perf-{time.time_ns()}")
         report(f"{name}: applied {applied:,} events in {seconds:.1f}s = {ours:,.0f} events/s; "
                f"ConsumerPerformance on {projection.topics[0]}: {kafka.per_second:,.0f} records/s; "
@@ -105,9 +102,7 @@ def _apply_until_caught_up(
     runner = ProjectionRunner(projection, open_store(store_url), topology, bootstrap)
     ends = {
         k: v
-        for k, v in end_offsets(
-            bootstrap, [topology.topic(t).name for t in projection.topics]
-        ).items()
+        for k, v in log_ends(bootstrap, [topology.topic(t).name for t in projection.topics]).items()
         if v
     }
     first: list[float] = []
@@ -191,33 +186,21 @@ def _query_server(store_url: str) -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    command = [
-        sys.executable,
-        "-m",
-        "ecom",
-        "serve",
-        "query",
-        "--port",
-        str(port),
-        "--store",
-        store_url,
-    ]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base_url = f"http://127.0.0.1:{port}"
-    try:
+    with Children() as children:
+        server = children.start(
+            Spec("query-api", ("serve", "query", "--port", str(port), "--store", store_url))
+        )
         deadline = time.monotonic() + 30
         while True:
             try:
                 httpx.get(f"{base_url}/health", timeout=1).raise_for_status()
                 break
             except httpx.HTTPError:
-                if time.monotonic() > deadline or server.poll() is not None:
+                if time.monotonic() > deadline or not server.alive():
                     raise RuntimeError("the query server did not start") from None
                 time.sleep(0.2)
         yield base_url
-    finally:
-        server.terminate()
-        server.wait(30)
 
 
 @contextmanager
@@ -231,26 +214,14 @@ def _worker(topology: Topology, bootstrap: str, store_url: str) -> Iterator[Call
         return sum(sum(p["offsets"].values()) for p in view.health()["projections"].values())
 
     before = offsets()
-    command = [
-        sys.executable,
-        "-m",
-        "ecom",
-        "projections",
-        "run",
-        "--store",
-        store_url,
-        "--bootstrap",
-        bootstrap,
-    ]
-    env_prefix = {"ECOM_TOPIC_PREFIX": topology.prefix}
-    worker = subprocess.Popen(command, env=os.environ | env_prefix,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    args = ("projections", "run", "--store", store_url, "--bootstrap", bootstrap)
+    env = {"ECOM_TOPIC_PREFIX": topology.prefix}
     try:
-        deadline = time.monotonic() + 60
-        while offsets() == before and time.monotonic() < deadline:
-            time.sleep(0.05)  # start measuring once it is applying
-        yield lambda: offsets() - before
+        with Children() as children:
+            children.start(Spec("projections", args, env))
+            deadline = time.monotonic() + 60
+            while offsets() == before and time.monotonic() < deadline:
+                time.sleep(0.05)  # start measuring once it is applying
+            yield lambda: offsets() - before
     finally:
-        worker.terminate()
-        worker.wait(60)
         store.close()

@@ -14,15 +14,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from confluent_kafka import Producer
-
+from bench.base import consumer_performance
 from consumers.projections import PROJECTIONS
 from consumers.replay import Replay
 from consumers.store import open_store
-from ecom.errors import DeliveryFailed
-from ecom.kafka import client_config
-from ecom.perf import consumer_performance
-from ecom.topics_admin import scratch_topology
+from ecom.kafka import BytesProducer, scratch_topology
 from ecom.topology import Topology
 from schemas import Codec, StockAdjusted, headers
 
@@ -61,18 +57,7 @@ def _publish(bootstrap: str, topic: str, events: int) -> None:
                               reason="delivery")  # fmt: skip
         key = event.product_id.encode()
         records.append((key, codec.encode(event), headers(event, "/ecomstream/bench")))
-    producer = Producer(client_config(bootstrap, **{
-        "acks": "all", "linger.ms": 50, "compression.type": "lz4", "batch.size": 1_000_000,
-        "partitioner": "murmur2_random", "queue.buffering.max.messages": 1_000_000,
-    }))  # fmt: skip
-    for n in range(events):
-        key, value, header = records[n % len(records)]
-        while True:
-            try:
-                producer.produce(topic, value, key, headers=header)
-                break
-            except BufferError:
-                producer.poll(0.05)
-    remaining = producer.flush(120)
-    if remaining:
-        raise DeliveryFailed(f"{remaining} benchmark records not acknowledged")
+    with BytesProducer(bootstrap) as producer:
+        for n in range(events):
+            key, value, header = records[n % len(records)]
+            producer.produce(topic, value, key, header)

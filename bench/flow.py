@@ -9,28 +9,21 @@ cancelled or expired) is read back; throughput is orders completed per second.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from confluent_kafka import Consumer
-
-from ecom.kafka import client_config
-from ecom.topics_admin import scratch_topology
-from ecom.topology import Topology
-from producers.producer import LOW_LATENCY, EventProducer
+from ecom.kafka import LOW_LATENCY, Message, TopicReader, scratch_topology
+from ecom.process import Children, Spec
+from ecom.topology import FLOW_SERVICES, Topology
+from producers.producer import EventProducer
 from producers.simulate import Shop, ShopPlan
-from schemas import Codec, OrderCancelled, OrderConfirmed, OrderCreated, OrderExpired
-from streams.worker import SERVICES
+from schemas import Codec, OrderCreated
+from schemas.rules.order import FINAL_EVENT_TYPES
 
 Report = Callable[[str], None]
-FINAL = (OrderConfirmed, OrderCancelled, OrderExpired)
 
 
 class Finals:
@@ -38,64 +31,33 @@ class Finals:
 
     def __init__(self, topology: Topology, bootstrap: str) -> None:
         self.arrived: dict[str, tuple[float, str]] = {}
-        self._stop = threading.Event()
-        self._consumer = Consumer(
-            client_config(
-                bootstrap,
-                **{
-                    "group.id": f"{topology.prefix}bench-finals",
-                    "auto.offset.reset": "earliest",
-                    "fetch.wait.max.ms": 10,
-                },
-            )
-        )
-        self._consumer.subscribe([topology.topic("orders").name])
-        self._thread = threading.Thread(target=self._follow, daemon=True)
-        self._thread.start()
+        self._codec = Codec()
+        orders = [topology.topic("orders").name]
+        self._reader = TopicReader(bootstrap, orders, self._note, name="finals").start()
 
-    def _follow(self) -> None:
-        codec = Codec()
-        while not self._stop.is_set():
-            for message in self._consumer.consume(500, timeout=0.05):
-                if message.error() is None and codec.event_type(message.value()) in (
-                    "OrderConfirmed",
-                    "OrderCancelled",
-                    "OrderExpired",
-                ):
-                    event = codec.decode(message.value())
-                    self.arrived.setdefault(event.order_id, (time.monotonic(), event.event_type))  # type: ignore[attr-defined]
+    def _note(self, message: Message) -> None:
+        if self._codec.event_type(message.value()) in FINAL_EVENT_TYPES:
+            event = self._codec.decode(message.value())
+            self.arrived.setdefault(event.order_id, (time.monotonic(), event.event_type))  # type: ignore[attr-defined]
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        self._consumer.close()
+        self._reader.stop()
 
 
 @contextmanager
 def _workers(topology: Topology, bootstrap: str) -> Iterator[None]:
-    env = os.environ | {
+    env = {
         "ECOM_TOPIC_PREFIX": topology.prefix,
         "ECOM_GATEWAY_LATENCY_MS": "2",
         "ECOM_GATEWAY_DECLINE_SHARE": "0.05",
     }
-    command = [sys.executable, "-m", "ecom", "worker"]
     logs = os.environ.get("ECOM_BENCH_WORKER_LOGS")  # a folder, to look into a slow run
-    children = [
-        subprocess.Popen(
-            [*command, s, "--bootstrap", bootstrap, *(["-v"] if logs else [])],
-            env=env,
-            stdout=(Path(logs) / f"{s}.log").open("w") if logs else subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-        )
-        for s in SERVICES
-    ]
-    try:
+    with Children() as children:
+        for service in FLOW_SERVICES:
+            args = ("worker", service, "--bootstrap", bootstrap, *(["-v"] if logs else []))
+            log = Path(logs) / f"{service}.log" if logs else None
+            children.start(Spec(service, args, env, log))
         yield
-    finally:
-        for child in children:
-            child.send_signal(signal.SIGTERM)
-        for child in children:
-            child.wait(60)
 
 
 def run(topology: Topology, bootstrap: str, orders: int, rate: float, report: Report) -> None:

@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from ecom.errors import InvalidEvent
 from schemas.base import Event
+from schemas.errors import InvalidEvent
 from schemas.inventory import (
     StockAdjusted,
     StockCommitted,

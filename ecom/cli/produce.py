@@ -10,19 +10,13 @@ from collections.abc import Iterable, Iterator
 
 import click
 
+from ecom.cli.context import context
 from ecom.cli.output import bootstrap_option
 from ecom.errors import BadInput
-from ecom.settings import get_settings, resolve_bootstrap
-from ecom.topology import Topology
 from producers.input import TYPE_FIELD, build_event, parse_data_option, read_ndjson
 from producers.producer import EventProducer
 from producers.simulate import SIMULATED_ORDER_EVENTS, Shop, ShopPlan
 from schemas import Event
-
-
-def _topology() -> Topology:
-    settings = get_settings()
-    return Topology.load(settings.topics_path, settings.topic_prefix)
 
 
 @click.command()
@@ -45,8 +39,8 @@ def produce(
         events = [build_event(event_type, parse_data_option(data))]
     else:
         raise BadInput("give EVENT_TYPE --data JSON, or --file PATH (see `ecom produce --help`)")
-    topology = _topology()
-    with EventProducer(topology, resolve_bootstrap(bootstrap), source) as producer:
+    ctx = context(bootstrap)
+    with EventProducer(ctx.topology, ctx.bootstrap, source) as producer:
         producer.check_topics({e.event_type for e in events})
         if len(events) == 1:
             delivery = producer.publish_and_wait(events[0])
@@ -88,9 +82,8 @@ def simulate(
             click.echo(json.dumps({TYPE_FIELD: event.event_type, **event.model_dump(mode="json")}))
         return
     reference = list(shop.reference_events())
-    with EventProducer(
-        _topology(), resolve_bootstrap(bootstrap), "/ecomstream/simulate"
-    ) as producer:
+    ctx = context(bootstrap)
+    with EventProducer(ctx.topology, ctx.bootstrap, "/ecomstream/simulate") as producer:
         producer.check_topics({e.event_type for e in reference} | SIMULATED_ORDER_EVENTS)
         _publish_all(producer, reference, len(reference), quiet=True)
         paced = _paced(shop.order_events(), rate) if rate else shop.order_events()

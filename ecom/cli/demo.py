@@ -9,67 +9,94 @@ the report) it stops everything it started.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import click
+
 from consumers.queries import QueryView
 from consumers.store import open_store
+from ecom.cli.context import context
+from ecom.cli.output import bootstrap_option
+from ecom.kafka import TopicAdmin
+from ecom.process import Children, Spec
 from ecom.settings import Settings
-from ecom.topics_admin import TopicAdmin
 from ecom.topics_plan import make_plan
 from ecom.topology import Topology
 from producers.producer import EventProducer
 from producers.simulate import Shop, ShopPlan
 from schemas import OrderCreated
+from schemas.rules.order import FINAL
 
 Report = Callable[[str], None]
-FINAL = ("confirmed", "cancelled", "expired")
+
+
+@click.command()
+@bootstrap_option
+@click.option("--orders", type=click.IntRange(1), default=1000, show_default=True)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=100.0,
+    show_default=True,
+    help="Orders per second.",
+)
+@click.option("--users", type=click.IntRange(1), default=200, show_default=True)
+@click.option("--products", type=click.IntRange(1), default=20, show_default=True)
+@click.option(
+    "--stock",
+    "max_stock",
+    type=click.IntRange(1),
+    default=60,
+    show_default=True,
+    help="At most this many units per product (scarce on purpose).",
+)
+@click.option("--seed", type=int, help="Same seed, same shop (default: a new one each run).")
+@click.option("--exit", "leave", is_flag=True, help="Stop everything after the report.")
+def demo(
+    bootstrap: str | None, orders: int, rate: float, users: int, products: int,
+    max_stock: int, seed: int | None, leave: bool,
+) -> None:  # fmt: skip
+    """Run the whole shop: workers, projections, both APIs, and simulated customers."""
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)  # stop what we started, as on Ctrl-C
+    ctx = context(bootstrap)
+    chosen = seed if seed is not None else default_seed()
+    low = max(1, max_stock // 10)
+    plan = ShopPlan(
+        users, products, orders, chosen, cancel_share=0.1, min_stock=low, max_stock=max_stock
+    )
+    run(ctx.topology, ctx.bootstrap, ctx.settings, plan, rate, not leave, click.echo)
 
 
 @contextmanager
 def services(settings: Settings, bootstrap: str, report: Report) -> Iterator[None]:
     """Start the workers, the projections and both APIs; stop them all afterwards."""
     logs = settings.home / ".ecom" / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    query_port = _port(settings.query_url)
     commands = {
-        "workers": ["worker", "all"],
-        "projections": ["projections", "run", "--store", settings.store_url],
-        "query-api": [
-            "serve",
-            "query",
-            "--store",
-            settings.store_url,
-            "--port",
-            _port(settings.query_url),
-        ],
-        "command-api": ["serve", "commands", "--port", str(settings.commands_port)],
+        "workers": ("worker", "all"),
+        "projections": ("projections", "run", "--store", settings.store_url),
+        "query-api": ("serve", "query", "--store", settings.store_url, "--port", query_port),
+        "command-api": ("serve", "commands", "--port", str(settings.commands_port)),
     }
-    env = os.environ | {"KAFKA_BOOTSTRAP_SERVERS": bootstrap}
-    started: dict[str, subprocess.Popen[bytes]] = {}
-    try:
+    env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+    with Children() as children:
         for name, args in commands.items():
-            log = (logs / f"{name}.log").open("wb")
-            started[name] = subprocess.Popen([sys.executable, "-m", "ecom", *args], env=env,
-                                             stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-            report(f"  started {name:<12} pid {started[name].pid}, log {logs / (name + '.log')}")
-        yield
-    finally:
-        for process in started.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in started.values():
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
-        report(f"stopped {', '.join(started)}")
+            log = logs / f"{name}.log"
+            child = children.start(Spec(name, args, env, log))
+            report(f"  started {name:<12} pid {child.pid}, log {log}")
+        try:
+            yield
+        finally:
+            children.stop_all(grace=60)
+            report(f"stopped {', '.join(commands)}")
 
 
 def run(topology: Topology, bootstrap: str, settings: Settings, plan: ShopPlan, rate: float,

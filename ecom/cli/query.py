@@ -1,4 +1,4 @@
-"""`ecom projections` and `ecom query`: run the read side, and read it."""
+"""`ecom query`: ask the query view (the database the projections keep), never Kafka."""
 
 from __future__ import annotations
 
@@ -7,74 +7,12 @@ from typing import Any
 
 import click
 
-from consumers.projections import PROJECTIONS, by_names
+from consumers.projections import PROJECTIONS
 from consumers.queries import MAX_PAGE, QueryView
 from consumers.store import open_store
-from consumers.workers import run_workers
-from ecom.cli.output import bootstrap_option, echo_table
+from ecom.cli.context import context
+from ecom.cli.output import echo_table, json_option, store_option
 from ecom.errors import BadInput
-from ecom.settings import get_settings, resolve_bootstrap
-from ecom.topology import Topology
-
-store_option = click.option(
-    "--store",
-    "store_url",
-    help="View database URL (default ECOM_STORE or sqlite:///.ecom/view.db).",
-)
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (lists in full).")
-
-
-def _store_url(store_url: str | None) -> str:
-    return store_url or get_settings().store_url
-
-
-@click.group()
-def projections() -> None:
-    """Build the query view from the event log."""
-
-
-@projections.command(name="run")
-@click.argument("names", nargs=-1)
-@store_option
-@bootstrap_option
-@click.option("--crash-after-db-commit", type=int, hidden=True)  # fault injection for tests
-def run_command(
-    names: tuple[str, ...],
-    store_url: str | None,
-    bootstrap: str | None,
-    crash_after_db_commit: int | None,
-) -> None:
-    """Run projections (all, or the NAMES given) until SIGTERM / Ctrl-C."""
-    settings = get_settings()
-    topology = Topology.load(settings.topics_path, settings.topic_prefix)
-    run_workers(
-        by_names(list(names)),
-        _store_url(store_url),
-        topology,
-        resolve_bootstrap(bootstrap),
-        click.echo,
-        crash_after_db_commit,
-    )
-
-
-@projections.command(name="list")
-@store_option
-def list_command(store_url: str | None) -> None:
-    """Show each projection's generation, lag and newest event time."""
-    health = QueryView(open_store(_store_url(store_url))).health()["projections"]
-    rows = []
-    for name, projection in PROJECTIONS.items():
-        info = health.get(name, {})
-        rows.append(
-            (
-                name,
-                ",".join(projection.topics),
-                info.get("generation") or "-",
-                info.get("lag") if info.get("lag") is not None else "-",
-                info.get("event_time") or "-",
-            )
-        )
-    echo_table(["projection", "topics", "generation", "lag", "newest event"], rows)
 
 
 @click.group()
@@ -82,7 +20,7 @@ def list_command(store_url: str | None) -> None:
               help="Read another generation, such as a view of the past from `ecom replay "
               "--until` (see `ecom projections list`).")  # fmt: skip
 @click.pass_context
-def query(context: click.Context, pins: tuple[str, ...]) -> None:
+def query(click_context: click.Context, pins: tuple[str, ...]) -> None:
     """Ask the query view (never Kafka)."""
     pinned: dict[str, int] = {}
     for pin in pins:
@@ -90,12 +28,12 @@ def query(context: click.Context, pins: tuple[str, ...]) -> None:
         if name not in PROJECTIONS or not number.isdigit():
             raise BadInput(f"bad --generation {pin!r}: expected PROJECTION=N, such as orders=3")
         pinned[name] = int(number)
-    context.obj = pinned
+    click_context.obj = pinned
 
 
 def _view(store_url: str | None) -> QueryView:
     pinned = click.get_current_context().obj
-    store = open_store(_store_url(store_url))
+    store = open_store(context(store=store_url).store_url)
     return QueryView(store, pinned if isinstance(pinned, dict) else None)
 
 
@@ -199,40 +137,3 @@ def products(store_url: str | None, as_json: bool) -> None:
 def inventory(product_id: str, store_url: str | None, as_json: bool) -> None:
     """A product's stock."""
     _show(_view(store_url).inventory(product_id), f"stock of {product_id}", as_json)
-
-
-@click.command()
-@click.argument("name", type=click.Choice(sorted(PROJECTIONS)))
-@click.option("--until", metavar="OFFSET|DATETIME",
-              help="Stop there in every partition and keep the result beside the live view "
-              "(a view of the past; no switch).")  # fmt: skip
-@click.option("--resume", is_flag=True, help="Carry on with an interrupted replay.")
-@click.option("--drop", is_flag=True, help="Throw an interrupted replay away.")
-@store_option
-@bootstrap_option
-def replay(name: str, until: str | None, resume: bool, drop: bool, store_url: str | None,
-           bootstrap: str | None) -> None:  # fmt: skip
-    """Rebuild projection NAME from the log into a new generation, then switch to it."""
-    from consumers.replay import Replay
-
-    settings = get_settings()
-    topology = Topology.load(settings.topics_path, settings.topic_prefix)
-    with open_store(_store_url(store_url)) as store:
-        job = Replay(PROJECTIONS[name], store, topology, resolve_bootstrap(bootstrap), click.echo)
-        if drop:
-            click.echo(f"dropped the interrupted replay of {name} (generation {job.drop()})")
-            return
-        outcome = job.run(until, resume)
-    rate = outcome.events / outcome.seconds if outcome.seconds else 0.0
-    click.echo(
-        f"replayed {outcome.events} events into generation {outcome.generation} in "
-        f"{outcome.seconds:.1f}s ({rate:,.0f} events/s), checksum {outcome.checksum[:16]}"
-    )
-    if until is not None:
-        click.echo(
-            f"generation {outcome.generation} holds {name} as of {until} (queries still read "
-            f"the live one): ecom query --generation {name}={outcome.generation} ..."
-        )
-    else:
-        click.echo(f"the view now reads generation {outcome.generation} "
-                   f"(was {outcome.switched_from})")  # fmt: skip

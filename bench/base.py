@@ -7,40 +7,16 @@ cluster and topic settings, and print both figures and their ratio.
 from __future__ import annotations
 
 import re
-import subprocess
 from dataclasses import dataclass
 
 from ecom.cluster import LocalCluster
-from ecom.cluster.tools import ensure_jars, find_java
 from ecom.errors import EcomError
 from ecom.settings import get_settings
 
 
 def run_kafka_tool(main_class: str, *args: str, timeout: float = 900) -> str:
-    """Run one of Kafka's Java tools from the local jars and return its output."""
-    local = LocalCluster.from_settings(get_settings())
-    local.root.mkdir(parents=True, exist_ok=True)
-    ensure_jars(local.lib_dir, local.root / "mvn.log")
-    command = [
-        find_java(), "-Xmx1g", f"-Dlog4j2.configurationFile={_quiet_log4j(local)}",
-        "-cp", f"{local.lib_dir}/*", main_class, *args,
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
-    if result.returncode != 0:
-        tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
-        raise EcomError(f"{main_class} failed (exit {result.returncode}): {' | '.join(tail)}")
-    return result.stdout
-
-
-def _quiet_log4j(local: LocalCluster) -> str:
-    path = local.root / "tools-log4j2.properties"
-    path.write_text(
-        "status = error\nappender.err.type = Console\nappender.err.name = err\n"
-        "appender.err.target = SYSTEM_ERR\nappender.err.layout.type = PatternLayout\n"
-        "appender.err.layout.pattern = %p %m%n\nrootLogger.level = WARN\n"
-        "rootLogger.appenderRef.err.ref = err\n"
-    )
-    return str(path)
+    """Run one of Kafka's Java tools from the local cluster's jars."""
+    return LocalCluster.from_settings(get_settings()).run_tool(main_class, *args, timeout=timeout)
 
 
 @dataclass(frozen=True)

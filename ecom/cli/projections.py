@@ -1,0 +1,83 @@
+"""`ecom projections` and `ecom replay`: run the read side, and rebuild it from the log."""
+
+from __future__ import annotations
+
+import click
+
+from consumers.projections import PROJECTIONS, by_names
+from consumers.queries import QueryView
+from consumers.store import open_store
+from consumers.workers import run_workers
+from ecom.cli.context import context
+from ecom.cli.output import bootstrap_option, echo_table, store_option
+
+
+@click.group()
+def projections() -> None:
+    """Build the query view from the event log."""
+
+
+@projections.command(name="run")
+@click.argument("names", nargs=-1)
+@store_option
+@bootstrap_option
+def run_command(names: tuple[str, ...], store_url: str | None, bootstrap: str | None) -> None:
+    """Run projections (all, or the NAMES given) until SIGTERM / Ctrl-C."""
+    ctx = context(bootstrap, store_url)
+    run_workers(by_names(list(names)), ctx.store_url, ctx.topology, ctx.bootstrap, click.echo)
+
+
+@projections.command(name="list")
+@store_option
+def list_command(store_url: str | None) -> None:
+    """Show each projection's generation, lag and newest event time."""
+    health = QueryView(open_store(context(store=store_url).store_url)).health()["projections"]
+    rows = []
+    for name, projection in PROJECTIONS.items():
+        info = health.get(name, {})
+        rows.append(
+            (
+                name,
+                ",".join(projection.topics),
+                info.get("generation") or "-",
+                info.get("lag") if info.get("lag") is not None else "-",
+                info.get("event_time") or "-",
+            )
+        )
+    echo_table(["projection", "topics", "generation", "lag", "newest event"], rows)
+
+
+@click.command()
+@click.argument("name", type=click.Choice(sorted(PROJECTIONS)))
+@click.option("--until", metavar="OFFSET|DATETIME",
+              help="Stop there in every partition and keep the result beside the live view "
+              "(a view of the past; no switch).")  # fmt: skip
+@click.option("--resume", is_flag=True, help="Carry on with an interrupted replay.")
+@click.option("--drop", is_flag=True, help="Throw an interrupted replay away.")
+@store_option
+@bootstrap_option
+def replay(name: str, until: str | None, resume: bool, drop: bool, store_url: str | None,
+           bootstrap: str | None) -> None:  # fmt: skip
+    """Rebuild projection NAME from the log into a new generation, then switch to it."""
+    from consumers.replay import Replay
+
+    ctx = context(bootstrap, store_url)
+    with open_store(ctx.store_url) as store:
+        job = Replay(PROJECTIONS[name], store, ctx.topology, ctx.bootstrap, click.echo)
+        if drop:
+            click.echo(f"dropped the interrupted replay of {name} (generation {job.drop()})")
+            return
+        outcome = job.run(until, resume)
+    rate = outcome.events / outcome.seconds if outcome.seconds else 0.0
+    click.echo(
+        f"replayed {outcome.events} events into generation {outcome.generation} in "
+        f"{outcome.seconds:.1f}s ({rate:,.0f} events/s), checksum {outcome.checksum[:16]}"
+    )
+    if until is not None:
+        click.echo(
+            f"generation {outcome.generation} holds {name} as of {until} (queries still read "
+            f"the live one): ecom query --generation {name}={outcome.generation} ..."
+        )
+    else:
+        click.echo(f"the view now reads generation {outcome.generation} "
+                   f"(was {outcome.switched_from})")  # fmt: skip

@@ -1,0 +1,65 @@
+"""Kafka for the rest of the project: the only package that imports confluent_kafka.
+
+    config       client settings: producer (idempotent, acks=all, murmur2), consumer, admin
+    errors       confluent-kafka's errors mapped to ours; which ones are transient
+    admin        cluster id, topic ids, partitions, log ends, offsets at a time
+    groups       consumer groups: describe, committed offsets, move them
+    topics       live topics and carrying out a topic plan; scratch topics
+    producer     the one delivery-tracked producer of bytes
+    deadletters  dead letters with Spring's kafka_dlt-* headers
+    reader       read whole topics from the start in a background thread
+
+The wings use confluent-kafka's consumer, message and partition types through the names
+re-exported here.
+"""
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+
+from ecom.kafka.admin import Admin, Partition, log_ends, registered_brokers
+from ecom.kafka.config import (
+    LOW_LATENCY,
+    PRODUCER_DEFAULTS,
+    client_config,
+    consumer_config,
+    producer_config,
+)
+from ecom.kafka.deadletters import DeadLetters, Failed, dead_letter_headers
+from ecom.kafka.errors import is_transient, kafka_error, reason
+from ecom.kafka.groups import GroupAdmin, GroupInfo, Member
+from ecom.kafka.producer import BytesProducer, Delivery, Headers, Outcome, OutcomeCallback
+from ecom.kafka.reader import TopicReader
+from ecom.kafka.topics import TopicAdmin, scratch_topology
+
+__all__ = [
+    "LOW_LATENCY",
+    "OFFSET_BEGINNING",
+    "PRODUCER_DEFAULTS",
+    "Admin",
+    "BytesProducer",
+    "Consumer",
+    "DeadLetters",
+    "Delivery",
+    "Failed",
+    "GroupAdmin",
+    "GroupInfo",
+    "Headers",
+    "KafkaError",
+    "Member",
+    "Message",
+    "Outcome",
+    "OutcomeCallback",
+    "Partition",
+    "TopicAdmin",
+    "TopicPartition",
+    "TopicReader",
+    "client_config",
+    "consumer_config",
+    "dead_letter_headers",
+    "is_transient",
+    "kafka_error",
+    "log_ends",
+    "producer_config",
+    "reason",
+    "registered_brokers",
+    "scratch_topology",
+]

@@ -1,0 +1,53 @@
+"""confluent-kafka's errors, mapped to ours at the edge, and which of them to ride out."""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaError, KafkaException
+
+from ecom.errors import KafkaUnavailable
+
+TRANSIENT = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_LEADER_EPOCH,
+    KafkaError.FENCED_LEADER_EPOCH,
+    KafkaError.OFFSET_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError._TIMED_OUT,
+    KafkaError._TRANSPORT,
+    KafkaError._NOENT,  # "no leaders found": a new topic's leaders not in metadata yet
+}
+
+
+def kafka_error(what: str, error: BaseException | KafkaError) -> KafkaUnavailable:
+    """Map a confluent-kafka error to KafkaUnavailable with a readable message."""
+    return KafkaUnavailable(f"{what}: {reason(error)}")
+
+
+def reason(error: BaseException | KafkaError) -> str:
+    """Return the readable reason of a confluent-kafka error."""
+    if isinstance(error, KafkaError):
+        return str(error.str())
+    if isinstance(error, KafkaException) and error.args and isinstance(error.args[0], KafkaError):
+        return str(error.args[0].str())
+    return str(error)
+
+
+def error_code(error: BaseException) -> int | None:
+    """Return the Kafka error code behind an error (or its cause), if there is one."""
+    cause = error.__cause__ if error.__cause__ is not None else error
+    if isinstance(cause, KafkaException) and cause.args and isinstance(cause.args[0], KafkaError):
+        return int(cause.args[0].code())
+    return None
+
+
+def is_transient(error: BaseException) -> bool:
+    """Tell whether a Kafka error is worth retrying (leader moves, new topics, timeouts)."""
+    if not isinstance(error, KafkaException) or not error.args:
+        return False
+    cause = error.args[0]
+    return isinstance(cause, KafkaError) and (cause.retriable() or cause.code() in TRANSIENT)

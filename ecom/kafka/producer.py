@@ -1,0 +1,175 @@
+"""The one producer of bytes: idempotent, acks=all, every delivery report checked.
+
+A record Kafka did not acknowledge makes the next `produce` or `flush` raise
+DeliveryFailed (or reaches the caller's callback as one): nothing is dropped silently.
+The event producer (producers/), the dead letters and the order flow all send through it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from ecom.errors import DeliveryFailed
+from ecom.kafka.config import producer_config
+from ecom.kafka.errors import kafka_error
+
+Headers = list[tuple[str, str | bytes | None]]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where Kafka stored a record."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str
+
+
+Outcome = Delivery | DeliveryFailed
+OutcomeCallback = Callable[[Outcome], None]
+DeliveryReport = Callable[[KafkaError | None, Message], None]
+
+
+class BytesProducer:
+    """Send records and track every delivery."""
+
+    def __init__(self, bootstrap: str, **overrides: Any) -> None:
+        self.bootstrap = bootstrap
+        settings = {"error_cb": self._on_error} | overrides
+        self._producer = Producer(producer_config(bootstrap, **settings))
+        self._lock = threading.Lock()
+        self._failures: list[str] = []
+        self.fatal: str | None = None
+        self.acknowledged = 0
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | str | None = None,
+        headers: Headers | None = None,
+        partition: int = -1,
+        timestamp: int = 0,
+        on_outcome: OutcomeCallback | None = None,
+    ) -> None:
+        """Queue one record.
+
+        Without on_outcome, a failed delivery is raised by a later produce() or flush().
+        With it, the callback receives the Delivery or the DeliveryFailed, and owns it.
+        """
+        self.raise_failures()
+        report = self._report if on_outcome is None else self._reporter(on_outcome)
+        while True:
+            try:
+                self._producer.produce(
+                    topic,
+                    value,
+                    key,
+                    partition=partition,
+                    on_delivery=report,
+                    timestamp=timestamp,
+                    headers=headers,
+                )
+                break
+            except BufferError:
+                self._producer.poll(0.05)  # queue full: let deliveries drain first
+            except KafkaException as error:
+                raise kafka_error(f"cannot publish to {topic}", error) from error
+        self._producer.poll(0)
+
+    def poll(self, timeout: float = 0.0) -> None:
+        """Serve delivery reports."""
+        self._producer.poll(timeout)
+
+    def flush(self, timeout: float = 120.0) -> None:
+        """Wait for every queued record; raise DeliveryFailed if any was not acknowledged."""
+        remaining = self._producer.flush(timeout)
+        self.raise_failures()
+        if remaining:
+            raise DeliveryFailed(
+                f"{remaining} record(s) not acknowledged by Kafka within {timeout:.0f}s "
+                f"(is {self.bootstrap} reachable?)"
+            )
+
+    def in_flight(self) -> int:
+        """Return how many records await their delivery report."""
+        return len(self._producer)
+
+    def missing_topics(self, names: list[str], timeout: float = 10.0) -> list[str]:
+        """Return the topics among names that do not exist (fail fast before sending)."""
+        try:
+            metadata = self._producer.list_topics(timeout=timeout)
+        except KafkaException as error:
+            raise kafka_error(f"cannot reach Kafka at {self.bootstrap}", error) from error
+        return [
+            name
+            for name in names
+            if (found := metadata.topics.get(name)) is None or found.error is not None
+        ]
+
+    def close(self, timeout: float = 120.0) -> None:
+        """Flush; the producer must not be used afterwards."""
+        self.flush(timeout)
+
+    def __enter__(self) -> BytesProducer:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- delivery reports ------------------------------------------------------------
+
+    def _report(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            with self._lock:
+                self._failures.append(_failure(error, message))
+        else:
+            self.acknowledged += 1
+
+    def _reporter(self, on_outcome: OutcomeCallback) -> DeliveryReport:
+        def report(error: KafkaError | None, message: Message) -> None:
+            if error is not None:
+                on_outcome(DeliveryFailed(f"record not acknowledged: {_failure(error, message)}"))
+                return
+            self.acknowledged += 1
+            on_outcome(
+                Delivery(
+                    message.topic() or "",
+                    message.partition() or 0,
+                    message.offset() or 0,
+                    _key(message),
+                )
+            )
+
+        return report
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            self.fatal = error.str()
+
+    def raise_failures(self) -> None:
+        """Raise DeliveryFailed for deliveries that failed since the last call."""
+        if self.fatal:
+            raise DeliveryFailed(f"the producer hit a fatal error: {self.fatal}")
+        if not self._failures:
+            return
+        with self._lock:
+            failures, self._failures = self._failures, []
+        if failures:
+            more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+            raise DeliveryFailed(f"{len(failures)} record(s) not acknowledged: {failures[0]}{more}")
+
+
+def _failure(error: KafkaError, message: Message) -> str:
+    return f"{message.topic()} key {_key(message)}: {error.str()}"
+
+
+def _key(message: Message) -> str:
+    key = message.key()
+    return key.decode(errors="replace") if isinstance(key, bytes) else str(key)

@@ -1,0 +1,101 @@
+"""Read whole topics in a background thread: every partition, from the first offset,
+without a consumer group, each record handed to a callback in its partition's order.
+
+The pricing worker's replica of the reference data, the flow benchmark's watch for
+final events and the tests' log followers are all one of these.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+
+from ecom.errors import KafkaUnavailable
+from ecom.kafka.admin import Partition, log_ends
+from ecom.kafka.config import client_config
+
+Handle = Callable[[Message], None]
+
+
+class TopicReader:
+    """Follow topics from their start until stopped."""
+
+    def __init__(
+        self, bootstrap: str, topics: Iterable[str], handle: Handle, name: str = "topic-reader"
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topics = list(topics)
+        self.handle = handle
+        self.positions: dict[Partition, int] = {}  # next offset to read, per partition
+        self.failure: BaseException | None = None
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self, timeout: float = 30.0) -> TopicReader:
+        """Start reading; return once every partition is assigned."""
+        self._thread.start()
+        if not self._ready.wait(timeout) or self.failure is not None:
+            self.stop()
+            raise KafkaUnavailable(f"cannot read {', '.join(self.topics)}: {self.failure}")
+        return self
+
+    def stop(self) -> None:
+        """Stop reading and wait for the thread."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(30)
+
+    def __enter__(self) -> TopicReader:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def has_read(self, ends: dict[Partition, int]) -> bool:
+        """Tell whether every partition has been read up to the given end offsets."""
+        return all(self.positions.get(tp, 0) >= end for tp, end in ends.items() if end > 0)
+
+    def wait_until_current(self, timeout: float = 10.0) -> bool:
+        """Wait until everything in the topics right now has been read; tell whether it has."""
+        ends = log_ends(self.bootstrap, self.topics)
+        deadline = time.monotonic() + timeout
+        while not self.has_read(ends):
+            if self.failure is not None:
+                raise KafkaUnavailable(f"reading {', '.join(self.topics)} failed: {self.failure}")
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def _run(self) -> None:
+        settings = {"group.id": "unused", "enable.auto.commit": False, "fetch.wait.max.ms": 50}
+        consumer = Consumer(client_config(self.bootstrap, **settings))
+        try:
+            consumer.assign(self._partitions(consumer))
+            self._ready.set()
+            while not self._stop.is_set():
+                for message in consumer.consume(1000, timeout=0.1):
+                    if message.error() is None:
+                        self.handle(message)
+                        where = (message.topic() or "", message.partition() or 0)
+                        self.positions[where] = (message.offset() or 0) + 1
+        except BaseException as error:  # noqa: BLE001 - kept for the owner, who re-raises it
+            self.failure = error
+            self._ready.set()
+        finally:
+            consumer.close()
+
+    def _partitions(self, consumer: Consumer) -> list[TopicPartition]:
+        metadata = consumer.list_topics(timeout=10)
+        missing = [t for t in self.topics if t not in metadata.topics]
+        if missing:
+            raise KafkaUnavailable(f"topics {missing} do not exist")
+        return [
+            TopicPartition(topic, partition, OFFSET_BEGINNING)
+            for topic in self.topics
+            for partition in metadata.topics[topic].partitions
+        ]
