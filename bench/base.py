@@ -6,8 +6,10 @@ cluster and topic settings, and print both figures and their ratio.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from ecom.cluster import LocalCluster
 from ecom.errors import EcomError
@@ -71,3 +73,49 @@ def consumer_performance(bootstrap: str, topic: str, messages: int, group: str) 
     except (IndexError, ValueError) as error:
         raise EcomError(f"could not read ConsumerPerformance's summary: {output[-200:]}") from error
     return Rate(count, fetch_ms / 1000, int(megabytes * 1024 * 1024))
+
+
+def cpu_seconds(pid: int) -> float:
+    """Return the CPU time (user + system) a process has used so far, 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (fields 14, 15)
+
+
+class CpuMeter:
+    """CPU seconds spent by named processes between start() and stop()."""
+
+    def __init__(self) -> None:
+        self._start: dict[str, tuple[int, float]] = {}
+        self.spent: dict[str, float] = {}
+
+    def start(self, pids: dict[str, int]) -> None:
+        self._start = {name: (pid, cpu_seconds(pid)) for name, pid in pids.items()}
+
+    def stop(self) -> dict[str, float]:
+        self.spent = {
+            name: max(0.0, cpu_seconds(pid) - before) for name, (pid, before) in self._start.items()
+        }
+        return self.spent
+
+    def line(self, wall: float) -> str:
+        """`where the CPU went`: seconds per process and their sum, beside the wall time."""
+        parts = ", ".join(f"{name} {seconds:.1f}" for name, seconds in self.spent.items())
+        total = sum(self.spent.values())
+        return f"CPU seconds over {wall:.1f}s of wall time: {parts}; total {total:.1f}"
+
+
+def local_brokers() -> dict[str, int]:
+    """The pids of the local cluster's nodes (none when the cluster is not ours)."""
+    local = LocalCluster.from_settings(get_settings())
+    return {f"broker-{node.node_id}": pid for node in local.nodes() if (pid := node.pid())}
+
+
+def percentile(sorted_values: list[float], share: float) -> float:
+    """The value below which `share` of the sorted values fall (nearest rank)."""
+    if not sorted_values:
+        return 0.0
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * share))]

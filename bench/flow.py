@@ -1,29 +1,52 @@
 """`ecom bench flow`: orders through the running workers, end to end.
 
 It starts the four workers (one process each) on scratch topics, lets a warm-up order
-through, then publishes N orders at a given rate and follows the orders topic. Latency
-is from handing OrderCreated to the producer until its final event (confirmed,
-cancelled or expired) is read back; throughput is orders completed per second.
+through, then publishes N orders of a realistic shop (10% cancelled by the customer,
+20% of payments declined, every 10th product scarce, the gateway's default latency) at
+an offered rate, and follows the orders topic. Latency runs from handing OrderCreated
+to the producer until its final event (confirmed, cancelled or expired) is read back;
+throughput is orders completed per second, beside the rate offered. The CPU seconds of
+every process (brokers, each worker, this driver) over the measured window say where
+the time went.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+from bench.base import CpuMeter, local_brokers, percentile
 from ecom.kafka import LOW_LATENCY, Message, TopicReader, scratch_topology
 from ecom.process import Children, Spec
 from ecom.topology import FLOW_SERVICES, Topology
 from producers.producer import EventProducer
 from producers.simulate import Shop, ShopPlan
-from schemas import Codec, OrderCreated
+from schemas import Codec, OrderCancelled, OrderCreated
 from schemas.rules.order import FINAL_EVENT_TYPES
 
 Report = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class FlowResult:
+    """What one run measured."""
+
+    orders: int
+    offered_per_s: float
+    achieved_per_s: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    outcomes: dict[str, int]
+    cpu_s: dict[str, float]
+    wall_s: float
 
 
 class Finals:
@@ -38,77 +61,91 @@ class Finals:
     def _note(self, message: Message) -> None:
         if self._codec.event_type(message.value()) in FINAL_EVENT_TYPES:
             event = self._codec.decode(message.value())
-            self.arrived.setdefault(event.order_id, (time.monotonic(), event.event_type))  # type: ignore[attr-defined]
+            outcome = event.event_type
+            if isinstance(event, OrderCancelled):
+                outcome = f"cancelled ({event.reason})"
+            self.arrived.setdefault(event.order_id, (time.monotonic(), outcome))  # type: ignore[attr-defined]
 
     def close(self) -> None:
         self._reader.stop()
 
 
 @contextmanager
-def _workers(topology: Topology, bootstrap: str) -> Iterator[None]:
+def _workers(topology: Topology, bootstrap: str, home: Path) -> Iterator[dict[str, int]]:
     env = {
         "ECOM_TOPIC_PREFIX": topology.prefix,
-        "ECOM_GATEWAY_LATENCY_MS": "2",
-        "ECOM_GATEWAY_DECLINE_SHARE": "0.05",
+        "ECOM_GATEWAY_DECLINE_SHARE": "0.2",
+        # Long enough that a backlog measures capacity instead of expiring orders.
+        "ECOM_PAYMENT_TIMEOUT_S": "600",
+        "ECOM_GATEWAY_LEDGER": str(home / f"{topology.prefix}ledger.db"),
     }
     logs = os.environ.get("ECOM_BENCH_WORKER_LOGS")  # a folder, to look into a slow run
     with Children() as children:
+        pids = {}
         for service in FLOW_SERVICES:
             args = ("worker", service, "--bootstrap", bootstrap, *(["-v"] if logs else []))
             log = Path(logs) / f"{service}.log" if logs else None
-            children.start(Spec(service, args, env, log))
-        yield
+            pids[service] = children.start(Spec(service, args, env, log)).pid
+        yield pids
 
 
-def run(topology: Topology, bootstrap: str, orders: int, rate: float, report: Report) -> None:
+def run(topology: Topology, bootstrap: str, orders: int, rate: float, report: Report,
+        home: Path, as_json: bool = False) -> FlowResult:  # fmt: skip
     """Drive `orders` orders at `rate` per second (0: as fast as possible) and report."""
-    plan = ShopPlan(
-        users=2000,
-        products=200,
-        orders=orders + 1,
-        seed=99,
-        cancel_share=0.0,
-        min_stock=100_000,
-        max_stock=100_000,
-    )
+    plan = ShopPlan(users=2000, products=200, orders=orders + 1, seed=99, cancel_share=0.1,
+                    min_stock=30, max_stock=100_000, scarce_every=10)  # fmt: skip
     shop = Shop(plan)
-    traffic = [e for e in shop.order_events() if isinstance(e, OrderCreated)]
-    warm_up, measured = traffic[0], traffic[1:]
-    with scratch_topology(topology, bootstrap, "fbench") as scratch, _workers(scratch, bootstrap):
+    reference = list(shop.reference_events())  # made first: orders come after the prices
+    traffic = list(shop.order_events())
+    warm_up = traffic[0]
+    assert isinstance(warm_up, OrderCreated)
+    measured = traffic[1:]
+    with (
+        scratch_topology(topology, bootstrap, "fbench") as scratch,
+        _workers(scratch, bootstrap, home) as workers,
+    ):
         finals = Finals(scratch, bootstrap)
         producer = EventProducer(scratch, bootstrap, "/ecomstream/bench", **LOW_LATENCY)
         try:
-            for event in shop.reference_events():
+            for event in reference:
                 producer.publish(event)
             producer.publish(warm_up)
             producer.flush()
             _wait(lambda: warm_up.order_id in finals.arrived, 180, "the workers to start")
-            report(
-                f"workers ready; {orders:,} orders at {'full speed' if not rate else f'{rate:g}/s'}"
-            )
-            sent = _drive(producer, measured, rate)
-            _wait(
-                lambda: all(o.order_id in finals.arrived for o in measured),
-                60 + orders / 20,
-                "every order to reach a final state",
-            )
+            offered = "full speed" if not rate else f"{rate:g}/s"
+            report(f"workers ready; {orders:,} orders offered at {offered}")
+            meter = CpuMeter()
+            meter.start(local_brokers() | workers | {"driver": os.getpid()})
+            started = time.monotonic()
+            sent, send_s = _drive(producer, measured, rate)
+            created = [e for e in measured if isinstance(e, OrderCreated)]
+            _wait(lambda: all(o.order_id in finals.arrived for o in created),
+                  120 + orders / 10, "every order to reach a final state")  # fmt: skip
+            wall = time.monotonic() - started
+            meter.stop()
         finally:
             producer.close()
             finals.close()
-    _report(measured, sent, finals.arrived, report)
+    result = _result(created, sent, send_s, finals.arrived, meter, wall)
+    _report(result, meter, report, as_json)
+    return result
 
 
-def _drive(producer: EventProducer, orders: list[OrderCreated], rate: float) -> dict[str, float]:
+def _drive(
+    producer: EventProducer, events: list[Any], rate: float
+) -> tuple[dict[str, float], float]:
+    """Publish the shop's order events, orders paced at `rate`; return send times."""
     sent: dict[str, float] = {}
     start = time.monotonic()
-    for number, order in enumerate(orders):
-        if rate and (wait := start + number / rate - time.monotonic()) > 0:
-            time.sleep(wait)
-        sent[order.order_id] = time.monotonic()
-        producer.publish(order)
+    for event in events:
+        if isinstance(event, OrderCreated):
+            if rate and (wait := start + len(sent) / rate - time.monotonic()) > 0:
+                time.sleep(wait)
+            sent[event.order_id] = time.monotonic()
+        producer.publish(event)
         producer.poll(0)
     producer.flush()
-    return sent
+    return sent, time.monotonic() - start
 
 
 def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -116,23 +153,35 @@ def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
     while not condition():
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(0.01)
 
 
-def _report(
-    orders: list[OrderCreated],
-    sent: dict[str, float],
-    arrived: dict[str, tuple[float, str]],
-    report: Report,
-) -> None:
+def _result(orders: list[OrderCreated], sent: dict[str, float], send_s: float,
+            arrived: dict[str, tuple[float, str]], meter: CpuMeter, wall: float,
+            ) -> FlowResult:  # fmt: skip
     latencies = sorted((arrived[o.order_id][0] - sent[o.order_id]) * 1000 for o in orders)
     took = max(arrived[o.order_id][0] for o in orders) - min(sent.values())
     outcomes = Counter(arrived[o.order_id][1] for o in orders)
-    p50 = latencies[len(latencies) // 2]
-    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-    report(
-        f"{len(orders):,} orders in {took:.1f}s = {len(orders) / took:,.0f} orders/s completed "
-        f"({', '.join(f'{k} {v}' for k, v in outcomes.most_common())})"
+    return FlowResult(
+        orders=len(orders),
+        offered_per_s=round(len(orders) / send_s, 1) if send_s else 0.0,
+        achieved_per_s=round(len(orders) / took, 1),
+        p50_ms=round(percentile(latencies, 0.50), 1),
+        p99_ms=round(percentile(latencies, 0.99), 1),
+        max_ms=round(latencies[-1], 1),
+        outcomes=dict(outcomes.most_common()),
+        cpu_s={k: round(v, 2) for k, v in meter.spent.items()},
+        wall_s=round(wall, 2),
     )
-    worst = latencies[-1]
-    report(f"latency OrderCreated -> final: p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {worst:.0f} ms")
+
+
+def _report(result: FlowResult, meter: CpuMeter, report: Report, as_json: bool) -> None:
+    if as_json:
+        report(json.dumps(asdict(result)))
+        return
+    outcomes = ", ".join(f"{k} {v}" for k, v in result.outcomes.items())
+    report(f"{result.orders:,} orders: offered {result.offered_per_s:,.0f}/s, completed "
+           f"{result.achieved_per_s:,.0f}/s ({outcomes})")  # fmt: skip
+    report(f"latency OrderCreated -> final: p50 {result.p50_ms:.0f} ms, "
+           f"p99 {result.p99_ms:.0f} ms, max {result.max_ms:.0f} ms")  # fmt: skip
+    report(meter.line(result.wall_s))

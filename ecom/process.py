@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
+import itertools
 import logging
 import os
 import signal
@@ -106,6 +108,13 @@ def stop(child: Child, grace: float = STOP_GRACE_S) -> int:
                     child.pid, grace)  # fmt: skip
         child.process.kill()
         code = child.process.wait(10)
+    child.close_log()
+    return code
+
+
+def wait(child: Child, timeout: float) -> int:
+    """Wait for a child to exit by itself; return its exit code."""
+    code = child.process.wait(timeout)
     child.close_log()
     return code
 
@@ -226,6 +235,25 @@ def on_signals(handler: Callable[[], None]) -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+_SLOTS: list[int] = []  # lock files held for the life of the process
+
+
+def claim_slot(folder: Path, name: str) -> int:
+    """Return the lowest instance number of `name` no other process on this host holds,
+    and hold it until this process exits (a restarted process gets its number back)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for slot in itertools.count():
+        descriptor = os.open(folder / f"{name}.{slot}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            continue
+        _SLOTS.append(descriptor)
+        return slot
+    raise AssertionError("unreachable")
 
 
 def adopt_parent() -> None:

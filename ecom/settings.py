@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     payment_timeout_s: float = Field(default=30.0, gt=0)
     gateway_decline_share: float = Field(default=0.1, ge=0, le=1)
     gateway_latency_ms: float = Field(default=5.0, ge=0)
+    gateway_ledger: Path | None = None
+    # How long the workers keep a finished order's state (duplicates are recognised
+    # that long) before a tombstone removes it from their changelogs.
+    flow_retention_s: float = Field(default=3600.0, gt=0)
 
     @property
     def store_url(self) -> str:
@@ -49,6 +53,10 @@ class Settings(BaseSettings):
     @property
     def cluster_path(self) -> Path:
         return self.cluster_dir or self.home / ".kafka"
+
+    @property
+    def gateway_ledger_path(self) -> Path:
+        return self.gateway_ledger or self.home / ".ecom" / "gateway.db"
 
     @property
     def topics_path(self) -> Path:

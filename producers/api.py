@@ -15,15 +15,17 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, create_model
 
 from ecom.errors import BadInput, DeliveryFailed, KafkaUnavailable
 from ecom.kafka import LOW_LATENCY
 from ecom.topology import Topology
+from producers.idempotency import IdempotencyKeys, fingerprint
 from producers.input import build_event
 from producers.producer import Delivery, EventProducer, Outcome
 from schemas import (
@@ -41,6 +43,7 @@ from schemas import (
 from schemas.base import Id
 
 ENVELOPE = {"event_id", "occurred_at"}
+KEY_HELP = "Retry with the same key and get the first answer; nothing is published again."
 
 
 class Accepted(BaseModel):
@@ -67,7 +70,7 @@ def request_model(event: type[Event], path_fields: set[str], generated: str | No
     return create_model(f"{event.__name__}Command", __config__=config, **fields)
 
 
-Accept = Callable[[str, dict[str, Any], str], Awaitable[Accepted]]
+Accept = Callable[["Command", dict[str, Any], str | None], Awaitable[Accepted]]
 
 
 class Publisher:
@@ -102,16 +105,21 @@ class Publisher:
         self.producer.close()
 
 
-def create_app(topology: Topology, bootstrap: str, query_url: str | None = None) -> FastAPI:
-    """Build the command API publishing to the given cluster."""
-    state: dict[str, Publisher] = {}
+def create_app(
+    topology: Topology, bootstrap: str, query_url: str | None = None, keys: Path | None = None
+) -> FastAPI:
+    """Build the command API publishing to the given cluster (idempotency keys kept in
+    the file `keys`, or in memory for the life of the app)."""
+    state: dict[str, Any] = {}
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         producer = EventProducer(topology, bootstrap, "/ecomstream/api", **LOW_LATENCY)
         state["publisher"] = Publisher(producer)
+        state["keys"] = IdempotencyKeys(keys or Path(":memory:"))
         yield
         state.pop("publisher").close()
+        state.pop("keys").close()
 
     app = FastAPI(
         title="ecomstream commands",
@@ -120,7 +128,23 @@ def create_app(topology: Topology, bootstrap: str, query_url: str | None = None)
         lifespan=lifespan,
     )
 
-    async def accept(event_type: str, data: dict[str, Any], entity: str) -> Accepted:
+    async def accept(command: Command, data: dict[str, Any], key: str | None) -> Accepted:
+        if not key:
+            return await publish(command, data)
+        request = fingerprint(command.method, command.path, data)
+
+        async def first() -> dict[str, Any]:
+            return (await publish(command, data)).model_dump()
+
+        try:
+            return Accepted(**await state["keys"].once(key, request, first))
+        except BadInput as error:
+            raise HTTPException(status_code=422, detail=str(error)) from error
+
+    async def publish(command: Command, data: dict[str, Any]) -> Accepted:
+        if command.generated and not data[command.generated]:
+            data = data | {command.generated: f"{command.generated[0]}-{uuid.uuid4().hex[:12]}"}
+        event_type, entity = command.event.event_type, command.read_at.format(**data)
         try:
             event = build_event(event_type, data)
             delivery = await state["publisher"].publish(event)
@@ -217,15 +241,16 @@ def _handler(command: Command, accept: Accept) -> Callable[..., Awaitable[Accept
     body_model = request_model(command.event, set(command.path_fields), command.generated)
 
     async def handle(**arguments: Any) -> Accepted:
-        body = arguments.pop("body")
-        data = body.model_dump() | arguments
-        if command.generated and not data[command.generated]:
-            data[command.generated] = f"{command.generated[0]}-{uuid.uuid4().hex[:12]}"
-        return await accept(command.event.event_type, data, command.read_at.format(**data))
+        body, key = arguments.pop("body"), arguments.pop("idempotency_key")
+        return await accept(command, body.model_dump(mode="json") | arguments, key)
 
     keyword = inspect.Parameter.KEYWORD_ONLY
     parameters = [inspect.Parameter(name, keyword, annotation=str) for name in command.path_fields]
     parameters.append(inspect.Parameter("body", keyword, annotation=body_model))
+    key_header = Header(None, alias="Idempotency-Key", description=KEY_HELP)
+    parameters.append(
+        inspect.Parameter("idempotency_key", keyword, annotation=str | None, default=key_header)
+    )
     handle.__signature__ = inspect.Signature(parameters, return_annotation=Accepted)  # type: ignore[attr-defined]
     handle.__doc__ = command.summary
     return handle

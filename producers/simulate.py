@@ -54,6 +54,7 @@ class ShopPlan:
     max_stock: int = 200
     max_lines: int = 3
     currency: str = "EUR"
+    scarce_every: int = 0  # every Nth product gets min_stock only (0: stock is random)
 
 
 class Shop:
@@ -124,6 +125,8 @@ class Shop:
         price = Money(amount_minor=self.rng.randint(199, 19999), currency=self.plan.currency)
         yield PriceChanged(event_id=self._id(), product_id=product_id, price=price)
         stock = self.rng.randint(self.plan.min_stock, self.plan.max_stock)
+        if self.plan.scarce_every and index % self.plan.scarce_every == self.plan.scarce_every - 1:
+            stock = self.plan.min_stock
         yield StockAdjusted(
             event_id=self._id(), product_id=product_id, quantity=stock, reason="initial stock"
         )

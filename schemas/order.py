@@ -19,7 +19,7 @@ from schemas.base import (
     Value,
 )
 
-CancelReason = Literal["user", "out-of-stock", "payment-failed", "not-priceable"]
+CancelReason = Literal["user", "out-of-stock", "payment-failed", "not-priceable", "unknown-user"]
 MAX_LINES = 100
 
 

@@ -1,12 +1,25 @@
-"""Plumbing every order-flow worker shares: its faust app, reading and publishing events.
+"""Plumbing every order-flow worker shares: its faust app, reading records in order,
+publishing what it decides, and its state, committed in checkpoints.
 
 Each service (inventory, pricing, payment, order) is a faust app of its own: its own
-consumer group, tables and changelog topics, so each can be run, stopped and scaled
-alone. Topics are topics.yaml's (faust never creates one), values are our Avro bytes.
+consumer group and changelog, so each can be run, stopped and scaled alone. faust runs
+the consumer group and hands records to the agent in batches; everything the agent
+sends (events, dead letters, state) goes through one confluent-kafka producer
+(idempotent, acks=all), and one Committer per worker owns the commit order (see
+streams.checkpoint). The state is the worker's own Table (streams.state), not a faust
+table: faust-streaming's table recovery raced with the live stream under rebalances
+and broker failures (records fed to the recovery loop, offsets skipped), and the
+workers had to restart themselves around it.
 
-Delivery is at least once. Every event a worker publishes has an id derived from the
-event that caused it, so when a crash makes a worker process an event again, what it
-publishes again carries the same ids and the next worker drops the duplicates.
+Records reach a handler once and in offset order per partition: a record below its
+partition's cursor was handled already and is skipped; a record past it means faust
+skipped some, and the worker seeks back to the cursor instead of going on (logged and
+counted as a rewind). Anything a handler cannot handle goes to order-flow-dlq with the
+kafka_dlt-* headers, and the worker goes on.
+
+Delivery is at least once: every event a worker publishes has an id derived from the
+event that caused it, so a replayed record publishes the same ids and the next worker
+drops the duplicates.
 """
 
 from __future__ import annotations
@@ -15,27 +28,34 @@ import asyncio
 import logging
 import os
 import socket
-import sys
-import time
+import threading
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
 
 import faust
-from faust.types import EventT
+from faust.types import TP, EventT
 
 from ecom.errors import DecodeError, InvalidEvent
-from ecom.kafka import LOW_LATENCY, BytesProducer, DeadLetters, Failed
+from ecom.kafka import BytesProducer, DeadLetters, Failed, OutcomeCallback
+from ecom.process import claim_slot
 from ecom.settings import Settings
 from ecom.topology import Topology
 from schemas import Codec, Event, headers
+from streams.checkpoint import Checkpoint, Committer, Deliveries
+from streams.state import Retention, Row, Table
 
 LOG = logging.getLogger("ecom.streams")
 NAMESPACE = uuid.UUID("9b1f6d1e-2f35-4c55-9a1e-6f0d9c1e7a01")
 BATCH = 500
 BATCH_WITHIN_S = 0.05
-RESTART_DELAY_S = 2.0
-Records = Sequence[EventT[Any]]
+EXIT_DELIVERY_FAILED = 75  # a send was never acknowledged: restart from the last commit
+EXIT_AGENT_FAILED = 70  # a bug outside any one record's handling
+OUTPUTS = {"linger.ms": int(os.environ.get("ECOM_X_LINGER", "10")), "batch.size": 1_000_000}
+R = TypeVar("R", bound=Row)
 
 
 def derived_id(cause_id: str, *parts: str) -> str:
@@ -49,146 +69,90 @@ def make_app(service: str, topology: Topology, bootstrap: str, settings: Setting
     brokers = ";".join(f"kafka://{server}" for server in bootstrap.split(","))
     datadir = settings.home / ".ecom" / "faust" / name
     datadir.mkdir(parents=True, exist_ok=True)
+    slot = claim_slot(settings.home / ".ecom" / "instances", name)
     return faust.App(
         name,
         broker=brokers,
         store="memory://",
         datadir=str(datadir),
         processing_guarantee="at_least_once",
-        producer_acks=-1,
-        producer_linger_ms=2,
         topic_allow_declare=False,  # topics.yaml owns every topic
         topic_disable_leader=True,
         topic_partitions=topology.topic("orders").spec.partitions,
         key_serializer="raw",
         value_serializer="raw",
-        # Table keys are record keys (bytes), table values JSON. Both settings matter:
-        # faust reads changelogs back with them on recovery.
-        table_key_serializer="raw",
-        table_value_serializer="json",
         web_enabled=False,
-        broker_commit_interval=1.0,
+        # Offsets are committed soon after the committer acks a checkpoint.
+        broker_commit_interval=0.5,
         consumer_auto_offset_reset="earliest",
-        # A restarted worker takes its partitions back at once (static membership),
-        # instead of waiting for the dead one's session to time out.
-        consumer_group_instance_id=f"{name}-{socket.gethostname()}",
+        # Static membership: a restarted worker takes its partitions back at once. The
+        # slot tells two workers of one service on one host apart, and a restarted
+        # worker gets its old slot (and id) back.
+        consumer_group_instance_id=f"{name}-{socket.gethostname()}-{slot}",
         broker_session_timeout=10.0,
         broker_heartbeat_interval=1.0,
-        table_standby_replicas=0,
+        stream_wait_empty=True,
     )
 
 
-class Flow:
-    """A service's view of the topics: decode what it reads, publish what it decides."""
+@dataclass
+class Input:
+    """A record handed to a worker's handler, decoded."""
 
-    def __init__(self, app: faust.App, topology: Topology, service: str, bootstrap: str) -> None:
+    record: EventT[Any]
+    event: Event
+    topic: str  # the name in topics.yaml
+    partition: int
+    offset: int
+    key: bytes
+
+
+Handle = Callable[[list[Input]], Awaitable[None]]
+
+
+class Flow(Generic[R]):
+    """A service's view of Kafka: read in order, publish, keep state, commit."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        topology: Topology,
+        service: str,
+        bootstrap: str,
+        table: tuple[str, type[R]],
+    ) -> None:
         self.app = app
         self.topology = topology
-        self.dead_letters = DeadLetters(
-            BytesProducer(bootstrap, **LOW_LATENCY),
-            topology.dead_letters("order-flow").name,
-            topology.flow_app(service),
-        )
-        self.source = f"/ecomstream/worker/{service}"
+        self.bootstrap = bootstrap
         self.service = service
+        self.source = f"/ecomstream/worker/{service}"
         self.codec = Codec()
-        self._topics: dict[str, Any] = {}
-        self._pending: list[asyncio.Future[Any]] = []
-        self._generation: int | None = None
-        self._last: dict[Any, int] = {}  # per topic-partition: the last offset handed over
+        self.producer = BytesProducer(bootstrap, **OUTPUTS)
+        name, row_type = table
+        self.table: Table[R] = Table(row_type, topology.changelog(service, name).name, bootstrap)
+        self.dead_letters = DeadLetters(
+            self.producer, topology.dead_letters("order-flow").name, app.conf.id
+        )
+        self.counts: Counter[str] = Counter()  # rewinds, duplicates, dead letters ...
+        self._logical: dict[str, str] = {}
+        self._faust_topics: dict[str, Any] = {}
+        self._current: Checkpoint | None = None
+        self._committer: Committer | None = None
+        self._wanted: frozenset[str] = frozenset()
+        self._rewinding: dict[tuple[str, int], int] = {}
+        self._stop_polling = threading.Event()
+        threading.Thread(target=self._poll, name="delivery-reports", daemon=True).start()
+        app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
 
-    async def consume(self, stream: Any, handle: Callable[[Records], Awaitable[None]]) -> None:
-        """Feed a stream to `handle` in batches; a batch is done, and its offsets can be
-        committed, only once Kafka has acknowledged everything published while handling
-        it. If anything fails instead, the worker restarts from its last commit: faust
-        would otherwise restart the agent alone, with the failed batch never acknowledged
-        and the commits stuck behind it."""
-        try:
-            # noack_take: faust's take_events acks a batch in a `finally`, even when the
-            # batch was interrupted; we ack only what was fully handled.
-            async for records in stream.noack_take(BATCH, within=BATCH_WITHIN_S):
-                generation = await self._settled_generation()
-                await handle(self._in_order(records))
-                await self.settle()
-                if self.app.rebalancing or self.app.consumer_generation_id != generation:
-                    # faust's table recovery after the rebalance may have read the
-                    # changelog without this batch's writes: start clean, from the commit.
-                    LOG.warning("%s: rebalanced mid-batch; restarting the worker", self.service)
-                    restart_process()
-                for record in records:
-                    await stream.ack(record)
-        except asyncio.CancelledError:
-            if not self.app.should_stop:  # not a shutdown: a batch was left half done
-                LOG.error("the %s agent was cancelled; restarting the worker", self.service)
-                restart_process()
-            raise
-        except Exception:
-            LOG.exception("the %s worker failed; restarting from its last commit", self.service)
-            restart_process()
-
-    async def _settled_generation(self) -> int:
-        """Wait until no rebalance or table recovery is running; return the generation.
-
-        A rebalance after the first makes faust recover its in-memory tables from the
-        changelog again, racing with whatever this worker writes meanwhile; a fresh
-        process is the safe way on (at least once: nothing committed is lost)."""
-        while self.app.rebalancing or self.app.in_recovery:
-            await asyncio.sleep(0.05)
-        generation = int(self.app.consumer_generation_id)
-        if self._generation is None:
-            self._generation = generation
-        elif generation != self._generation:
-            LOG.warning("%s: the group rebalanced; restarting the worker", self.service)
-            restart_process()
-        return generation
-
-    async def settle(self) -> None:
-        """Wait until Kafka has acknowledged everything published so far."""
-        pending, self._pending = self._pending, []
-        await asyncio.gather(*pending)
-
-    def track(self, sent: Any) -> None:
-        """Count a send (such as a changelog write) in what settle() waits for."""
-        self._pending.append(sent)
-
-    def save(self, table: Any, record: EventT[Any], value: Any, key: Any = None) -> None:
-        """Set table[key or record.key] from within a batch (a batch has no single
-        current event, so the changelog partition is named: the record's own)."""
-        key = record.key if key is None else key
-        table.data[key] = value
-        self._pending.append(table.send_changelog(record.message.partition, key, value))
-
-    def skipped(self, record: EventT[Any], expected: int) -> None:
-        """faust handed over a record past others it never delivered: start afresh
-        (nothing of the batch is acknowledged, so the new process reads them)."""
-        message = record.message
-        LOG.error(
-            "%s: %s[%d] jumped from offset %d to %d; restarting the worker",
-            self.service, message.topic, message.partition, expected, message.offset,
-        )  # fmt: skip
-        restart_process()
-
-    def _in_order(self, records: Records) -> Records:
-        """Drop records delivered again; restart on a gap (every record of our topics
-        comes to this agent, and our topics have no transaction markers)."""
-        fresh = []
-        for record in records:
-            tp, offset = record.message.tp, record.message.offset
-            last = self._last.get(tp)
-            if last is not None and offset <= last:
-                continue
-            if last is not None and offset > last + 1:
-                self.skipped(record, last + 1)
-            self._last[tp] = offset
-            fresh.append(record)
-        return fresh
+    # -- reading -----------------------------------------------------------------------
 
     def topic(self, *names: str) -> Any:
-        """Return a faust topic (or a channel of several) for topics.yaml names."""
+        """Return the faust topic (a channel of several) for topics.yaml names."""
         full = [self.topology.topic(name).name for name in names]
+        self._logical.update({f: n for f, n in zip(full, names, strict=True)})
         key = ",".join(full)
-        if key not in self._topics:
-            self._topics[key] = self.app.topic(
+        if key not in self._faust_topics:
+            self._faust_topics[key] = self.app.topic(
                 *full,
                 key_type=bytes,
                 value_type=bytes,
@@ -196,28 +160,156 @@ class Flow:
                 value_serializer="raw",
                 partitions=self.topology.topic(names[0]).spec.partitions,
             )
-        return self._topics[key]
+        return self._faust_topics[key]
 
-    def table(self, name: str) -> Any:
-        """Return a table whose changelog is topics.yaml's `<app id>-<name>-changelog`."""
-        partitions = self.topology.changelog(self.service, name).spec.partitions
-        return self.app.Table(name, partitions=partitions, key_type=bytes)
+    def handled(self, partition: int) -> dict[str, int]:
+        """Per topic, the offset up to which the partition's records are handled (empty
+        while a batch is in hand: its records are accepted but maybe not applied yet)."""
+        if self._current is not None:
+            return {}
+        return dict(self.table.cursors.get(partition, {}))
 
-    async def decode(self, record: EventT[Any]) -> Event | None:
-        """Decode a record; dead-letter it (and return None) if it cannot be read."""
+    def source_topics(self) -> list[str]:
+        """The full names of the topics the agent reads."""
+        return list(self._logical)
+
+    async def consume(self, stream: Any, handle: Handle, wanted: frozenset[str]) -> None:
+        """Feed a stream's records of the `wanted` event types to `handle` in batches, each
+        batch one checkpoint (the others are only counted as read: never decoded)."""
+        self._wanted = wanted
+
+        async def ack(records: Sequence[EventT[Any]]) -> None:
+            for record in records:
+                await stream.ack(record)
+
+        committer = self._committer = Committer(self.producer, self.table, ack)
+        commits = asyncio.ensure_future(committer.run())
+        commits.add_done_callback(self._committer_done)
+        loop = asyncio.get_running_loop()
+        try:
+            # noack_take: records are acked by the committer, after their checkpoint.
+            async for records in stream.noack_take(BATCH, within=BATCH_WITHIN_S):
+                checkpoint = self._current = Checkpoint(Deliveries(loop))
+                inputs = await self._accept(records, checkpoint)
+                if inputs:
+                    await handle(inputs)
+                checkpoint.changes = self.table.take_changes()
+                checkpoint.outputs.seal()
+                self._current = None
+                await committer.submit(checkpoint)
+        except asyncio.CancelledError:
+            raise  # the worker is stopping
+        except BaseException as error:
+            # faust would restart the agent alone, with this batch never acked and the
+            # commits stuck behind it: the whole worker restarts from its last commit.
+            LOG.exception("%s: the agent failed (%s); exiting to restart", self.service, error)
+            os._exit(EXIT_AGENT_FAILED)
+        finally:
+            commits.cancel()
+
+    async def _accept(self, records: Sequence[EventT[Any]], checkpoint: Checkpoint) -> list[Input]:
+        """Decode the records that are next in line; skip duplicates, rewind on gaps."""
+        inputs = []
+        for record in records:
+            message = record.message
+            topic, partition, offset = message.topic, message.partition, message.offset
+            await self.table.ready(partition)
+            if self._stale(topic, partition, offset):
+                continue  # not acked: faust delivers it again after the seek
+            checkpoint.records.append(record)
+            cursor = self.table.cursor(partition, topic)
+            if cursor is not None and offset < cursor:
+                self.counts["duplicates-skipped"] += 1
+                continue
+            if cursor is not None and offset > cursor:
+                checkpoint.records.pop()
+                await self._rewind(message.tp, cursor, offset)
+                continue
+            self.table.advance(partition, topic, offset + 1)
+            kind = self.codec.event_type(record.value)
+            if kind is not None and kind not in self._wanted:
+                continue  # another worker's business: never decoded
+            event = self._decode(record, checkpoint)
+            if event is not None:
+                key = message.key or b""
+                inputs.append(Input(record, event, self._logical[topic], partition, offset, key))
+        return inputs
+
+    def _stale(self, topic: str, partition: int, offset: int) -> bool:
+        """After a rewind, drop records until the one sought back to arrives."""
+        wanted = self._rewinding.get((topic, partition))
+        if wanted is None:
+            return False
+        if offset != wanted:
+            return True
+        del self._rewinding[(topic, partition)]
+        return False
+
+    async def _rewind(self, tp: TP, cursor: int, offset: int) -> None:
+        LOG.warning(
+            "%s: faust handed over %s[%d]@%d, past %d not yet handled; seeking back",
+            self.service, tp.topic, tp.partition, offset, cursor,
+        )  # fmt: skip
+        self.counts["rewinds"] += 1
+        self._rewinding[(tp.topic, tp.partition)] = cursor
+        await self.app.consumer.seek(tp, cursor)
+
+    def _decode(self, record: EventT[Any], checkpoint: Checkpoint) -> Event | None:
         try:
             return self.codec.decode(record.value)
         except (DecodeError, InvalidEvent) as error:
-            await self.dead_letter(record, error)
+            self.dead_letter(record, error)
             return None
 
-    async def dead_letter(self, record: EventT[Any], error: BaseException) -> None:
-        """Park a record in the order-flow DLQ with its story; return once Kafka has
-        acknowledged it (dead letters are rare, so the batch may wait for them)."""
+    async def _on_assigned(self, _: Any, assigned: set[TP], **__: Any) -> None:
+        """Keep the state of partitions still ours, load what is new, drop the rest."""
+        ours = set(self._logical)
+        self.table.assign({tp.partition for tp in assigned if tp.topic in ours})
+
+    # -- handling ----------------------------------------------------------------------
+
+    async def each(self, inputs: list[Input], handle: Callable[[Input], Awaitable[None]]) -> None:
+        """Handle inputs one by one; one that fails goes to the DLQ, the others go on."""
+        for item in inputs:
+            try:
+                await handle(item)
+            except Exception as error:  # noqa: BLE001 - parked in the DLQ, never lost
+                self.dead_letter(item.record, error)
+
+    async def forget(self, retention: Retention[R]) -> None:
+        """Drop rows finished long enough ago, and persist their tombstones now (in a
+        checkpoint of their own: no batch may come to carry them)."""
+        if not retention.tick(datetime.now(UTC)) or self._committer is None:
+            return
+        checkpoint = Checkpoint(Deliveries(asyncio.get_running_loop()))
+        checkpoint.changes = self.table.take_deletions()
+        checkpoint.outputs.seal()
+        await self._committer.submit(checkpoint)
+
+    # -- writing -----------------------------------------------------------------------
+
+    def publish(self, event: Event, on_outcome: OutcomeCallback | None = None) -> None:
+        """Publish an event to its topic, keyed per topics.yaml, with CloudEvents headers;
+        its delivery belongs to the current checkpoint (outside one, it goes to
+        on_outcome, or a failure is logged)."""
+        topic = self.topology.for_event(event.event_type)
+        key = str(getattr(event, topic.key_field(event.event_type)))
+        self.producer.produce(
+            topic.name,
+            self.codec.encode(event),
+            key,
+            headers(event, self.source),
+            on_outcome=on_outcome or self._tracker(),
+        )
+
+    def dead_letter(self, record: EventT[Any], error: BaseException) -> None:
+        """Park a record in the order-flow DLQ with its story (within the checkpoint)."""
         message = record.message
         LOG.warning(
-            "dead letter %s[%d]@%d: %s", message.topic, message.partition, message.offset, error
-        )
+            "%s: dead letter %s[%d]@%d: %s",
+            self.service, message.topic, message.partition, message.offset, error,
+        )  # fmt: skip
+        self.counts["dead-letters"] += 1
         found: Any = message.headers or []
         failed = Failed(
             message.topic,
@@ -229,23 +321,26 @@ class Flow:
             message.value,
             list(found.items()) if isinstance(found, dict) else list(found),
         )
-        self.dead_letters.send(failed, error)
-        await asyncio.to_thread(self.dead_letters.flush)
+        self.dead_letters.send(failed, error, on_outcome=self._tracker())
 
-    async def publish(self, event: Event) -> asyncio.Future[Any]:
-        """Publish an event to its topic, keyed per topics.yaml, with CloudEvents headers;
-        return the future of its acknowledgement."""
-        topic = self.topology.for_event(event.event_type)
-        key = str(getattr(event, topic.key_field(event.event_type)))
-        sent: asyncio.Future[Any] = await self.topic(topic.spec.name).send(
-            key=key.encode(), value=self.codec.encode(event), headers=headers(event, self.source)
-        )
-        self._pending.append(sent)
-        return sent
+    def _tracker(self) -> Callable[[Any], None]:
+        if self._current is not None:
+            return self._current.outputs.track()
+        return self._log_failure
 
+    def _log_failure(self, outcome: Any) -> None:
+        if isinstance(outcome, Exception):
+            LOG.error("%s: a send outside any checkpoint failed: %s", self.service, outcome)
 
-def restart_process() -> None:
-    """Replace this worker with a fresh process (same pid, same static membership);
-    at-least-once delivery makes that safe: nothing past the last commit is lost."""
-    time.sleep(RESTART_DELAY_S)
-    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])  # noqa: S606 - ourselves again
+    def _poll(self) -> None:
+        while not self._stop_polling.is_set():
+            self.producer.poll(0.05)
+
+    def _committer_done(self, commits: asyncio.Future[None]) -> None:
+        if commits.cancelled() or commits.exception() is None:
+            return
+        LOG.error(
+            "%s: %s; exiting so that the worker restarts from its last commit",
+            self.service, commits.exception(),
+        )  # fmt: skip
+        os._exit(EXIT_DELIVERY_FAILED)

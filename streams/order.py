@@ -7,29 +7,34 @@ own payment deadlines. It asks for stock (StockReservationRequested per line), a
 - confirms the order (OrderConfirmed, and StockCommitted per line) once every line is
   reserved, the order is priced and the payment is authorized;
 - cancels it (OrderCancelled, and StockReleased per line) when a line is rejected, it
-  cannot be priced, the payment fails, or the user asks first;
+  cannot be priced, the payment fails, the user asks first, or the user is unknown
+  (no UserCreated names them: the worker keeps a replica of the users topic);
 - expires it (OrderExpired, and StockReleased per line) when it is not reserved and
   priced within the payment timeout of its creation, or not paid within the timeout of
-  the payment request; a timer feeds PaymentDeadlinePassed back into the stream, so the
-  decision is taken in order with everything else that happens to the order.
+  the event that completed it; a timer feeds PaymentDeadlinePassed back into the
+  stream, so the decision is taken in order with everything else that happens to it.
 
-A reservation that arrives for an order already cancelled or expired is released at
-once, so no reservation is left dangling. State: the `orders` table; each order
-remembers the ids of the events it has seen, so redelivered events change nothing. The
-worker decides in small batches and saves a batch's states only after Kafka has
-acknowledged everything the batch published.
+Decisions are deterministic: deadlines derive from the causing events' times (never
+the clock at processing), and every event published has an id derived from its cause,
+so a record handled again publishes byte-identical events. The first OrderCreated of an
+order id wins; another one with that id is ignored (logged and counted), and only the
+pricing of the first one counts. A reservation that arrives for an order already
+cancelled or expired is released at once. Finished orders leave the table after
+ECOM_FLOW_RETENTION_S (a tombstone on the changelog).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
+import asyncio
+import heapq
+import logging
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, Self
 
 import faust
-from faust.types import EventT
 
+from ecom.kafka import Admin, Delivery, Outcome
 from schemas import (
     Event,
     Money,
@@ -52,116 +57,121 @@ from schemas import (
     StockReserved,
 )
 from schemas.order import CancelReason
-from schemas.rules.order import CONFIRMED, WAITING, is_final
-from streams.flow import Flow, derived_id
+from schemas.rules.order import (
+    AWAITING_PAYMENT,
+    CANCELLED,
+    CONFIRMED,
+    EXPIRED,
+    RESERVING,
+    WAITING,
+    is_final,
+)
+from streams.flow import Flow, Input, derived_id
+from streams.replica import Users
+from streams.state import Retention
 
-State = dict[str, Any]
-SEEN = 64
-DEADLINE_TICK_S = 0.25
-RESEND_AFTER_S = 5.0
-
-
-def register(app: faust.App, flow: Flow, payment_timeout_s: float) -> None:
-    """Add the order agent, its table and its deadline timer to the app."""
-    orders = flow.table("orders")
-    channel = flow.topic("orders", "reservations", "payments", "order-flow-deadlines")
-    timeout = timedelta(seconds=payment_timeout_s)
-
-    @app.agent(channel, name="order")
-    async def run(stream: Any) -> None:
-        await flow.consume(stream, lambda records: _process(flow, orders, records, timeout))
-
-    sent: dict[bytes, float] = {}
-
-    @app.timer(DEADLINE_TICK_S)
-    async def deadlines() -> None:
-        active = {tp.partition for tp in app.assignor.assigned_actives()}
-        now = datetime.now(UTC)
-        for key, state in list(orders.items()):
-            if state.get("status") not in WAITING or state.get("partition") not in active:
-                continue
-            deadline = datetime.fromisoformat(state["deadline"])
-            if deadline <= now and time.monotonic() - sent.get(key, 0.0) > RESEND_AFTER_S:
-                sent[key] = time.monotonic()
-                await flow.publish(
-                    PaymentDeadlinePassed(
-                        event_id=derived_id_of(state, "deadline", state["deadline"]),
-                        order_id=key.decode(),
-                        deadline=deadline,
-                    )
-                )
+LOG = logging.getLogger("ecom.streams")
+SEEN = 16  # ids of the last events an order took (the state machine is idempotent anyway)
+# What the order worker acts on; its own outputs come back on the orders topic, unread.
+WANTED = frozenset({
+    "OrderCreated", "OrderCancellationRequested", "OrderPriced", "OrderPricingFailed",
+    "StockReserved", "StockReservationRejected", "PaymentAuthorized", "PaymentFailed",
+    "PaymentDeadlinePassed",
+})  # fmt: skip
+TICK_S = 0.25
+RETRY_AFTER_S = 1.0
 
 
-async def _process(
-    flow: Flow, orders: Any, records: Sequence[EventT[Any]], timeout: timedelta
-) -> None:
-    """Decide a batch, publish what it decided, and only once Kafka has acknowledged all
-    of it, save the new states: a crash in between replays the batch, which publishes the
-    same events with the same ids again (the next worker drops them) instead of losing them."""
-    states: dict[bytes, State | None] = {}
-    changed: set[bytes] = set()
-    outputs: list[Event] = []
-    for record in records:
-        event = await flow.decode(record)
-        if event is None:
-            continue
-        key = cast(bytes, record.key)
-        before = states[key] if key in states else orders.get(key)
-        state, published = step(before, event, datetime.now(UTC), timeout)
-        if state is not before and state is not None:
-            state = {**state, "partition": record.message.partition}
-            changed.add(key)
-        states[key] = state
-        outputs += published
-    for output in outputs:
-        await flow.publish(output)
-    await flow.settle()
-    for key in changed:
-        state = states[key]
-        assert state is not None
-        # Outside of a single event's iteration, a table write must name its partition.
-        orders.data[key] = state
-        flow.track(orders.send_changelog(state["partition"], key, state))
+@dataclass(frozen=True)
+class OrderState:
+    """One order as the worker knows it."""
+
+    order_id: str
+    cause: str  # the id of the OrderCreated that made it
+    status: str
+    lines: tuple[tuple[str, int], ...]
+    currency: str
+    deadline: datetime
+    answered: tuple[tuple[str, bool], ...] = ()  # product -> reserved?
+    total: int | None = None
+    announced: bool = False
+    seen: tuple[str, ...] = ()
+    finished_at: datetime | None = None
+
+    def answer(self, product: str, reserved: bool) -> OrderState:
+        answers = dict(self.answered) | {product: reserved}
+        return replace(self, answered=tuple(sorted(answers.items())))
+
+    def reserved(self) -> bool:
+        answers = dict(self.answered)
+        return all(answers.get(product) for product, _ in self.lines)
+
+    def finished(self, status: str, at: datetime) -> OrderState:
+        return replace(self, status=status, finished_at=at)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "order_id": self.order_id,
+            "cause": self.cause,
+            "status": self.status,
+            "lines": self.lines,
+            "currency": self.currency,
+            "deadline": self.deadline.isoformat(),
+            "answered": self.answered,
+            "total": self.total,
+            "announced": self.announced,
+            "seen": self.seen,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        finished = data["finished_at"]
+        return cls(
+            order_id=data["order_id"],
+            cause=data["cause"],
+            status=data["status"],
+            lines=tuple((p, q) for p, q in data["lines"]),
+            currency=data["currency"],
+            deadline=datetime.fromisoformat(data["deadline"]),
+            answered=tuple((p, r) for p, r in data["answered"]),
+            total=data["total"],
+            announced=data["announced"],
+            seen=tuple(data["seen"]),
+            finished_at=datetime.fromisoformat(finished) if finished else None,
+        )
 
 
-def derived_id_of(state: State, *parts: str) -> str:
-    """Return an id derived from the order's OrderCreated (kept in its state)."""
-    return derived_id(state["cause"], *parts)
+Step = tuple[OrderState | None, list[Event]]
 
 
-def step(
-    state: State | None, event: Event, now: datetime, timeout: timedelta
-) -> tuple[State | None, list[Event]]:
-    """Decide what an event does to an order. Pure: returns the new state and what to publish."""
+def step(state: OrderState | None, event: Event, timeout: timedelta, user_known: bool) -> Step:
+    """Decide what an event does to an order. Pure: the new state and what to publish."""
     if isinstance(event, OrderCreated):
-        return _created(state, event, now, timeout)
-    if state is None or event.event_id in state["seen"]:
+        return _created(state, event, timeout, user_known)
+    if state is None or event.event_id in state.seen or event.event_type not in WANTED:
         return state, []
-    state = {**state, "seen": [*state["seen"], event.event_id][-SEEN:]}
+    state = replace(state, seen=(*state.seen, event.event_id)[-SEEN:])
     if isinstance(event, StockReserved):
-        return _reserved(state, event, now, timeout)
-    if is_final(state["status"]):
+        return _reserved(state, event, timeout)
+    if is_final(state.status):
         return state, []
     if isinstance(event, StockReservationRejected):
         detail = f"{event.product_id}: {event.quantity} wanted, {event.available} available"
-        return _cancel(
-            state,
-            event,
-            "out-of-stock",
-            detail,
-            {"answered": {**state["answered"], event.product_id: False}},
-        )
+        return _cancel(state.answer(event.product_id, False), event, "out-of-stock", detail)
     if isinstance(event, OrderPriced):
-        return _progress({**state, "total": event.total.amount_minor}, event, now, timeout)
+        if event.event_id != derived_id(state.cause, "priced"):
+            return state, []  # the pricing of another OrderCreated with this id
+        return _progress(replace(state, total=event.total.amount_minor), event, timeout)
     if isinstance(event, OrderPricingFailed):
+        if event.event_id != derived_id(state.cause, "pricing-failed"):
+            return state, []
         return _cancel(state, event, "not-priceable", event.reason)
     if isinstance(event, OrderCancellationRequested):
         return _cancel(state, event, "user", event.reason)
-    if isinstance(event, PaymentDeadlinePassed) and now >= datetime.fromisoformat(
-        state["deadline"]
-    ):
+    if isinstance(event, PaymentDeadlinePassed) and event.deadline == state.deadline:
         return _expire(state, event)
-    if state["status"] != "awaiting-payment":
+    if state.status != AWAITING_PAYMENT:
         return state, []
     if isinstance(event, PaymentAuthorized):
         return _confirm(state, event)
@@ -171,137 +181,288 @@ def step(
 
 
 def _created(
-    state: State | None, event: OrderCreated, now: datetime, timeout: timedelta
-) -> tuple[State | None, list[Event]]:
-    if state is not None and state["cause"] != event.event_id:
-        return state, []  # another OrderCreated for an existing order id: the first one stands
+    state: OrderState | None, event: OrderCreated, timeout: timedelta, user_known: bool
+) -> Step:
+    if state is not None and state.cause != event.event_id:
+        return state, []  # another OrderCreated for an existing order id: the first stands
     if state is None:
-        state = {
-            "status": "reserving",
-            "order_id": event.order_id,
-            "cause": event.event_id,
-            "seen": [event.event_id],
-            "lines": {line.product_id: line.quantity for line in event.lines},
-            "answered": {},
-            "currency": event.currency,
-            "total": None,
+        state = OrderState(
+            order_id=event.order_id,
+            cause=event.event_id,
+            status=RESERVING,
+            lines=tuple((line.product_id, line.quantity) for line in event.lines),
+            currency=event.currency,
             # Reserving and pricing get a deadline too: an order never waits forever for
             # an answer (a worker bug, a lost message); it expires and frees its stock.
-            "deadline": (now + timeout).isoformat(),
-        }
-    elif state["status"] != "reserving":
+            deadline=event.occurred_at + timeout,
+            seen=(event.event_id,),
+        )
+        if not user_known:
+            return _cancel(state, event, "unknown-user", f"no user {event.user_id}")
+    elif state.status != RESERVING:
         return state, []
     # First time, or delivered again: ask for every line not answered yet (same ids).
+    answered = dict(state.answered)
     asks: list[Event] = [
         StockReservationRequested(
             event_id=derived_id(event.event_id, "reserve", product),
+            occurred_at=event.occurred_at,
             product_id=product,
             order_id=event.order_id,
             quantity=quantity,
         )
-        for product, quantity in state["lines"].items()
-        if product not in state["answered"]
+        for product, quantity in state.lines
+        if product not in answered
     ]
     return state, asks
 
 
-def _reserved(
-    state: State, event: StockReserved, now: datetime, timeout: timedelta
-) -> tuple[State, list[Event]]:
-    state = {**state, "answered": {**state["answered"], event.product_id: True}}
-    if is_final(state["status"]) and state["status"] != CONFIRMED:
+def _reserved(state: OrderState, event: StockReserved, timeout: timedelta) -> Step:
+    state = state.answer(event.product_id, True)
+    if is_final(state.status) and state.status != CONFIRMED:
         release = StockReleased(
             event_id=derived_id(event.event_id, "release"),
+            occurred_at=event.occurred_at,
             product_id=event.product_id,
             order_id=event.order_id,
-            reason=f"order {state['status']}",
+            reason=f"order {state.status}",
         )
         return state, [release]
-    return _progress(state, event, now, timeout)
+    return _progress(state, event, timeout)
 
 
-def _progress(
-    state: State, cause: Event, now: datetime, timeout: timedelta
-) -> tuple[State, list[Event]]:
+def _progress(state: OrderState, cause: Event, timeout: timedelta) -> Step:
     """Announce full reservation, and ask for payment once reserved and priced."""
-    if state["status"] != "reserving" or not all(state["answered"].get(p) for p in state["lines"]):
+    if state.status != RESERVING or not state.reserved():
         return state, []
-    order_id = state["order_id"]
     outputs: list[Event] = []
-    if not state.get("announced"):
+    if not state.announced:
         outputs.append(
-            OrderStockReserved(event_id=derived_id_of(state, "stock-reserved"), order_id=order_id)
+            OrderStockReserved(
+                event_id=derived_id(state.cause, "stock-reserved"),
+                occurred_at=cause.occurred_at,
+                order_id=state.order_id,
+            )
         )
-        state = {**state, "announced": True}
-    if state["total"] is None:
+        state = replace(state, announced=True)
+    if state.total is None:
         return state, outputs
-    deadline = now + timeout
+    deadline = cause.occurred_at + timeout
     outputs.append(
         OrderPaymentRequested(
-            event_id=derived_id_of(state, "payment-requested"),
-            order_id=order_id,
-            amount=Money(amount_minor=state["total"], currency=state["currency"]),
+            event_id=derived_id(state.cause, "payment-requested"),
+            occurred_at=cause.occurred_at,
+            order_id=state.order_id,
+            amount=Money(amount_minor=state.total, currency=state.currency),
             expires_at=deadline,
         )
     )
-    return {**state, "status": "awaiting-payment", "deadline": deadline.isoformat()}, outputs
+    return replace(state, status=AWAITING_PAYMENT, deadline=deadline), outputs
 
 
-def _confirm(state: State, event: PaymentAuthorized) -> tuple[State, list[Event]]:
-    total = Money(amount_minor=state["total"], currency=state["currency"])
+def _confirm(state: OrderState, event: PaymentAuthorized) -> Step:
+    assert state.total is not None
+    total = Money(amount_minor=state.total, currency=state.currency)
+    at = event.occurred_at
     outputs: list[Event] = [
         OrderConfirmed(
-            event_id=derived_id(event.event_id, "confirmed"), order_id=event.order_id, total=total
+            event_id=derived_id(event.event_id, "confirmed"),
+            occurred_at=at,
+            order_id=event.order_id,
+            total=total,
         )
     ]
     outputs += [
         StockCommitted(
             event_id=derived_id(event.event_id, "commit", product),
+            occurred_at=at,
             product_id=product,
             order_id=event.order_id,
         )
-        for product in state["lines"]
+        for product, _ in state.lines
     ]
-    return {**state, "status": "confirmed"}, outputs
+    return state.finished(CONFIRMED, at), outputs
 
 
-def _cancel(
-    state: State,
-    cause: Event,
-    reason: CancelReason,
-    detail: str,
-    changes: dict[str, Any] | None = None,
-) -> tuple[State, list[Event]]:
-    order_id = state["order_id"]
+def _cancel(state: OrderState, cause: Event, reason: CancelReason, detail: str) -> Step:
     outputs: list[Event] = [
         OrderCancelled(
             event_id=derived_id(cause.event_id, "cancelled"),
-            order_id=order_id,
+            occurred_at=cause.occurred_at,
+            order_id=state.order_id,
             reason=reason,
             detail=detail[:500],
         )
     ]
-    outputs += _releases(state, cause, order_id, f"order cancelled: {reason}")
-    return {**state, **(changes or {}), "status": "cancelled"}, outputs
+    if reason != "unknown-user":  # nothing was asked for: nothing to release
+        outputs += _releases(state, cause, f"order cancelled: {reason}")
+    return state.finished(CANCELLED, cause.occurred_at), outputs
 
 
-def _expire(state: State, cause: PaymentDeadlinePassed) -> tuple[State, list[Event]]:
+def _expire(state: OrderState, cause: PaymentDeadlinePassed) -> Step:
     outputs: list[Event] = [
-        OrderExpired(event_id=derived_id(cause.event_id, "expired"), order_id=cause.order_id)
+        OrderExpired(
+            event_id=derived_id(cause.event_id, "expired"),
+            occurred_at=cause.deadline,
+            order_id=cause.order_id,
+        )
     ]
-    outputs += _releases(state, cause, cause.order_id, "order expired")
-    return {**state, "status": "expired"}, outputs
+    outputs += _releases(state, cause, "order expired")
+    return state.finished(EXPIRED, cause.deadline), outputs
 
 
-def _releases(state: State, cause: Event, order_id: str, reason: str) -> list[Event]:
+def _releases(state: OrderState, cause: Event, reason: str) -> list[Event]:
     """Release every line. The release lands after the line's request in the product's
     log, so it frees the line whether or not the answer has reached us yet."""
     return [
         StockReleased(
             event_id=derived_id(cause.event_id, "release", product),
+            occurred_at=cause.occurred_at,
             product_id=product,
-            order_id=order_id,
+            order_id=state.order_id,
             reason=reason,
         )
-        for product in state["lines"]
+        for product, _ in state.lines
     ]
+
+
+class Orders:
+    """The order agent's state and timers: deadlines, and finished orders to forget."""
+
+    def __init__(self, flow: Flow[OrderState], users: Users, timeout: timedelta,
+                 retention: timedelta) -> None:  # fmt: skip
+        self.flow = flow
+        self.users = users
+        self.timeout = timeout
+        # (when to look, deadline, partition, key): an order's deadline, and a later look
+        # again in case the PaymentDeadlinePassed it published was lost.
+        self._deadlines: list[tuple[datetime, datetime, int, bytes]] = []
+        self._indexed: set[int] = set()
+        self._admin = Admin(flow.bootstrap)
+        self._ends: tuple[datetime, dict[tuple[str, int], int]] | None = None
+        self.retention = Retention(flow.table, retention, _finished_at)
+
+    async def handle(self, inputs: list[Input]) -> None:
+        # Only "unknown user" needs the replica to be current as of the order's creation.
+        unknown = [
+            i.event.occurred_at
+            for i in inputs
+            if isinstance(i.event, OrderCreated) and not self.users.knows(i.event.user_id)
+        ]
+        if unknown:
+            await self.users.current_at(max(unknown))
+        await self.flow.each(inputs, self._one)
+
+    async def _one(self, item: Input) -> None:
+        before = self.flow.table.get(item.partition, item.key)
+        event = item.event
+        known = not isinstance(event, OrderCreated) or self.users.knows(event.user_id)
+        state, outputs = step(before, event, self.timeout, known)
+        if (
+            isinstance(event, OrderCreated)
+            and before is not None
+            and before.cause != event.event_id
+        ):
+            LOG.warning("order %s: a second OrderCreated (%s); the first stands",
+                        event.order_id, event.event_id)  # fmt: skip
+            self.flow.counts["duplicate-orders"] += 1
+        for output in outputs:
+            self.flow.publish(output)
+        if state is not None and state is not before:
+            self.flow.table.put(item.partition, item.key, state)
+            self._index(item.partition, item.key, state, before)
+
+    def _index(
+        self, partition: int, key: bytes, state: OrderState, before: OrderState | None = None
+    ) -> None:
+        """Remember when to look at an order again: at its deadline, or to forget it."""
+        if state.status in WAITING:
+            if before is None or before.deadline != state.deadline:
+                heapq.heappush(self._deadlines, (state.deadline, state.deadline, partition, key))
+        elif state.finished_at is not None and (before is None or before.finished_at is None):
+            self.retention.note(partition, key, state)
+
+    async def tick(self) -> None:
+        """Publish the deadlines that passed (for orders whose inputs up to the deadline
+        are all applied)."""
+        loaded = set(self.flow.table.loaded())
+        for partition in loaded - self._indexed:  # a partition loaded since the last tick
+            for key, state in list(self.flow.table.rows.get(partition, {}).items()):
+                if state.status in WAITING:
+                    self._index(partition, key, state)
+        self._indexed = loaded
+        now = datetime.now(UTC)
+        later: list[tuple[datetime, datetime, int, bytes]] = []
+        while self._deadlines and self._deadlines[0][0] <= now:
+            entry = heapq.heappop(self._deadlines)
+            _, deadline, partition, key = entry
+            found = self.flow.table.rows.get(partition, {}).get(key)
+            if found is None or found.status not in WAITING or found.deadline != deadline:
+                continue  # the order moved on
+            if await self._applied_until(partition, deadline):
+                self._publish_deadline(found, partition, key)
+            else:
+                later.append((now + timedelta(seconds=TICK_S), deadline, partition, key))
+        for entry in later:
+            heapq.heappush(self._deadlines, entry)
+
+    async def _applied_until(self, partition: int, moment: datetime) -> bool:
+        """Tell whether every input record of a partition written before `moment` is
+        applied: the cursors have reached log ends read after it. (A worker that restarted
+        holds state older than what it published before; expiring an order on that state
+        could contradict a confirmation already out.)"""
+        if self._ends is None or self._ends[0] < moment:
+            read_at = datetime.now(UTC)
+            ends = await asyncio.to_thread(self._admin.log_ends, self.flow.source_topics())
+            self._ends = (read_at, ends)
+        handled = self.flow.handled(partition)
+        return all(
+            handled.get(topic, 0) >= end
+            for (topic, where), end in self._ends[1].items()
+            if where == partition and end > 0
+        )
+
+    def _publish_deadline(self, state: OrderState, partition: int, key: bytes) -> None:
+        """Publish PaymentDeadlinePassed once; only a failed delivery brings it back (a
+        restarted worker finds the order waiting and publishes it again)."""
+        loop = asyncio.get_running_loop()
+        entry = (datetime.now(UTC) + timedelta(seconds=RETRY_AFTER_S), state.deadline,
+                 partition, key)  # fmt: skip
+
+        def delivered(outcome: Outcome) -> None:
+            if not isinstance(outcome, Delivery):
+                loop.call_soon_threadsafe(heapq.heappush, self._deadlines, entry)
+
+        self.flow.publish(
+            PaymentDeadlinePassed(
+                event_id=derived_id(state.cause, "deadline", state.deadline.isoformat()),
+                occurred_at=state.deadline,
+                order_id=state.order_id,
+                deadline=state.deadline,
+            ),
+            delivered,
+        )
+
+
+def _finished_at(state: OrderState) -> datetime | None:
+    return state.finished_at
+
+
+def register(app: faust.App, flow: Flow[OrderState], users: Users, timeout: timedelta,
+             retention: timedelta) -> None:  # fmt: skip
+    """Add the order agent and its timer to the app."""
+    orders = Orders(flow, users, timeout, retention)
+    channel = flow.topic("orders", "reservations", "payments", "order-flow-deadlines")
+
+    @app.task
+    async def follow_users() -> None:
+        await users.start()
+
+    @app.agent(channel, name="order")
+    async def run(stream: Any) -> None:
+        await flow.consume(stream, orders.handle, WANTED)
+
+    @app.timer(TICK_S)
+    async def deadlines() -> None:
+        await orders.tick()
+        await flow.forget(orders.retention)

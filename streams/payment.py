@@ -1,28 +1,31 @@
 """Payment worker: takes payment for orders that are reserved and priced.
 
-On OrderPaymentRequested it opens a payment (PaymentCreated) and asks a simulated
-gateway, whose declines and latency are deterministic and configurable
-(ECOM_GATEWAY_DECLINE_SHARE, ECOM_GATEWAY_LATENCY_MS): PaymentAuthorized or
-PaymentFailed. If the order expired or was cancelled before it could be confirmed, an
-authorized payment is given back (PaymentRefunded).
+On OrderPaymentRequested it opens a payment (PaymentCreated) and asks the payment
+gateway (streams.gateway) with an idempotency key derived from the payment id:
+PaymentAuthorized or PaymentFailed. The requests of a batch go to the gateway together,
+as a real gateway's calls would overlap. If the order expired or was cancelled before it
+could be confirmed, an authorized payment is refunded (PaymentRefunded), also under an
+idempotency key, so nothing is charged twice or refunded twice, whatever is handled
+again after a crash.
 
 State: the `payments` table, one payment per order; a request delivered again is
-answered again with the same outcome and the same event ids.
+answered again with the same outcome and the same event ids. Rows go after
+ECOM_FLOW_RETENTION_S once the order is final.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, Self
 
 import faust
-from faust.types import EventT, StreamT
+from faust.types import StreamT
 
 from schemas import (
     Event,
     OrderCancelled,
+    OrderConfirmed,
     OrderExpired,
     OrderPaymentRequested,
     PaymentAuthorized,
@@ -30,87 +33,123 @@ from schemas import (
     PaymentFailed,
     PaymentRefunded,
 )
-from streams.flow import Flow, Records, derived_id
+from streams.flow import Flow, Input, derived_id
+from streams.gateway import Charge, Gateway
+from streams.state import Retention
+
+TICK_S = 1.0
+CLOSED = "closed"
+WANTED = frozenset({"OrderPaymentRequested", "OrderConfirmed", "OrderCancelled", "OrderExpired"})
 
 
 @dataclass(frozen=True)
-class Gateway:
-    """A payment gateway simulation: the same order always gets the same answer."""
+class Payment:
+    """An order's payment, as the payment worker keeps it."""
 
-    decline_share: float
-    latency_ms: float
+    payment_id: str
+    cause: str  # the id of the OrderPaymentRequested
+    status: str  # authorized, failed, refunded; closed: the order ended with no payment
+    finished_at: datetime | None = None
 
-    async def authorize(self, order_id: str) -> bool:
-        """Wait the gateway's latency and answer whether the payment is authorized."""
-        if self.latency_ms:
-            await asyncio.sleep(self.latency_ms / 1000)
-        return not declined(order_id, self.decline_share)
+    def to_json(self) -> dict[str, Any]:
+        finished = self.finished_at.isoformat() if self.finished_at else None
+        return {"payment_id": self.payment_id, "cause": self.cause, "status": self.status,
+                "finished_at": finished}  # fmt: skip
 
-
-def declined(order_id: str, share: float) -> bool:
-    """Tell whether the simulated gateway declines an order's payment."""
-    digest = hashlib.sha256(order_id.encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < share
-
-
-def register(app: faust.App, flow: Flow, gateway: Gateway) -> None:
-    """Add the payment agent and its table to the app."""
-    payments = flow.table("payments")
-
-    @app.agent(flow.topic("orders"), name="payment")
-    async def pay(stream: StreamT[bytes]) -> None:
-        await flow.consume(stream, lambda records: _pay_all(flow, payments, gateway, records))
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        finished = data["finished_at"]
+        return cls(data["payment_id"], data["cause"], data["status"],
+                   datetime.fromisoformat(finished) if finished else None)  # fmt: skip
 
 
-async def _pay_all(flow: Flow, payments: Any, gateway: Gateway, records: Records) -> None:
-    for record in records:
-        event = await flow.decode(record)
-        if event is not None:
-            await _handle(flow, payments, gateway, record, event)
+def payment_id(order_id: str) -> str:
+    return f"pay-{order_id}"
 
 
-async def _handle(
-    flow: Flow, payments: Any, gateway: Gateway, record: EventT[Any], event: Event
-) -> None:
-    key = record.key
-    payment = payments.get(key)
-    if isinstance(event, OrderPaymentRequested):
-        payment_id = f"pay-{event.order_id}"
-        if payment is None or payment["status"] == "created":
-            await flow.publish(
-                PaymentCreated(
-                    event_id=derived_id(event.event_id, "created"),
-                    order_id=event.order_id,
-                    payment_id=payment_id,
-                    amount=event.amount,
-                )
-            )
-            payment = {"payment_id": payment_id, "status": "created", "cause": event.event_id}
-            flow.save(payments, record, payment)
-            authorized = await gateway.authorize(event.order_id)
-            payment = {**payment, "status": "authorized" if authorized else "failed"}
-            flow.save(payments, record, payment)
-        await flow.publish(_outcome(event, payment))
-    elif (
-        isinstance(event, (OrderExpired, OrderCancelled))
-        and payment
-        and payment["status"] == "authorized"
-    ):
-        reason = "order expired" if isinstance(event, OrderExpired) else "order cancelled"
-        await flow.publish(
-            PaymentRefunded(
-                event_id=derived_id(payment["cause"], "refunded"),
-                order_id=event.order_id,
-                payment_id=payment["payment_id"],
-                reason=reason,
-            )
-        )
-        flow.save(payments, record, {**payment, "status": "refunded"})
+class Payments:
+    """The payment agent's handling."""
+
+    def __init__(self, flow: Flow[Payment], gateway: Gateway, retention: timedelta) -> None:
+        self.flow = flow
+        self.gateway = gateway
+        self.retention = Retention(flow.table, retention, _finished_at)
+
+    async def handle(self, inputs: list[Input]) -> None:
+        requests, ended = [], set()
+        for item in inputs:  # in log order: a request after its order ended is no charge
+            if isinstance(item.event, (OrderCancelled, OrderExpired, OrderConfirmed)):
+                ended.add(item.key)
+            elif (
+                isinstance(item.event, OrderPaymentRequested)
+                and item.key not in ended
+                and self._row(item) is None
+            ):
+                requests.append(item.event)
+        answers = await self.gateway.authorize([_charge(r) for r in requests]) if requests else {}
+        await self.flow.each(inputs, lambda item: self._one(item, answers))
+
+    def _row(self, item: Input) -> Payment | None:
+        return self.flow.table.get(item.partition, item.key)
+
+    async def _one(self, item: Input, answers: dict[str, bool]) -> None:
+        event, row = item.event, self._row(item)
+        if isinstance(event, OrderPaymentRequested):
+            if row is not None and row.status == CLOSED:
+                # A request the order worker published again after it had ended the
+                # order (it replayed its input after a crash): nothing to charge.
+                return
+            if row is None:
+                self.flow.publish(_created(event))
+                authorized = answers[payment_id(event.order_id)]
+                row = Payment(payment_id(event.order_id), event.event_id,
+                              "authorized" if authorized else "failed")  # fmt: skip
+                self._put(item, row)
+            self.flow.publish(_outcome(event, row))
+        elif isinstance(event, (OrderExpired, OrderCancelled)):
+            if row is None:
+                row = Payment("", "", CLOSED)
+            elif row.status == "authorized":
+                await self.gateway.refund(f"{row.payment_id}/refund", row.payment_id)
+                self.flow.publish(_refunded(event, row))
+                row = replace(row, status="refunded")
+            self._put(item, _finished(row, event))
+        elif isinstance(event, OrderConfirmed) and row is not None:
+            self._put(item, _finished(row, event))
+
+    def _put(self, item: Input, row: Payment) -> None:
+        self.flow.table.put(item.partition, item.key, row)
+        self.retention.note(item.partition, item.key, row)
 
 
-def _outcome(request: OrderPaymentRequested, payment: dict[str, Any]) -> Event:
-    ids = {"order_id": request.order_id, "payment_id": payment["payment_id"]}
-    if payment["status"] in ("authorized", "refunded"):
+def _charge(request: OrderPaymentRequested) -> Charge:
+    amount = request.amount
+    return Charge(payment_id(request.order_id), request.order_id, amount.amount_minor,
+                  amount.currency)  # fmt: skip
+
+
+def _finished(row: Payment, event: Event) -> Payment:
+    return row if row.finished_at else replace(row, finished_at=event.occurred_at)
+
+
+def _finished_at(row: Payment) -> datetime | None:
+    return row.finished_at
+
+
+def _created(request: OrderPaymentRequested) -> PaymentCreated:
+    return PaymentCreated(
+        event_id=derived_id(request.event_id, "created"),
+        occurred_at=request.occurred_at,
+        order_id=request.order_id,
+        payment_id=payment_id(request.order_id),
+        amount=request.amount,
+    )
+
+
+def _outcome(request: OrderPaymentRequested, row: Payment) -> Event:
+    ids = {"occurred_at": request.occurred_at, "order_id": request.order_id,
+           "payment_id": row.payment_id}  # fmt: skip
+    if row.status in ("authorized", "refunded"):
         return PaymentAuthorized(
             event_id=derived_id(request.event_id, "authorized"),
             authorization=f"AUTH-{request.order_id}"[:64],
@@ -119,3 +158,28 @@ def _outcome(request: OrderPaymentRequested, payment: dict[str, Any]) -> Event:
     return PaymentFailed(
         event_id=derived_id(request.event_id, "failed"), reason="declined by the gateway", **ids
     )
+
+
+def _refunded(event: OrderExpired | OrderCancelled, row: Payment) -> PaymentRefunded:
+    reason = "order expired" if isinstance(event, OrderExpired) else "order cancelled"
+    return PaymentRefunded(
+        event_id=derived_id(row.cause, "refunded"),
+        occurred_at=event.occurred_at,
+        order_id=event.order_id,
+        payment_id=row.payment_id,
+        reason=reason,
+    )
+
+
+def register(app: faust.App, flow: Flow[Payment], gateway: Gateway,
+             retention: timedelta) -> None:  # fmt: skip
+    """Add the payment agent to the app."""
+    payments = Payments(flow, gateway, retention)
+
+    @app.agent(flow.topic("orders"), name="payment")
+    async def pay(stream: StreamT[bytes]) -> None:
+        await flow.consume(stream, payments.handle, WANTED)
+
+    @app.timer(TICK_S)
+    async def forget() -> None:
+        await flow.forget(payments.retention)

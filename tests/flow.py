@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 import time
 from collections import defaultdict
@@ -11,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ecom.errors import InvalidEvent
+from ecom.errors import DecodeError, InvalidEvent
 from ecom.kafka import Message, TopicReader
 from ecom.process import Children, Spec
 from ecom.topology import FLOW_SERVICES as SERVICES
@@ -19,7 +20,9 @@ from ecom.topology import Topology
 from schemas import (
     Codec,
     Event,
+    OrderConfirmed,
     OrderCreated,
+    PaymentRefunded,
     StockAdjusted,
     StockReservationRejected,
     StockReservationRequested,
@@ -31,7 +34,8 @@ from tests.support import REPO, wait_for
 
 
 class Workers(Children):
-    """The order-flow workers, each in a process of its own (named by service)."""
+    """The order-flow workers, each in a process of its own, named `service` (or
+    `service-2` for a second one of a service)."""
 
     def __init__(self, topology: Topology, bootstrap: str, env: dict[str, str]) -> None:
         super().__init__()
@@ -40,19 +44,39 @@ class Workers(Children):
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         }
         self.logs = os.environ.get("ECOM_TEST_WORKER_LOGS")  # a folder, to debug a flow test
+        self.killed = 0
 
-    def start_worker(self, service: str) -> None:
-        log = Path(self.logs) / f"{service}-{time.time():.0f}.log" if self.logs else None
+    def start_worker(self, name: str) -> None:
+        service = name.split("-")[0]
+        log = Path(self.logs) / f"{name}-{time.time():.0f}.log" if self.logs else None
         args = ("worker", service, *(["-v"] if self.logs else []))
-        self.start(Spec(service, args, self.env, log, cwd=REPO))
+        self.start(Spec(name, args, self.env, log, cwd=REPO))
+
+    def restart(self, name: str) -> None:
+        """SIGKILL a worker at this instant, as a crash would, and start it again."""
+        self.kill(name)
+        self.killed += 1
+        self.start_worker(name)
+
+    def died(self) -> dict[str, int]:
+        """Workers that exited without the test stopping them: name -> exit code."""
+        return {
+            name: code
+            for name, child in self.running.items()
+            if (code := child.process.poll()) is not None
+        }
 
 
 @contextmanager
 def running_workers(topology: Topology, bootstrap: str, **env: str) -> Iterator[Workers]:
+    """Run the four workers; fail if one exits by itself (no worker restarts itself)."""
     with Workers(topology, bootstrap, env) as workers:
         for service in SERVICES:
             workers.start_worker(service)
         yield workers
+        died = workers.died()
+        print(f"workers killed by the test: {workers.killed}; exited by themselves: {died}")
+        assert not died, f"workers exited by themselves (code): {died}"
 
 
 @dataclass
@@ -83,7 +107,11 @@ class Follower:
         self._reader.stop()
 
     def _note(self, message: Message) -> None:
-        event = self._codec.decode(message.value())
+        try:
+            event = self._codec.decode(message.value())
+        except DecodeError:
+            return  # a poison record a test put there: the workers dead-letter it
+
         with self._lock:
             self.log.by_topic[self._names[message.topic() or ""]].append(event)
             self.log.arrived.setdefault(event.event_id, time.monotonic())
@@ -184,3 +212,34 @@ def _fold_inventory(events: list[Event]) -> Folded:
         if decision is not None and isinstance(event, StockReservationRequested):
             decisions.setdefault((event.order_id, product), decision.reserved)
     return Folded(dict(levels), decisions)
+
+
+def check_payments(log: Log, orders: list[OrderCreated], ledger: Path) -> dict[str, int]:
+    """The gateway's ledger agrees with the events: exactly one successful charge per
+    confirmed order, for its total; every authorized charge of an order that did not end
+    confirmed refunded, once. Return counts for the test to print."""
+    finals = {e.order_id: e for e in log.by_topic["orders"] if isinstance(e, FINAL_EVENTS)}
+    wanted = {o.order_id for o in orders}
+    with sqlite3.connect(ledger) as db:
+        charges = db.execute("SELECT order_id, amount_minor, authorized FROM charges").fetchall()
+        refunds = db.execute("SELECT order_id, amount_minor FROM refunds").fetchall()
+    by_order = defaultdict(list)
+    for order_id, amount, authorized in charges:
+        if order_id in wanted:
+            by_order[order_id].append((amount, bool(authorized)))
+    assert all(len(c) == 1 for c in by_order.values()), "one charge per order, however retried"
+    refunded = defaultdict(list)
+    for order_id, amount in refunds:
+        refunded[order_id].append(amount)
+    for order_id in wanted:
+        final = finals[order_id]
+        authorized = [amount for amount, ok in by_order.get(order_id, []) if ok]
+        if isinstance(final, OrderConfirmed):
+            assert authorized == [final.total.amount_minor], f"{order_id}: charged {authorized}"
+            assert order_id not in refunded, f"{order_id}: confirmed and refunded"
+        else:
+            assert refunded.get(order_id, []) == authorized, f"{order_id}: refunds {refunded}"
+    events = {e.order_id for e in log.by_topic["payments"] if isinstance(e, PaymentRefunded)}
+    assert events & wanted == set(refunded) & wanted, "refund events and ledger agree"
+    charged = sum(1 for c in by_order.values() for _, ok in c if ok)
+    return {"charged": charged, "refunded": len(set(refunded) & wanted)}

@@ -4,6 +4,8 @@ Reads the orders and payments topics. The status only moves forward (created, th
 stock-reserved / priced, awaiting-payment, then one final state) and is decided by the
 orders topic alone; payment details come from the payments topic. Timeline entries are
 kept sorted by time, so the row does not depend on how the two topics interleave.
+An order id belongs to its first OrderCreated: another one with the same id, and its
+pricing, change nothing (as in the order flow).
 """
 
 from __future__ import annotations
@@ -88,9 +90,13 @@ class Order(Row):
             return self
         return self.changed(status=status)
 
+    def has_noted(self, event: Event) -> bool:
+        """Tell whether the timeline holds this event already."""
+        return any(entry[3] == event.event_id for entry in self.timeline)
+
     def noted(self, event: Event, step: str, detail: str = "") -> Order:
         """Add a timeline entry (once per event id: redelivered events repeat theirs)."""
-        if any(entry[3] == event.event_id for entry in self.timeline):
+        if self.has_noted(event):
             return self
         entry = (event.occurred_at.isoformat(), step, detail, event.event_id)
         return self.changed(timeline=tuple(sorted({*self.timeline, entry})))
@@ -118,6 +124,8 @@ class Orders(Projection):
 
 def _order(order: Order, event: Event) -> Order:
     if isinstance(event, OrderCreated):
+        if order.user_id is not None and not order.has_noted(event):
+            return order  # another OrderCreated with this id: the first one stands
         lines = tuple((line.product_id, line.quantity) for line in event.lines)
         created = order.changed(
             user_id=event.user_id,
@@ -152,6 +160,8 @@ def _order(order: Order, event: Event) -> Order:
 
 
 def _priced(order: Order, event: OrderPriced) -> Order:
+    if order.priced_lines and not order.has_noted(event):
+        return order  # the pricing of a duplicate OrderCreated: the first pricing stands
     lines = tuple(
         (
             line.product_id,

@@ -58,15 +58,18 @@ def query(orders: int, reads: int, bootstrap: str | None) -> None:
     type=click.FloatRange(0),
     default=100,
     show_default=True,
-    help="Orders per second; 0 for as fast as possible.",
+    help="Orders per second offered; 0 for as fast as possible (capacity).",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @bootstrap_option
-def flow(orders: int, rate: float, bootstrap: str | None) -> None:
-    """Drive orders through the four workers; orders/s and latency to the final state."""
+def flow(orders: int, rate: float, as_json: bool, bootstrap: str | None) -> None:
+    """Drive orders through the four workers: rate offered and achieved, latency to the
+    final state, and the CPU seconds of every process."""
     from bench.flow import run
 
     ctx = context(bootstrap)
-    run(ctx.topology, ctx.bootstrap, orders, rate, click.echo)
+    home = ctx.settings.home / ".ecom"
+    run(ctx.topology, ctx.bootstrap, orders, rate, click.echo, home, as_json)
 
 
 @bench.command()

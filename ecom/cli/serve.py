@@ -26,7 +26,8 @@ def commands(host: str, port: int, bootstrap: str | None) -> None:
     from producers.api import create_app
 
     ctx = context(bootstrap)
-    app = create_app(ctx.topology, ctx.bootstrap, ctx.settings.query_url)
+    keys = ctx.settings.home / ".ecom" / "idempotency.db"
+    app = create_app(ctx.topology, ctx.bootstrap, ctx.settings.query_url, keys)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

@@ -27,7 +27,7 @@ from ecom.kafka.deadletters import DeadLetters, Failed, dead_letter_headers
 from ecom.kafka.errors import is_transient, kafka_error, reason
 from ecom.kafka.groups import GroupAdmin, GroupInfo, Member
 from ecom.kafka.producer import BytesProducer, Delivery, Headers, Outcome, OutcomeCallback
-from ecom.kafka.reader import TopicReader
+from ecom.kafka.reader import TopicReader, read_to_end
 from ecom.kafka.topics import TopicAdmin, scratch_topology
 
 __all__ = [
@@ -59,6 +59,7 @@ __all__ = [
     "kafka_error",
     "log_ends",
     "producer_config",
+    "read_to_end",
     "reason",
     "registered_brokers",
     "scratch_topology",

@@ -119,7 +119,15 @@ class Admin:
         if not partitions:
             return {}
 
+        topics = sorted({t for t, _ in partitions})
+        attempts = 0
+
         def request() -> dict[Partition, int]:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:  # "no leaders found": refresh what the client knows of them
+                for topic in topics:
+                    self.admin.list_topics(topic=topic, timeout=self.timeout)
             asked = {TopicPartition(t, p): spec for t, p in partitions}
             futures = self.admin.list_offsets(asked, request_timeout=self.timeout)
             return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}

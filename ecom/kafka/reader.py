@@ -11,10 +11,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from ecom.errors import KafkaUnavailable
-from ecom.kafka.admin import Partition, log_ends
+from ecom.kafka.admin import Admin, Partition, log_ends
 from ecom.kafka.config import client_config
 
 Handle = Callable[[Message], None]
@@ -31,9 +31,14 @@ class TopicReader:
         self.handle = handle
         self.positions: dict[Partition, int] = {}  # next offset to read, per partition
         self.failure: BaseException | None = None
+        self._admin: Admin | None = None
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def fresh(self) -> TopicReader:
+        """Return a new reader of the same topics (a thread starts once)."""
+        return TopicReader(self.bootstrap, self.topics, self.handle, self._thread.name)
 
     def start(self, timeout: float = 30.0) -> TopicReader:
         """Start reading; return once every partition is assigned."""
@@ -61,7 +66,9 @@ class TopicReader:
 
     def wait_until_current(self, timeout: float = 10.0) -> bool:
         """Wait until everything in the topics right now has been read; tell whether it has."""
-        ends = log_ends(self.bootstrap, self.topics)
+        if self._admin is None:
+            self._admin = Admin(self.bootstrap)  # kept: a new client per call costs the brokers
+        ends = self._admin.log_ends(self.topics)
         deadline = time.monotonic() + timeout
         while not self.has_read(ends):
             if self.failure is not None:
@@ -89,13 +96,52 @@ class TopicReader:
         finally:
             consumer.close()
 
-    def _partitions(self, consumer: Consumer) -> list[TopicPartition]:
-        metadata = consumer.list_topics(timeout=10)
-        missing = [t for t in self.topics if t not in metadata.topics]
-        if missing:
-            raise KafkaUnavailable(f"topics {missing} do not exist")
+    def _partitions(self, consumer: Consumer, timeout: float = 15.0) -> list[TopicPartition]:
+        deadline = time.monotonic() + timeout
+        while True:  # a topic just created may not be known to every broker yet
+            metadata = consumer.list_topics(timeout=10)
+            missing = [t for t in self.topics if t not in metadata.topics]
+            if not missing:
+                break
+            if time.monotonic() > deadline:
+                raise KafkaUnavailable(f"topics {missing} do not exist")
+            time.sleep(0.2)
         return [
             TopicPartition(topic, partition, OFFSET_BEGINNING)
             for topic in self.topics
             for partition in metadata.topics[topic].partitions
         ]
+
+
+def read_to_end(
+    bootstrap: str, topic: str, partitions: list[int], handle: Handle, timeout: float = 120.0
+) -> dict[int, int]:
+    """Read partitions of a topic from their first offset up to the end they have now,
+    handing each record to handle; return the end offset read up to, per partition.
+    (A worker rebuilding its state from a changelog.)"""
+    ends = {p: end for (_, p), end in log_ends(bootstrap, [topic]).items() if p in partitions}
+    starts = {p: 0 for p in ends}
+    wanted = {p: end for p, end in ends.items() if end > 0}
+    if not wanted:
+        return ends
+    settings = {"group.id": "unused", "enable.auto.commit": False, "enable.partition.eof": True}
+    consumer = Consumer(client_config(bootstrap, **settings))
+    deadline = time.monotonic() + timeout
+    try:
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in wanted])
+        while any(starts[p] < end for p, end in wanted.items()):
+            if time.monotonic() > deadline:
+                raise KafkaUnavailable(f"could not read {topic} to its end within {timeout:.0f}s")
+            for message in consumer.consume(1000, timeout=0.5):
+                partition, offset = message.partition() or 0, message.offset() or 0
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:  # compaction left a gap
+                        starts[partition] = max(starts[partition], wanted.get(partition, 0))
+                    continue  # other errors are transient; librdkafka retries
+                if offset < wanted.get(partition, 0):
+                    handle(message)
+                starts[partition] = offset + 1
+    finally:
+        consumer.close()
+    return ends

@@ -66,6 +66,7 @@ def price_order(book: PriceBook, order: OrderCreated, event_id: str) -> OrderPri
     currency = order.currency
     return OrderPriced(
         event_id=event_id,
+        occurred_at=order.occurred_at,  # decided as of the order: the same every time
         order_id=order.order_id,
         lines=tuple(lines),
         subtotal=Money(amount_minor=net, currency=currency),

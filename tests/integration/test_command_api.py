@@ -99,3 +99,21 @@ def test_openapi_documents_every_command(client: TestClient) -> None:
             "/products/{product_id}/price", "/products/{product_id}/stock",
             "/tax-rates/{country}/{category}"} <= set(paths)  # fmt: skip
     assert client.get("/docs").status_code == 200
+
+
+def test_a_retried_post_with_an_idempotency_key_gets_the_first_answer_and_publishes_once(
+    client: TestClient, kafka: KafkaCluster, topology: Topology
+) -> None:
+    before = sum(log_ends(kafka.bootstrap, [topology.topic("orders").name]).values())
+    headers = {"Idempotency-Key": "retry-me-1"}
+    first = client.post("/orders", json=ORDER, headers=headers)
+    again = client.post("/orders", json=ORDER, headers=headers)
+    assert first.status_code == again.status_code == 202
+    assert again.json() == first.json(), "the same order id, event id and offset"
+    after = sum(log_ends(kafka.bootstrap, [topology.topic("orders").name]).values())
+    assert after - before == 1
+    other = client.post("/orders", json=ORDER | {"currency": "USD"}, headers=headers)
+    assert other.status_code == 422
+    assert "was used for another request" in other.json()["detail"]
+    fresh = client.post("/orders", json=ORDER, headers={"Idempotency-Key": "another-key"})
+    assert fresh.json()["entity_id"] != first.json()["entity_id"]

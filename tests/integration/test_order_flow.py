@@ -1,19 +1,36 @@
-"""The order flow on the real cluster: invariants under contention, crashes and outages."""
+"""The order flow on the real cluster: invariants under contention, crashes and outages,
+payments audited against the gateway's ledger."""
 
 from __future__ import annotations
 
 import random
 import time
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
 
 import pytest
 
 from ecom.cluster import LocalCluster
+from ecom.kafka import GroupAdmin
 from ecom.topology import Topology
 from producers.simulate import Shop, ShopPlan
-from schemas import Event, OrderCreated
+from schemas import (
+    Event,
+    Money,
+    OrderCancelled,
+    OrderCreated,
+    OrderLine,
+    PriceChanged,
+    ProductCreated,
+    StockAdjusted,
+    StockReservationRejected,
+    StockReservationRequested,
+    UserCreated,
+)
 from tests.conftest import KafkaCluster
-from tests.flow import Follower, check_invariants, running_workers
-from tests.support import run_cli
+from tests.flow import Follower, check_invariants, check_payments, running_workers
+from tests.support import run_cli, wait_for
 
 pytestmark = pytest.mark.kafka
 FLOW_TOPICS = ("orders", "inventory", "reservations", "payments")
@@ -37,27 +54,40 @@ def _orders(events: list[Event]) -> list[OrderCreated]:
     return [e for e in events if isinstance(e, OrderCreated)]
 
 
+def _env(tmp_path: Path, **more: str) -> dict[str, str]:
+    return {
+        "ECOM_GATEWAY_DECLINE_SHARE": "0.2",
+        "ECOM_PAYMENT_TIMEOUT_S": "60",
+        "ECOM_GATEWAY_LEDGER": str(tmp_path / "ledger.db"),
+        **more,
+    }
+
+
 def test_two_thousand_orders_on_scarce_stock_keep_every_invariant(
-    kafka: KafkaCluster, topology: Topology
+    kafka: KafkaCluster, topology: Topology, tmp_path: Path
 ) -> None:
     events = scarce_shop(2000, seed=41)
     orders = _orders(events)
     with (
         Follower(topology, kafka.bootstrap, FLOW_TOPICS) as follower,
-        running_workers(
-            topology, kafka.bootstrap, ECOM_GATEWAY_DECLINE_SHARE="0.2", ECOM_PAYMENT_TIMEOUT_S="60"
-        ),
+        running_workers(topology, kafka.bootstrap, **_env(tmp_path)),
     ):
         kafka.seed(topology, events)
         follower.wait_final({o.order_id for o in orders}, timeout=600)
         counts = check_invariants(follower.log, orders)
+        paid = check_payments(follower.log, orders, tmp_path / "ledger.db")
+    rejected = [e for e in follower.log.by_topic["reservations"]
+                if isinstance(e, StockReservationRejected)]  # fmt: skip
+    print(f"outcomes {counts}, payments {paid}, reservations rejected {len(rejected)}")
+    assert rejected, "scarce stock: some reservations are rejected for lack of stock"
     assert counts.get("OrderConfirmed", 0) > 100
     assert counts.get("OrderCancelled", 0) > 100
+    assert paid["charged"] >= counts["OrderConfirmed"]
     assert sum(counts.values()) == 2000
 
 
 def test_invariants_hold_while_workers_and_a_broker_are_killed(
-    kafka: KafkaCluster, topology: Topology, local_cluster: LocalCluster
+    kafka: KafkaCluster, topology: Topology, local_cluster: LocalCluster, tmp_path: Path
 ) -> None:
     events = scarce_shop(2000, seed=42)
     orders = _orders(events)
@@ -70,12 +100,7 @@ def test_invariants_hold_while_workers_and_a_broker_are_killed(
     traffic = [e for e in events if e not in reference]
     with (
         Follower(topology, kafka.bootstrap, FLOW_TOPICS) as follower,
-        running_workers(
-            topology,
-            kafka.bootstrap,
-            ECOM_GATEWAY_DECLINE_SHARE="0.2",
-            ECOM_PAYMENT_TIMEOUT_S="60",
-        ) as workers,
+        running_workers(topology, kafka.bootstrap, **_env(tmp_path)) as workers,
     ):
         kafka.seed(topology, reference)
         chunks = [traffic[i : i + 400] for i in range(0, len(traffic), 400)]
@@ -83,28 +108,27 @@ def test_invariants_hold_while_workers_and_a_broker_are_killed(
             kafka.seed(topology, chunk)
             victim = rng.choice(["inventory", "order", "payment", "pricing"])
             time.sleep(rng.uniform(0.5, 2.0))  # a random instant mid-flow: the test's point
-            workers.kill(victim)
-            workers.start_worker(victim)
+            workers.restart(victim)
             if number == 2:
                 node = rng.choice([n.node_id for n in local_cluster.nodes()])
                 assert run_cli("cluster", "kill", str(node)).returncode == 0
-                time.sleep(rng.uniform(1.0, 3.0))
+                time.sleep(rng.uniform(1.0, 3.0))  # a broker down for a while: the point
                 assert run_cli("cluster", "start", str(node), timeout=180).returncode == 0
         follower.wait_final({o.order_id for o in orders}, timeout=420)
         counts = check_invariants(follower.log, orders)
+        check_payments(follower.log, orders, tmp_path / "ledger.db")
     assert sum(counts.values()) == 2000
 
 
 def test_orders_wait_out_a_payment_outage_and_unpaid_ones_expire(
-    kafka: KafkaCluster, topology: Topology
+    kafka: KafkaCluster, topology: Topology, tmp_path: Path
 ) -> None:
     plan = ShopPlan(users=20, products=5, orders=0, seed=43, min_stock=100, max_stock=100)
     kafka.seed(topology, list(Shop(plan).events()))
+    env = _env(tmp_path, ECOM_GATEWAY_DECLINE_SHARE="0", ECOM_PAYMENT_TIMEOUT_S="8")
     with (
         Follower(topology, kafka.bootstrap, FLOW_TOPICS) as follower,
-        running_workers(
-            topology, kafka.bootstrap, ECOM_GATEWAY_DECLINE_SHARE="0", ECOM_PAYMENT_TIMEOUT_S="8"
-        ) as workers,
+        running_workers(topology, kafka.bootstrap, **env) as workers,
     ):
         workers.stop("payment")
         first = _orders(list(Shop(ShopPlan(20, 5, 30, seed=43, cancel_share=0)).order_events()))
@@ -112,9 +136,147 @@ def test_orders_wait_out_a_payment_outage_and_unpaid_ones_expire(
         finals = follower.wait_final({o.order_id for o in first}, timeout=120)
         assert {type(e).__name__ for e in finals.values()} == {"OrderExpired"}
         workers.start_worker("payment")
-        second = [o.model_copy(update={"order_id": o.order_id + "-b"}) for o in first]
+        now = datetime.now(UTC)  # a deadline runs from an order's own time
+        second = [
+            o.model_copy(update={"order_id": o.order_id + "-b", "occurred_at": now,
+                                 "event_id": f"b-{o.event_id[2:]}"})
+            for o in first
+        ]  # fmt: skip
         kafka.seed(topology, second)
         finals = follower.wait_final({o.order_id for o in second}, timeout=120)
         assert {type(finals[o.order_id]).__name__ for o in second} == {"OrderConfirmed"}
         counts = check_invariants(follower.log, first + second)
+        check_payments(follower.log, first + second, tmp_path / "ledger.db")
     assert counts == {"OrderExpired": 30, "OrderConfirmed": 30}
+
+
+def _small_shop() -> tuple[list[Event], list[OrderCreated]]:
+    plan = ShopPlan(users=30, products=6, orders=60, seed=44, cancel_share=0,
+                    min_stock=500, max_stock=500)  # fmt: skip
+    events = list(Shop(plan).events())
+    return events, _orders(events)
+
+
+def test_duplicates_a_poison_record_and_an_overflowing_price_leave_other_orders_alone(
+    kafka: KafkaCluster, topology: Topology, tmp_path: Path
+) -> None:
+    events, orders = _small_shop()
+    user = next(e for e in events if isinstance(e, UserCreated))
+    dear = [
+        ProductCreated(product_id="p-dear", name="A castle", category="standard"),
+        PriceChanged(product_id="p-dear", price=Money(amount_minor=10**12, currency="EUR")),
+        StockAdjusted(product_id="p-dear", quantity=1_000_000, reason="delivery"),
+    ]
+    overflow = OrderCreated(order_id="o-overflow", user_id=user.user_id, shipping_country="DE",
+                            currency="EUR", lines=(OrderLine(product_id="p-dear",
+                                                             quantity=1_000_000),))  # fmt: skip
+    first = orders[0]
+    duplicate = first.model_copy(
+        update={"event_id": "dup-" + first.event_id[4:], "user_id": "u-nobody",
+                "lines": (OrderLine(product_id="p-dear", quantity=3),)}
+    )  # fmt: skip
+    with (
+        Follower(topology, kafka.bootstrap, FLOW_TOPICS) as follower,
+        running_workers(topology, kafka.bootstrap, **_env(tmp_path)) as workers,
+    ):
+        kafka.seed(topology, [*events[: -len(orders)], *dear])
+        kafka.seed(topology, [first, duplicate, overflow])
+        with kafka.producer() as producer:  # bytes that are no event at all
+            producer.produce(topology.topic("orders").name, b"not an event", b"o-poison")
+        kafka.seed(topology, orders[1:])
+        finals = follower.wait_final({o.order_id for o in [*orders, overflow]}, timeout=300)
+        counts = check_invariants(follower.log, orders)
+        check_payments(follower.log, orders, tmp_path / "ledger.db")
+        assert not workers.died()
+        dead = wait_for(
+            lambda: kafka.read([topology.dead_letters("order-flow").name], 3, timeout=60),
+            60,
+            "the poison record in the DLQ of each service reading orders",
+        )
+    cancelled = finals["o-overflow"]
+    assert isinstance(cancelled, OrderCancelled)
+    assert cancelled.reason == "not-priceable"
+    assert "over the limit" in cancelled.detail
+    asked = {
+        e.product_id
+        for e in follower.log.by_topic["inventory"]
+        if isinstance(e, StockReservationRequested) and e.order_id == first.order_id
+    }
+    assert asked == {line.product_id for line in first.lines}, "the duplicate changed nothing"
+    groups = {dict(r.headers())["kafka_dlt-original-consumer-group"] for r in dead}
+    assert groups == {topology.flow_app(s).encode() for s in ("order", "pricing", "payment")}
+    assert sum(counts.values()) == len(orders) + 1  # and the one that could not be priced
+
+
+def test_an_order_from_an_unknown_user_is_cancelled_and_charged_nothing(
+    kafka: KafkaCluster, topology: Topology, tmp_path: Path
+) -> None:
+    events, orders = _small_shop()
+    stranger = orders[0].model_copy(update={"order_id": "o-stranger", "user_id": "u-unknown"})
+    with (
+        Follower(topology, kafka.bootstrap, FLOW_TOPICS) as follower,
+        running_workers(topology, kafka.bootstrap, **_env(tmp_path)),
+    ):
+        kafka.seed(topology, [*events, stranger])
+        finals = follower.wait_final({o.order_id for o in [*orders, stranger]}, timeout=300)
+        check_payments(follower.log, orders, tmp_path / "ledger.db")
+    final = finals["o-stranger"]
+    assert isinstance(final, OrderCancelled)
+    assert final.reason == "unknown-user"
+    touched = [e for topic in ("inventory", "payments") for e in follower.log.by_topic[topic]
+               if getattr(e, "order_id", None) == "o-stranger"]  # fmt: skip
+    assert touched == [], "no stock reserved, no payment taken"
+
+
+def test_two_workers_of_a_service_share_its_partitions_and_survive_a_kill(
+    kafka: KafkaCluster, topology: Topology, tmp_path: Path
+) -> None:
+    events = scarce_shop(1200, seed=45)
+    orders = _orders(events)
+    traffic = [e for e in events if e.event_type in ("OrderCreated", "OrderCancellationRequested")]
+    admin = GroupAdmin(kafka.bootstrap)
+
+    def members_with_partitions(service: str) -> bool:
+        info = admin.describe(topology.flow_app(service))
+        return len(info.members) == 2 and all(m.partitions for m in info.members)
+
+    with (
+        Follower(topology, kafka.bootstrap, FLOW_TOPICS) as follower,
+        running_workers(topology, kafka.bootstrap, **_env(tmp_path)) as workers,
+    ):
+        workers.start_worker("inventory-2")
+        workers.start_worker("order-2")
+        kafka.seed(topology, [e for e in events if e not in traffic])
+        for service in ("inventory", "order"):
+            wait_for(partial(members_with_partitions, service), 120, f"two {service} members")
+        half = len(traffic) // 2
+        kafka.seed(topology, traffic[:half])
+        workers.restart("inventory-2")
+        workers.restart("order")
+        kafka.seed(topology, traffic[half:])
+        follower.wait_final({o.order_id for o in orders}, timeout=420)
+        counts = check_invariants(follower.log, orders)
+        check_payments(follower.log, orders, tmp_path / "ledger.db")
+    assert sum(counts.values()) == len(orders)
+
+
+def test_finished_orders_leave_the_worker_state_as_tombstones(
+    kafka: KafkaCluster, topology: Topology, tmp_path: Path
+) -> None:
+    events, orders = _small_shop()
+    env = _env(tmp_path, ECOM_FLOW_RETENTION_S="2")
+    changelog = topology.changelog("order", "orders").name
+    with (
+        Follower(topology, kafka.bootstrap, FLOW_TOPICS) as follower,
+        running_workers(topology, kafka.bootstrap, **env),
+    ):
+        kafka.seed(topology, events)
+        follower.wait_final({o.order_id for o in orders}, timeout=300)
+        wanted = {o.order_id.encode() for o in orders}
+
+        def all_gone() -> bool:
+            records = kafka.read([changelog], sum(kafka.ends([changelog]).values()))
+            last = {r.key(): r.value() for r in records}  # in offset order per key
+            return all(key in last and last[key] is None for key in wanted)
+
+        wait_for(all_gone, 120, "a tombstone for every finished order", interval=1)

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 
 from schemas import (
+    Codec,
     Event,
     OrderCancelled,
     OrderConfirmed,
@@ -20,23 +22,31 @@ from schemas import (
 )
 from schemas.errors import NotPriceable
 from schemas.rules.pricing import Book, Price, price_order, tax_of
-from streams.order import step
-from streams.payment import declined
+from streams.flow import derived_id
+from streams.gateway import declined
+from streams.order import OrderState, step
 from tests.samples import sample
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 TIMEOUT = timedelta(seconds=30)
 ORDER = sample(
     "OrderCreated",
+    occurred_at=NOW,
     lines=[{"product_id": "p-1", "quantity": 2}, {"product_id": "p-2", "quantity": 1}],
 )
+PRICED = sample("OrderPriced", event_id=derived_id(ORDER.event_id, "priced"), occurred_at=NOW)
 
 
-def run(events: list[Event], now: datetime = NOW) -> tuple[dict[str, Any] | None, list[Event]]:
-    state: dict[str, Any] | None = None
+def at(seconds: float, event_type: str, **changes: Any) -> Event:
+    """A sample event that happened `seconds` after the order."""
+    return sample(event_type, occurred_at=NOW + timedelta(seconds=seconds), **changes)
+
+
+def run(events: list[Event], known: bool = True) -> tuple[OrderState | None, list[Event]]:
+    state: OrderState | None = None
     published: list[Event] = []
     for event in events:
-        state, outputs = step(state, event, now, TIMEOUT)
+        state, outputs = step(state, event, TIMEOUT, known)
         published += outputs
     return state, published
 
@@ -45,116 +55,136 @@ def kinds(events: list[Event]) -> list[str]:
     return [e.event_type for e in events]
 
 
-def reserved(product: str) -> Event:
-    return sample("StockReserved", product_id=product, quantity=1)
+def reserved(product: str, seconds: float = 1) -> Event:
+    return at(seconds, "StockReserved", product_id=product, quantity=1)
+
+
+def status(state: OrderState | None) -> str | None:
+    return None if state is None else state.status
 
 
 def test_a_new_order_asks_for_every_line() -> None:
     state, published = run([ORDER])
-    assert state is not None
-    assert state["status"] == "reserving"
+    assert status(state) == "reserving"
     assert [
         (e.product_id, e.quantity) for e in published if isinstance(e, StockReservationRequested)
     ] == [("p-1", 2), ("p-2", 1)]
+    assert state is not None
+    assert state.deadline == NOW + TIMEOUT, "the deadline derives from the order's time"
+
+
+def test_an_order_of_an_unknown_user_is_cancelled_and_asks_for_nothing() -> None:
+    state, published = run([ORDER], known=False)
+    assert status(state) == "cancelled"
+    assert kinds(published) == ["OrderCancelled"]
+    assert isinstance(published[0], OrderCancelled)
+    assert published[0].reason == "unknown-user"
 
 
 def test_reserved_and_priced_asks_for_payment_then_confirms_and_commits() -> None:
-    state, published = run([ORDER, reserved("p-1"), sample("OrderPriced"), reserved("p-2")])
+    state, published = run([ORDER, reserved("p-1"), PRICED, reserved("p-2", seconds=3)])
     assert kinds(published)[-2:] == ["OrderStockReserved", "OrderPaymentRequested"]
     request = published[-1]
     assert isinstance(request, OrderPaymentRequested)
-    assert (request.amount.amount_minor, request.expires_at) == (4758, NOW + TIMEOUT)
-    state, more = step(state, sample("PaymentAuthorized"), NOW, TIMEOUT)
-    assert state is not None
-    assert state["status"] == "confirmed"
+    completed = NOW + timedelta(seconds=3)  # the event that completed it
+    assert (request.amount.amount_minor, request.expires_at) == (4758, completed + TIMEOUT)
+    state, more = step(state, at(4, "PaymentAuthorized"), TIMEOUT, True)
+    assert status(state) == "confirmed"
     assert kinds(more) == ["OrderConfirmed", "StockCommitted", "StockCommitted"]
     assert isinstance(more[0], OrderConfirmed)
     assert more[0].total.amount_minor == 4758
 
 
 def test_a_rejected_line_cancels_and_releases_every_line() -> None:
-    state, published = run(
-        [
-            ORDER,
-            reserved("p-1"),
-            sample("StockReservationRejected", product_id="p-2", quantity=1, available=0),
-        ]
-    )
-    assert state is not None
-    assert state["status"] == "cancelled"
+    rejected = at(2, "StockReservationRejected", product_id="p-2", quantity=1, available=0)
+    state, published = run([ORDER, reserved("p-1"), rejected])
+    assert status(state) == "cancelled"
     cancel = next(e for e in published if isinstance(e, OrderCancelled))
     assert (cancel.reason, cancel.detail) == ("out-of-stock", "p-2: 1 wanted, 0 available")
     assert sorted(e.product_id for e in published if isinstance(e, StockReleased)) == ["p-1", "p-2"]
 
 
 def test_a_late_reservation_for_a_cancelled_order_is_released_at_once() -> None:
-    state, published = run([ORDER, sample("OrderCancellationRequested"), reserved("p-1")])
-    assert state is not None
-    assert state["status"] == "cancelled"
+    state, published = run([ORDER, at(1, "OrderCancellationRequested"), reserved("p-1", 2)])
+    assert status(state) == "cancelled"
     releases = [e for e in published if isinstance(e, StockReleased)]
     assert [e.product_id for e in releases] == ["p-1", "p-2", "p-1"]
 
 
 @pytest.mark.parametrize(
     ("event", "reason"),
-    [(sample("PaymentFailed"), "payment-failed"), (sample("OrderPricingFailed"), "not-priceable")],
-)
+    [
+        (at(5, "PaymentFailed"), "payment-failed"),
+        (at(5, "OrderPricingFailed", event_id=derived_id(ORDER.event_id, "pricing-failed")),
+         "not-priceable"),
+    ],
+)  # fmt: skip
 def test_failures_cancel_with_their_reason(event: Event, reason: str) -> None:
-    state, published = run([ORDER, reserved("p-1"), reserved("p-2"), sample("OrderPriced"), event])
-    assert state is not None
-    assert state["status"] == "cancelled"
+    events = [ORDER, reserved("p-1"), reserved("p-2")]
+    if reason == "payment-failed":
+        events.append(PRICED)
+    state, published = run([*events, event])
+    assert status(state) == "cancelled"
     assert next(e for e in published if isinstance(e, OrderCancelled)).reason == reason
 
 
-def test_the_deadline_expires_an_unpaid_order_only_when_due() -> None:
-    state, _ = run([ORDER, reserved("p-1"), reserved("p-2"), sample("OrderPriced")])
-    deadline = sample("PaymentDeadlinePassed")
-    early, nothing = step(state, deadline, NOW + TIMEOUT / 2, TIMEOUT)
-    assert (early or {}).get("status") == "awaiting-payment"
-    assert nothing == []
-    expired, published = step(state, deadline, NOW + TIMEOUT, TIMEOUT)
-    assert expired is not None
-    assert expired["status"] == "expired"
+def test_only_the_deadline_the_order_holds_expires_it() -> None:
+    state, _ = run([ORDER, reserved("p-1"), reserved("p-2"), PRICED])
+    assert state is not None
+    other = at(60, "PaymentDeadlinePassed", deadline=state.deadline + TIMEOUT)
+    unchanged, nothing = step(state, other, TIMEOUT, True)
+    assert (status(unchanged), nothing) == ("awaiting-payment", [])
+    due = at(60, "PaymentDeadlinePassed", deadline=state.deadline)
+    expired, published = step(state, due, TIMEOUT, True)
+    assert status(expired) == "expired"
     assert kinds(published) == ["OrderExpired", "StockReleased", "StockReleased"]
     assert isinstance(published[0], OrderExpired)
+    assert published[0].occurred_at == state.deadline
 
 
 def test_final_states_stick() -> None:
-    state, _ = run(
-        [
-            ORDER,
-            reserved("p-1"),
-            reserved("p-2"),
-            sample("OrderPriced"),
-            sample("PaymentAuthorized"),
-        ]
-    )
+    state, _ = run([ORDER, reserved("p-1"), reserved("p-2"), PRICED, at(5, "PaymentAuthorized")])
+    assert state is not None
     for event in (
-        sample("PaymentFailed"),
-        sample("OrderCancellationRequested"),
-        sample("PaymentDeadlinePassed"),
+        at(6, "PaymentFailed"),
+        at(6, "OrderCancellationRequested"),
+        at(99, "PaymentDeadlinePassed", deadline=state.deadline),
     ):
-        after, published = step(state, event, NOW + TIMEOUT * 2, TIMEOUT)
-        assert after is not None
-        assert after["status"] == "confirmed"
+        after, published = step(state, event, TIMEOUT, True)
+        assert status(after) == "confirmed"
         assert published == []
 
 
-def test_redelivered_events_publish_the_same_ids_and_change_nothing() -> None:
-    events = [ORDER, reserved("p-1"), sample("OrderPriced"), reserved("p-2")]
+def test_redelivered_events_publish_the_same_events_and_change_nothing() -> None:
+    events = [ORDER, reserved("p-1"), PRICED, reserved("p-2")]
     state, first = run(events)
     again, second = run([*events, *events])
     assert again == state
-    assert {e.event_id for e in second} == {e.event_id for e in first}
+    codec = Codec()
+    assert {codec.encode(e) for e in second} == {codec.encode(e) for e in first}, "byte-identical"
     assert not any(isinstance(e, OrderStockReserved) for e in second[len(first) :])
 
 
-def test_an_order_created_again_while_reserving_asks_again_for_unanswered_lines() -> None:
+def test_a_second_order_created_with_the_same_id_changes_nothing() -> None:
     state, _ = run([ORDER, reserved("p-1")])
-    _, asks = step(state, ORDER, NOW, TIMEOUT)
+    _, asks = step(state, ORDER, TIMEOUT, True)  # the same one again: asks for what is open
     assert [e.product_id for e in asks if isinstance(e, StockReservationRequested)] == ["p-2"]
-    other = OrderCreated.model_validate(ORDER.model_dump() | {"event_id": "another"})
-    assert step(state, other, NOW, TIMEOUT)[1] == []
+    other = OrderCreated.model_validate(
+        ORDER.model_dump() | {"event_id": "another", "user_id": "u-9", "lines": [
+            {"product_id": "p-9", "quantity": 7}]}
+    )  # fmt: skip
+    after, published = step(state, other, TIMEOUT, True)
+    assert (after, published) == (state, [])
+    other_priced = at(1, "OrderPriced", event_id=derived_id("another", "priced"))
+    after, published = step(state, other_priced, TIMEOUT, True)
+    assert after is not None
+    assert after.total is None, "only the pricing of the first OrderCreated counts"
+
+
+def test_an_order_state_survives_its_changelog_form() -> None:
+    state, _ = run([ORDER, reserved("p-1"), PRICED, reserved("p-2")])
+    assert state is not None
+    assert OrderState.from_json(orjson.loads(orjson.dumps(state.to_json()))) == state
 
 
 def _order(**changes: Any) -> OrderCreated:

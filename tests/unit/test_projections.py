@@ -312,3 +312,23 @@ def test_order_row_does_not_depend_on_how_topics_interleave() -> None:
     one = fold_in_memory(PROJECTIONS["orders"], envelopes(orders + payments))
     other = fold_in_memory(PROJECTIONS["orders"], envelopes(payments + orders))
     assert one == other
+
+
+def test_a_second_order_created_with_the_same_id_changes_nothing() -> None:
+    orders = PROJECTIONS["orders"]
+    first = sample("OrderCreated", order_id="o-5", user_id="u-1")
+    second = sample("OrderCreated", order_id="o-5", user_id="u-9", currency="USD")
+    priced = sample("OrderPriced", order_id="o-5")
+    repriced = sample("OrderPriced", order_id="o-5", total={"amount_minor": 1, "currency": "EUR"})
+    rows: dict[RowKey, Row] = {}
+    for offset, event in enumerate([first, priced]):
+        rows.update(orders.apply(rows, Envelope(event, Position("orders", 0, offset))))
+    before = dict(rows)
+    for offset, event in enumerate([second, repriced], start=2):
+        rows.update(orders.apply(rows, Envelope(event, Position("orders", 0, offset))))
+    (key,) = rows
+    row, was = rows[key], before[key]
+    assert isinstance(row, Order)
+    assert isinstance(was, Order)
+    assert (row.user_id, row.currency, row.total_minor) == (was.user_id, was.currency, 4758)
+    assert [step for _, step, _, _ in row.timeline] == ["created", "priced"]

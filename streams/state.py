@@ -1,0 +1,217 @@
+"""A worker's state: typed rows by key, per source partition, in memory, persisted in a
+compacted changelog topic of its own (one changelog partition per source partition).
+
+Beside its rows, every partition keeps a cursor per source topic: the next offset to
+apply. A record below its cursor was applied already (delivered again after a restart
+or a rebalance) and is skipped; a record above it means records were skipped on the way,
+and the flow seeks back (see streams.flow). Rows change only in memory; the committer
+(streams.checkpoint) writes what changed, after the outputs it reflects. A partition's
+state is read back from the changelog when the partition is assigned, and dropped when
+it goes to another worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Generic, Protocol, Self, TypeVar
+
+import orjson
+
+from ecom.kafka import BytesProducer, Message, OutcomeCallback, read_to_end
+
+LOG = logging.getLogger("ecom.streams")
+CURSOR = b"\x00next:"  # cursor keys; never an entity id (ids are [A-Za-z0-9._:@-])
+
+
+class Row(Protocol):
+    """A state row: frozen, and plain JSON on the changelog."""
+
+    def to_json(self) -> dict[str, Any]: ...
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self: ...
+
+
+R = TypeVar("R", bound=Row)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One changelog record: a row's new value, or None to delete it (a tombstone)."""
+
+    partition: int
+    key: bytes
+    value: bytes | None
+
+
+class Table(Generic[R]):
+    """One worker's rows and cursors, by source partition."""
+
+    def __init__(self, row_type: type[R], changelog: str, bootstrap: str) -> None:
+        self.row_type = row_type
+        self.changelog = changelog
+        self.bootstrap = bootstrap
+        self.rows: dict[int, dict[bytes, R]] = {}
+        self.cursors: dict[int, dict[str, int]] = {}
+        self._dirty: dict[tuple[int, bytes], R | None] = {}
+        self._loads: dict[int, asyncio.Future[None]] = {}
+
+    # -- rows ------------------------------------------------------------------------
+
+    def get(self, partition: int, key: bytes) -> R | None:
+        return self.rows[partition].get(key)
+
+    def put(self, partition: int, key: bytes, row: R) -> None:
+        self.rows[partition][key] = row
+        self._dirty[(partition, key)] = row
+
+    def delete(self, partition: int, key: bytes) -> None:
+        if self.rows[partition].pop(key, None) is not None:
+            self._dirty[(partition, key)] = None
+
+    def items(self) -> Iterator[tuple[int, bytes, R]]:
+        """Every row of every loaded partition."""
+        for partition, rows in list(self.rows.items()):
+            for key, row in list(rows.items()):
+                yield partition, key, row
+
+    def cursor(self, partition: int, topic: str) -> int | None:
+        """The next offset of topic to apply in this partition (None: nothing yet)."""
+        return self.cursors[partition].get(topic)
+
+    def advance(self, partition: int, topic: str, next_offset: int) -> None:
+        self.cursors[partition][topic] = next_offset
+        self._dirty[(partition, CURSOR + topic.encode())] = None  # marker: write the cursor
+
+    def take_changes(self) -> list[Change]:
+        """Return what changed since the last call, as changelog records."""
+        dirty, self._dirty = self._dirty, {}
+        changes = []
+        for (partition, key), row in dirty.items():
+            if partition not in self.rows:
+                continue  # the partition went to another worker meanwhile
+            if key.startswith(CURSOR):
+                topic = key.removeprefix(CURSOR).decode()
+                value = orjson.dumps({"next": self.cursors[partition][topic]})
+                changes.append(Change(partition, key, value))
+            else:
+                changes.append(Change(partition, key, None if row is None else _dump(row)))
+        return changes
+
+    def take_deletions(self) -> list[Change]:
+        """Return only the rows deleted since the last take (tombstones): safe to persist
+        at any moment, since a finished row's last state was persisted before."""
+        gone = [
+            (partition, key)
+            for (partition, key), row in self._dirty.items()
+            if row is None and not key.startswith(CURSOR) and partition in self.rows
+        ]
+        for where in gone:
+            del self._dirty[where]
+        return [Change(partition, key, None) for partition, key in gone]
+
+    def write(self, producer: BytesProducer, change: Change, on_outcome: OutcomeCallback) -> None:
+        """Send one change to the changelog, on the source partition's own partition."""
+        producer.produce(
+            self.changelog, change.value, change.key, partition=change.partition,
+            on_outcome=on_outcome,
+        )  # fmt: skip
+
+    # -- assignment ----------------------------------------------------------------------
+
+    def assign(self, partitions: set[int]) -> None:
+        """Keep the partitions given, drop the others; start loading the new ones."""
+        for gone in set(self._loads) - partitions:
+            self._loads.pop(gone).cancel()
+            self.rows.pop(gone, None)
+            self.cursors.pop(gone, None)
+        for partition in partitions - set(self._loads):
+            self._loads[partition] = asyncio.ensure_future(self._load(partition))
+
+    async def ready(self, partition: int) -> None:
+        """Wait until a partition's state is loaded (loading it if nobody asked yet)."""
+        if partition not in self._loads:
+            self._loads[partition] = asyncio.ensure_future(self._load(partition))
+        await asyncio.shield(self._loads[partition])
+
+    def loaded(self) -> list[int]:
+        """The partitions whose state is in memory."""
+        return sorted(p for p in self.rows if p in self.cursors)
+
+    def adopt(self, partition: int, rows: dict[bytes, R], cursors: dict[str, int]) -> None:
+        """Take a partition's state as read from the changelog."""
+        self.rows[partition] = rows
+        self.cursors[partition] = cursors
+
+    async def _load(self, partition: int) -> None:
+        rows: dict[bytes, R] = {}
+        cursors: dict[str, int] = {}
+        apply = _reader(self.row_type, rows, cursors)
+        await asyncio.to_thread(read_to_end, self.bootstrap, self.changelog, [partition], apply)
+        self.adopt(partition, rows, cursors)
+        LOG.info("%s[%d]: loaded %d row(s)", self.changelog, partition, len(rows))
+
+
+def _reader(
+    row_type: type[R], rows: dict[bytes, R], cursors: dict[str, int]
+) -> Callable[[Message], None]:
+    def apply(message: Message) -> None:
+        key, value = message.key() or b"", message.value()
+        if key.startswith(CURSOR):
+            if value is not None:
+                cursors[key.removeprefix(CURSOR).decode()] = orjson.loads(value)["next"]
+        elif value is None:
+            rows.pop(key, None)
+        else:
+            rows[key] = row_type.from_json(orjson.loads(value))
+
+    return apply
+
+
+def _dump(row: Row) -> bytes:
+    return orjson.dumps(row.to_json())
+
+
+class Retention(Generic[R]):
+    """Forget finished rows a while after they finished (tombstones on the changelog),
+    so a worker's state holds what is in progress plus a grace period, not all history."""
+
+    def __init__(
+        self,
+        table: Table[R],
+        keep: timedelta,
+        finished_at: Callable[[R], datetime | None],
+    ) -> None:
+        self.table = table
+        self.keep = keep
+        self.finished_at = finished_at
+        self._due: list[tuple[datetime, int, bytes]] = []
+        self._indexed: set[int] = set()
+
+    def note(self, partition: int, key: bytes, row: R) -> None:
+        """Call when a row may have finished."""
+        finished = self.finished_at(row)
+        if finished is not None:
+            heapq.heappush(self._due, (finished + self.keep, partition, key))
+
+    def tick(self, now: datetime) -> int:
+        """Delete the rows due; return how many went."""
+        loaded = set(self.table.loaded())
+        for partition in loaded - self._indexed:  # loaded since the last tick
+            for key, row in list(self.table.rows.get(partition, {}).items()):
+                self.note(partition, key, row)
+        self._indexed = loaded
+        gone = 0
+        while self._due and self._due[0][0] <= now:
+            _, partition, key = heapq.heappop(self._due)
+            found = self.table.rows.get(partition, {}).get(key)
+            finished = None if found is None else self.finished_at(found)
+            if finished is not None and finished + self.keep <= now:
+                self.table.delete(partition, key)
+                gone += 1
+        return gone

@@ -1,0 +1,116 @@
+"""Processes are supervised: `ecom worker all` restarts a child that dies and gives up,
+naming it, when one keeps dying; children never outlive their supervisor; a worker told
+to stop stops, even with no broker to talk to."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from ecom.cluster import LocalCluster
+from ecom.kafka import GroupAdmin
+from ecom.process import Spec, kill, spawn, stop, wait
+from ecom.topology import FLOW_SERVICES, Topology
+from tests.conftest import KafkaCluster
+from tests.support import REPO, run_cli, scratch_cluster_env, wait_for
+
+pytestmark = pytest.mark.kafka
+
+
+def children_of(pid: int) -> dict[str, int]:
+    """The `ecom worker X` processes whose parent is pid: service -> pid."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        parent = int(stat.rpartition(")")[2].split()[1])
+        if parent == pid and b"worker" in command:
+            found[command[command.index(b"worker") + 1].decode()] = int(entry.name)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat")
+    return state.exists() and state.read_text().rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+def _all(topology: Topology, bootstrap: str, **env: str) -> Spec:
+    env = {"ECOM_TOPIC_PREFIX": topology.prefix, **env}
+    return Spec("workers", ("worker", "all", "--bootstrap", bootstrap), env, cwd=REPO)
+
+
+def test_a_dead_child_is_restarted_and_a_killed_supervisor_takes_its_children_along(
+    kafka: KafkaCluster, topology: Topology
+) -> None:
+    supervisor = spawn(_all(topology, kafka.bootstrap))
+
+    def workers(unlike: int = 0) -> dict[str, int] | None:
+        """The four workers, once all run (and pricing is not the pid `unlike`)."""
+        found = children_of(supervisor.pid)
+        ready = len(found) == len(FLOW_SERVICES) and found["pricing"] != unlike
+        return found if ready else None
+
+    try:
+        first = wait_for(workers, 60, "four workers")
+        assert sorted(first) == sorted(FLOW_SERVICES)
+        os.kill(first["pricing"], signal.SIGKILL)
+        restarted = wait_for(lambda: workers(unlike=first["pricing"]), 60, "pricing again")
+        assert restarted["inventory"] == first["inventory"], "the others were left alone"
+    finally:
+        kill(supervisor)  # SIGKILL: no chance to stop its children itself
+    pids = list(restarted.values())
+    wait_for(lambda: not any(alive(p) for p in pids), 60, "the workers to end with it")
+
+
+def test_a_child_that_keeps_dying_stops_the_supervisor_naming_it(
+    kafka: KafkaCluster, topology: Topology, tmp_path: Path
+) -> None:
+    spec = _all(topology, kafka.bootstrap, ECOM_FAULTS="crash-at-worker-start")
+    supervisor = spawn(Spec(spec.name, spec.args, spec.env, tmp_path / "sup.log", REPO))
+    try:
+        code = wait(supervisor, 120)
+    finally:
+        if supervisor.alive():
+            kill(supervisor)
+    log = (tmp_path / "sup.log").read_text()
+    assert code == 7, log[-2000:]
+    assert "error: " in log
+    assert "exited 5 times within 60s" in log.splitlines()[-1]
+    assert any(s in log.splitlines()[-1] for s in FLOW_SERVICES)
+
+
+def test_a_worker_asked_to_stop_stops_even_when_its_broker_is_gone(
+    local_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    env = scratch_cluster_env(tmp_path, local_cluster) | {"KAFKA_BOOTSTRAP_SERVERS": ""}
+    assert run_cli("cluster", "up", "--brokers", "1", env=env, timeout=180).returncode == 0
+    try:
+        assert run_cli("topics", "apply", "--dev", env=env).returncode == 0
+        scratch = LocalCluster(Path(env["ECOM_CLUSTER_DIR"]), int(env["ECOM_CLUSTER_PORT_BASE"]))
+        spec = Spec("inventory", ("worker", "inventory", "-v"), env, tmp_path / "w.log", REPO)
+        worker = spawn(spec)
+        # Running: it has joined its group and holds partitions.
+        group = Topology.load(REPO / "topics.yaml").flow_app("inventory")
+        admin = GroupAdmin(scratch.bootstrap_servers())
+        wait_for(lambda: any(m.partitions for m in admin.describe(group).members), 120, "join")
+        scratch.kill(1)  # the only broker: gone
+        started = time.monotonic()
+        code = stop(worker, grace=60)
+        took = time.monotonic() - started
+    finally:
+        run_cli("cluster", "down", "--wipe", env=env, timeout=120)
+    assert code in (0, 128 + signal.SIGTERM), code
+    assert took < 59, "it stopped by itself, before the test's SIGKILL"

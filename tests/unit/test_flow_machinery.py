@@ -1,0 +1,190 @@
+"""The order flow's machinery without a broker: the commit order of checkpoints, state
+tables and their changelog records, retention, replica histories, the gateway's ledger,
+and process supervision."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from ecom.errors import DeliveryFailed, ProcessFailed
+from ecom.kafka import Delivery, Outcome
+from ecom.process import RestartPolicy, Spec, Supervisor, claim_slot
+from streams.checkpoint import Checkpoint, Committer, Deliveries
+from streams.gateway import Charge, Ledger
+from streams.pricing import Priced
+from streams.replica import History
+from streams.state import CURSOR, Change, Retention, Table
+from tests.support import REPO, wait_for
+
+T0 = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+class Recorder:
+    """Stands in for the producer: records sends, delivers them when told."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+        self.pending: list[tuple[str, Any]] = []
+
+    def produce(self, topic: str, value: Any, key: Any, **options: Any) -> None:
+        self.log.append(f"send {topic} {key!r}")
+        self.pending.append((f"{topic} {key!r}", options["on_outcome"]))
+
+    def deliver_all(self, failure: bool = False) -> None:
+        pending, self.pending = self.pending, []
+        for what, report in pending:
+            self.log.append(f"acked {what}")
+            outcome: Outcome = DeliveryFailed("no") if failure else Delivery("t", 0, 0, "k")
+            report(outcome)
+
+
+def _table() -> Table[Priced]:
+    table: Table[Priced] = Table(Priced, "changelog", "nowhere:1")
+    table.adopt(0, {}, {})
+    return table
+
+
+def test_a_checkpoint_persists_state_after_its_outputs_and_acks_inputs_last() -> None:
+    async def scenario() -> list[str]:
+        log: list[str] = []
+        producer = Recorder(log)
+        table = _table()
+
+        async def ack(records: Any) -> None:
+            log.append(f"ack {list(records)}")
+
+        committer = Committer(producer, table, ack)  # type: ignore[arg-type]
+        task = asyncio.ensure_future(committer.run())
+        loop = asyncio.get_running_loop()
+        for number in (1, 2):
+            outputs = Deliveries(loop)
+            producer.produce("orders", b"x", f"out{number}", on_outcome=outputs.track())
+            table.put(0, f"k{number}".encode(), Priced(f"c{number}"))
+            checkpoint = Checkpoint(outputs, records=[f"r{number}"])
+            checkpoint.changes = table.take_changes()
+            outputs.seal()
+            await committer.submit(checkpoint)
+        for _ in range(3):  # outputs, then state of 1, then state of 2
+            await asyncio.sleep(0.01)
+            producer.deliver_all()
+        await asyncio.wait_for(committer.drain(), 5)
+        task.cancel()
+        return log
+
+    log = asyncio.run(scenario())
+    assert log.index("acked orders 'out1'") < log.index("send changelog b'k1'")
+    assert log.index("acked changelog b'k1'") < log.index("ack ['r1']")
+    assert log.index("ack ['r1']") < log.index("ack ['r2']"), "in the order sealed"
+    assert log.index("send changelog b'k1'") < log.index("send changelog b'k2'")
+
+
+def test_a_failed_output_stops_the_committer_before_any_state_is_written() -> None:
+    async def scenario() -> tuple[list[str], BaseException | None]:
+        log: list[str] = []
+        producer = Recorder(log)
+        table = _table()
+
+        async def ack(records: Any) -> None:
+            log.append("ack")
+
+        committer = Committer(producer, table, ack)  # type: ignore[arg-type]
+        task = asyncio.ensure_future(committer.run())
+        outputs = Deliveries(asyncio.get_running_loop())
+        producer.produce("orders", b"x", "out", on_outcome=outputs.track())
+        table.put(0, b"k", Priced("c"))
+        checkpoint = Checkpoint(outputs, records=["r"])
+        checkpoint.changes = table.take_changes()
+        outputs.seal()
+        await committer.submit(checkpoint)
+        await asyncio.sleep(0.01)
+        producer.deliver_all(failure=True)
+        with pytest.raises(DeliveryFailed):
+            await asyncio.wait_for(task, 5)
+        return log, task.exception()
+
+    log, error = asyncio.run(scenario())
+    assert isinstance(error, DeliveryFailed)
+    assert "ack" not in log
+    assert not any(line.startswith("send changelog") for line in log)
+
+
+def test_a_table_turns_rows_cursors_and_deletions_into_changelog_records() -> None:
+    table = _table()
+    table.put(0, b"o-1", Priced("c-1"))
+    table.advance(0, "orders", 42)
+    changes = {c.key: c for c in table.take_changes()}
+    assert orjson.loads(changes[b"o-1"].value or b"") == {"cause": "c-1", "finished_at": None}
+    assert orjson.loads(changes[CURSOR + b"orders"].value or b"") == {"next": 42}
+    assert table.take_changes() == [], "each change is taken once"
+    table.delete(0, b"o-1")
+    table.put(0, b"o-2", Priced("c-2"))
+    assert table.take_deletions() == [Change(0, b"o-1", None)]
+    assert [c.key for c in table.take_changes()] == [b"o-2"], "the rest waits for a batch"
+
+
+def test_retention_forgets_finished_rows_once_their_time_is_up() -> None:
+    table = _table()
+    retention = Retention(table, timedelta(seconds=60), lambda row: row.finished_at)
+    table.put(0, b"done", Priced("c", finished_at=T0))
+    table.put(0, b"open", Priced("c"))
+    assert retention.tick(T0 + timedelta(seconds=59)) == 0
+    assert retention.tick(T0 + timedelta(seconds=61)) == 1
+    assert set(table.rows[0]) == {b"open"}
+    assert table.take_deletions() == [Change(0, b"done", None)]
+
+
+def test_a_history_answers_the_value_in_force_at_a_time() -> None:
+    history: History[int] = History()
+    history.add(T0 + timedelta(hours=2), 20)
+    history.add(T0, 10)
+    assert history.at(T0 - timedelta(seconds=1)) is None
+    assert history.at(T0) == 10
+    assert history.at(T0 + timedelta(hours=1)) == 10
+    assert history.at(T0 + timedelta(hours=3)) == 20
+
+
+def test_the_ledger_charges_once_per_key_and_refunds_only_what_was_authorized(
+    tmp_path: Path,
+) -> None:
+    ledger = Ledger(tmp_path / "ledger.db")
+    charge = Charge("pay-o-1", "o-1", 500, "EUR")
+    assert ledger.charge([(charge, True)]) == {"pay-o-1": True}
+    assert ledger.charge([(charge, False)]) == {"pay-o-1": True}, "the first answer stands"
+    assert ledger.charge([(Charge("pay-o-2", "o-2", 7, "EUR"), False)]) == {"pay-o-2": False}
+    assert ledger.refund("pay-o-1/refund", "pay-o-1")
+    assert ledger.refund("pay-o-1/refund", "pay-o-1")
+    assert not ledger.refund("pay-o-2/refund", "pay-o-2"), "a declined charge has no refund"
+    db = ledger._db
+    assert db.execute("SELECT COUNT(*) FROM charges").fetchone() == (2,)
+    assert db.execute("SELECT order_id, amount_minor FROM refunds").fetchall() == [("o-1", 500)]
+
+
+def test_a_supervisor_restarts_a_failing_child_then_gives_up_naming_it(tmp_path: Path) -> None:
+    messages: list[str] = []
+    policy = RestartPolicy(first_backoff_s=0.05, max_backoff_s=0.1, max_failures=3)
+    failing = ("topics", "apply", "--file", str(tmp_path / "missing.yaml"))  # exits 2 at once
+    with Supervisor(messages.append, policy) as supervisor:
+        supervisor.start(Spec("bad-apple", failing, cwd=REPO))
+
+        def gave_up() -> str | None:
+            try:
+                supervisor.check()
+            except ProcessFailed as error:
+                return str(error)
+            return None
+
+        error = wait_for(gave_up, 60, "the supervisor to give up", interval=0.05)
+    assert error.startswith("bad-apple exited 3 times within 60s (last exit code 2)")
+    assert supervisor.restarts["bad-apple"] == 2
+    assert sum("restarting in" in m for m in messages) == 2
+
+
+def test_instance_slots_are_distinct_while_held(tmp_path: Path) -> None:
+    assert [claim_slot(tmp_path, "app"), claim_slot(tmp_path, "app")] == [0, 1]
+    assert claim_slot(tmp_path, "other") == 0
