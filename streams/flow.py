@@ -95,6 +95,38 @@ def make_app(service: str, topology: Topology, bootstrap: str, settings: Setting
     )
 
 
+TAKE, DUPLICATE, GAP, STALE = "take", "duplicate", "gap", "stale"
+
+
+class Lineup:
+    """Keeps each topic-partition's records in line: every offset handled once, in order.
+
+    A record below its partition's cursor was handled already (DUPLICATE: acked, not
+    handled again). One above it means records before it never came (GAP: the caller
+    seeks back to the cursor, and every record of that partition is STALE until the
+    one sought arrives). A record in line (TAKE) moves the cursor on."""
+
+    def __init__(self, table: Table[Any]) -> None:
+        self.table = table
+        self._rewinding: dict[tuple[str, int], int] = {}
+
+    def check(self, topic: str, partition: int, offset: int) -> tuple[str, int]:
+        """Return the verdict on a record, and the cursor it was judged by."""
+        wanted = self._rewinding.get((topic, partition))
+        if wanted is not None:
+            if offset != wanted:
+                return STALE, wanted
+            del self._rewinding[(topic, partition)]
+        cursor = self.table.cursor(partition, topic)
+        if cursor is not None and offset < cursor:
+            return DUPLICATE, cursor
+        if cursor is not None and offset > cursor:
+            self._rewinding[(topic, partition)] = cursor
+            return GAP, cursor
+        self.table.advance(partition, topic, offset + 1)
+        return TAKE, offset
+
+
 @dataclass
 class Input:
     """A record handed to a worker's handler, decoded."""
@@ -139,7 +171,7 @@ class Flow(Generic[R]):
         self._current: Checkpoint | None = None
         self._committer: Committer | None = None
         self._wanted: frozenset[str] = frozenset()
-        self._rewinding: dict[tuple[str, int], int] = {}
+        self.lineup = Lineup(self.table)
         self._stop_polling = threading.Event()
         threading.Thread(target=self._poll, name="delivery-reports", daemon=True).start()
         app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
@@ -214,18 +246,16 @@ class Flow(Generic[R]):
             message = record.message
             topic, partition, offset = message.topic, message.partition, message.offset
             await self.table.ready(partition)
-            if self._stale(topic, partition, offset):
+            verdict, cursor = self.lineup.check(topic, partition, offset)
+            if verdict == STALE:
                 continue  # not acked: faust delivers it again after the seek
-            checkpoint.records.append(record)
-            cursor = self.table.cursor(partition, topic)
-            if cursor is not None and offset < cursor:
-                self.counts["duplicates-skipped"] += 1
-                continue
-            if cursor is not None and offset > cursor:
-                checkpoint.records.pop()
+            if verdict == GAP:
                 await self._rewind(message.tp, cursor, offset)
                 continue
-            self.table.advance(partition, topic, offset + 1)
+            checkpoint.records.append(record)  # acked with this checkpoint
+            if verdict == DUPLICATE:
+                self.counts["duplicates-skipped"] += 1
+                continue
             kind = self.codec.event_type(record.value)
             if kind is not None and kind not in self._wanted:
                 continue  # another worker's business: never decoded
@@ -235,23 +265,12 @@ class Flow(Generic[R]):
                 inputs.append(Input(record, event, self._logical[topic], partition, offset, key))
         return inputs
 
-    def _stale(self, topic: str, partition: int, offset: int) -> bool:
-        """After a rewind, drop records until the one sought back to arrives."""
-        wanted = self._rewinding.get((topic, partition))
-        if wanted is None:
-            return False
-        if offset != wanted:
-            return True
-        del self._rewinding[(topic, partition)]
-        return False
-
     async def _rewind(self, tp: TP, cursor: int, offset: int) -> None:
         LOG.warning(
             "%s: faust handed over %s[%d]@%d, past %d not yet handled; seeking back",
             self.service, tp.topic, tp.partition, offset, cursor,
         )  # fmt: skip
         self.counts["rewinds"] += 1
-        self._rewinding[(tp.topic, tp.partition)] = cursor
         await self.app.consumer.seek(tp, cursor)
 
     def _decode(self, record: EventT[Any], checkpoint: Checkpoint) -> Event | None:

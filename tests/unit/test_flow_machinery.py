@@ -16,6 +16,7 @@ from ecom.errors import DeliveryFailed, ProcessFailed
 from ecom.kafka import Delivery, Outcome
 from ecom.process import RestartPolicy, Spec, Supervisor, claim_slot
 from streams.checkpoint import Checkpoint, Committer, Deliveries
+from streams.flow import DUPLICATE, GAP, STALE, TAKE, Lineup
 from streams.gateway import Charge, Ledger
 from streams.pricing import Priced
 from streams.replica import History
@@ -188,3 +189,23 @@ def test_a_supervisor_restarts_a_failing_child_then_gives_up_naming_it(tmp_path:
 def test_instance_slots_are_distinct_while_held(tmp_path: Path) -> None:
     assert [claim_slot(tmp_path, "app"), claim_slot(tmp_path, "app")] == [0, 1]
     assert claim_slot(tmp_path, "other") == 0
+
+
+def test_the_lineup_takes_each_offset_once_and_in_order() -> None:
+    table = _table()
+    lineup = Lineup(table)
+    verdicts = [lineup.check("orders", 0, offset)[0] for offset in (5, 6, 6, 5, 7)]
+    assert verdicts == [TAKE, TAKE, DUPLICATE, DUPLICATE, TAKE]
+    assert table.cursor(0, "orders") == 8
+    assert lineup.check("payments", 0, 3)[0] == TAKE, "each topic has a cursor of its own"
+
+
+def test_a_skipped_offset_rewinds_and_drops_records_until_it_comes_again() -> None:
+    table = _table()
+    lineup = Lineup(table)
+    assert lineup.check("orders", 0, 10)[0] == TAKE
+    assert lineup.check("orders", 0, 13) == (GAP, 11), "11 and 12 never came: seek to 11"
+    assert lineup.check("orders", 0, 14)[0] == STALE, "still in flight from before the seek"
+    assert lineup.check("orders", 0, 11)[0] == TAKE
+    assert [lineup.check("orders", 0, o)[0] for o in (12, 13)] == [TAKE, TAKE]
+    assert table.cursor(0, "orders") == 14
