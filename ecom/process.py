@@ -240,9 +240,34 @@ def on_signals(handler: Callable[[], None]) -> Iterator[None]:
 _SLOTS: list[int] = []  # lock files held for the life of the process
 
 
+def instance_id(folder: Path, name: str, host: str) -> str:
+    """Return a static consumer instance id for `name` on this host, `<name>-<host>-<slot>`,
+    its slot held until this process exits (a restarted process gets its id back)."""
+    descriptor, slot = _lock_slot(folder, name)
+    _SLOTS.append(descriptor)
+    return f"{name}-{host}-{slot}"
+
+
+@contextlib.contextmanager
+def held_instance_id(folder: Path, name: str, host: str) -> Iterator[str]:
+    """Like instance_id, but give the slot back on exit (for consumers that end before
+    their process does)."""
+    descriptor, slot = _lock_slot(folder, name)
+    try:
+        yield f"{name}-{host}-{slot}"
+    finally:
+        os.close(descriptor)
+
+
 def claim_slot(folder: Path, name: str) -> int:
-    """Return the lowest instance number of `name` no other process on this host holds,
-    and hold it until this process exits (a restarted process gets its number back)."""
+    """Return the lowest instance number of `name` no other holder on this host has, and
+    hold it until this process exits."""
+    descriptor, slot = _lock_slot(folder, name)
+    _SLOTS.append(descriptor)
+    return slot
+
+
+def _lock_slot(folder: Path, name: str) -> tuple[int, int]:
     folder.mkdir(parents=True, exist_ok=True)
     for slot in itertools.count():
         descriptor = os.open(folder / f"{name}.{slot}.lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -251,8 +276,7 @@ def claim_slot(folder: Path, name: str) -> int:
         except BlockingIOError:
             os.close(descriptor)
             continue
-        _SLOTS.append(descriptor)
-        return slot
+        return descriptor, slot
     raise AssertionError("unreachable")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from functools import lru_cache
 from pathlib import Path
 
@@ -45,6 +46,11 @@ class Settings(BaseSettings):
     # How long the workers keep a finished order's state (duplicates are recognised
     # that long) before a tombstone removes it from their changelogs.
     flow_retention_s: float = Field(default=3600.0, gt=0)
+    # This machine's name in consumer instance ids (static membership); two hosts with
+    # the same name would take each other's partitions.
+    host_id: str = Field(default_factory=socket.gethostname, min_length=1)
+    # How many retired generations of a view a replay keeps after its switch.
+    keep_generations: int = Field(default=1, ge=0)
 
     @property
     def store_url(self) -> str:
@@ -61,6 +67,10 @@ class Settings(BaseSettings):
     @property
     def topics_path(self) -> Path:
         return self.topics_file or self.home / "topics.yaml"
+
+    @property
+    def instances_path(self) -> Path:
+        return self.home / ".ecom" / "instances"
 
 
 @lru_cache(maxsize=1)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import threading
 import uuid
 from collections import Counter
@@ -41,7 +40,7 @@ from faust.types import TP, EventT
 
 from ecom.errors import DecodeError, InvalidEvent
 from ecom.kafka import BytesProducer, DeadLetters, Failed, OutcomeCallback
-from ecom.process import claim_slot
+from ecom.process import instance_id
 from ecom.settings import Settings
 from ecom.topology import Topology
 from schemas import Codec, Event, headers
@@ -69,7 +68,7 @@ def make_app(service: str, topology: Topology, bootstrap: str, settings: Setting
     brokers = ";".join(f"kafka://{server}" for server in bootstrap.split(","))
     datadir = settings.home / ".ecom" / "faust" / name
     datadir.mkdir(parents=True, exist_ok=True)
-    slot = claim_slot(settings.home / ".ecom" / "instances", name)
+    instance = instance_id(settings.instances_path, name, settings.host_id)
     return faust.App(
         name,
         broker=brokers,
@@ -88,7 +87,7 @@ def make_app(service: str, topology: Topology, bootstrap: str, settings: Setting
         # Static membership: a restarted worker takes its partitions back at once. The
         # slot tells two workers of one service on one host apart, and a restarted
         # worker gets its old slot (and id) back.
-        consumer_group_instance_id=f"{name}-{socket.gethostname()}-{slot}",
+        consumer_group_instance_id=instance,
         broker_session_timeout=10.0,
         broker_heartbeat_interval=1.0,
         stream_wait_empty=True,
@@ -194,17 +193,6 @@ class Flow(Generic[R]):
             )
         return self._faust_topics[key]
 
-    def handled(self, partition: int) -> dict[str, int]:
-        """Per topic, the offset up to which the partition's records are handled (empty
-        while a batch is in hand: its records are accepted but maybe not applied yet)."""
-        if self._current is not None:
-            return {}
-        return dict(self.table.cursors.get(partition, {}))
-
-    def source_topics(self) -> list[str]:
-        """The full names of the topics the agent reads."""
-        return list(self._logical)
-
     async def consume(self, stream: Any, handle: Handle, wanted: frozenset[str]) -> None:
         """Feed a stream's records of the `wanted` event types to `handle` in batches, each
         batch one checkpoint (the others are only counted as read: never decoded)."""
@@ -288,12 +276,21 @@ class Flow(Generic[R]):
     # -- handling ----------------------------------------------------------------------
 
     async def each(self, inputs: list[Input], handle: Callable[[Input], Awaitable[None]]) -> None:
-        """Handle inputs one by one; one that fails goes to the DLQ, the others go on."""
+        """Handle inputs one by one; one that fails goes to the DLQ, the others go on. An
+        input whose effect its row holds already (handled before a crash that persisted
+        the row but not the cursor) is skipped."""
         for item in inputs:
+            full = self.topology.topic(item.topic).name
+            if self.table.holds(item.partition, item.key, full, item.offset):
+                self.counts["replays-skipped"] += 1
+                continue
+            self.table.handling = (full, item.offset)
             try:
                 await handle(item)
             except Exception as error:  # noqa: BLE001 - parked in the DLQ, never lost
                 self.dead_letter(item.record, error)
+            finally:
+                self.table.handling = None
 
     async def forget(self, retention: Retention[R]) -> None:
         """Drop rows finished long enough ago, and persist their tombstones now (in a

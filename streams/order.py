@@ -1,8 +1,10 @@
 """Order worker: the order state machine.
 
-It reads everything that happens to an order, all keyed by order id and so on the same
-partition: the order's own events, the inventory worker's answers, payments, and its
-own payment deadlines. It asks for stock (StockReservationRequested per line), and:
+It folds the order's own stream: every event that decides an order's fate is on the
+orders topic, keyed by the order (the customer's commands, the inventory worker's
+answers, pricing, payments, and its own payment deadlines), so it reads one history in
+one order, and handling it again after a crash takes every decision again the same
+way. It asks for stock (StockReservationRequested per line), and:
 
 - confirms the order (OrderConfirmed, and StockCommitted per line) once every line is
   reserved, the order is priced and the payment is authorized;
@@ -11,8 +13,9 @@ own payment deadlines. It asks for stock (StockReservationRequested per line), a
   (no UserCreated names them: the worker keeps a replica of the users topic);
 - expires it (OrderExpired, and StockReleased per line) when it is not reserved and
   priced within the payment timeout of its creation, or not paid within the timeout of
-  the event that completed it; a timer feeds PaymentDeadlinePassed back into the
-  stream, so the decision is taken in order with everything else that happens to it.
+  the event that completed it; a timer appends PaymentDeadlinePassed to the order's
+  stream, so the decision is taken in order with everything else that happens to it:
+  a payment ahead of it in the stream confirms, one behind it is refunded.
 
 Decisions are deterministic: deadlines derive from the causing events' times (never
 the clock at processing), and every event published has an id derived from its cause,
@@ -34,7 +37,7 @@ from typing import Any, Self
 
 import faust
 
-from ecom.kafka import Admin, Delivery, Outcome
+from ecom.kafka import Delivery, Outcome
 from schemas import (
     Event,
     Money,
@@ -143,6 +146,7 @@ class OrderState:
 
 
 Step = tuple[OrderState | None, list[Event]]
+Move = tuple[OrderState, list[Event]]
 
 
 def step(state: OrderState | None, event: Event, timeout: timedelta, user_known: bool) -> Step:
@@ -151,7 +155,15 @@ def step(state: OrderState | None, event: Event, timeout: timedelta, user_known:
         return _created(state, event, timeout, user_known)
     if state is None or event.event_id in state.seen or event.event_type not in WANTED:
         return state, []
-    state = replace(state, seen=(*state.seen, event.event_id)[-SEEN:])
+    after, outputs = _transition(state, event, timeout)
+    if after == state and not outputs:
+        return state, []  # no effect: not remembered, so a later copy still counts
+    return replace(after, seen=(*after.seen, event.event_id)[-SEEN:]), outputs
+
+
+def _transition(
+    state: OrderState, event: Event, timeout: timedelta
+) -> tuple[OrderState, list[Event]]:
     if isinstance(event, StockReserved):
         return _reserved(state, event, timeout)
     if is_final(state.status):
@@ -217,7 +229,7 @@ def _created(
     return state, asks
 
 
-def _reserved(state: OrderState, event: StockReserved, timeout: timedelta) -> Step:
+def _reserved(state: OrderState, event: StockReserved, timeout: timedelta) -> Move:
     state = state.answer(event.product_id, True)
     if is_final(state.status) and state.status != CONFIRMED:
         release = StockReleased(
@@ -231,7 +243,7 @@ def _reserved(state: OrderState, event: StockReserved, timeout: timedelta) -> St
     return _progress(state, event, timeout)
 
 
-def _progress(state: OrderState, cause: Event, timeout: timedelta) -> Step:
+def _progress(state: OrderState, cause: Event, timeout: timedelta) -> Move:
     """Announce full reservation, and ask for payment once reserved and priced."""
     if state.status != RESERVING or not state.reserved():
         return state, []
@@ -260,7 +272,7 @@ def _progress(state: OrderState, cause: Event, timeout: timedelta) -> Step:
     return replace(state, status=AWAITING_PAYMENT, deadline=deadline), outputs
 
 
-def _confirm(state: OrderState, event: PaymentAuthorized) -> Step:
+def _confirm(state: OrderState, event: PaymentAuthorized) -> Move:
     assert state.total is not None
     total = Money(amount_minor=state.total, currency=state.currency)
     at = event.occurred_at
@@ -284,7 +296,7 @@ def _confirm(state: OrderState, event: PaymentAuthorized) -> Step:
     return state.finished(CONFIRMED, at), outputs
 
 
-def _cancel(state: OrderState, cause: Event, reason: CancelReason, detail: str) -> Step:
+def _cancel(state: OrderState, cause: Event, reason: CancelReason, detail: str) -> Move:
     outputs: list[Event] = [
         OrderCancelled(
             event_id=derived_id(cause.event_id, "cancelled"),
@@ -299,7 +311,7 @@ def _cancel(state: OrderState, cause: Event, reason: CancelReason, detail: str) 
     return state.finished(CANCELLED, cause.occurred_at), outputs
 
 
-def _expire(state: OrderState, cause: PaymentDeadlinePassed) -> Step:
+def _expire(state: OrderState, cause: PaymentDeadlinePassed) -> Move:
     outputs: list[Event] = [
         OrderExpired(
             event_id=derived_id(cause.event_id, "expired"),
@@ -338,8 +350,6 @@ class Orders:
         # again in case the PaymentDeadlinePassed it published was lost.
         self._deadlines: list[tuple[datetime, datetime, int, bytes]] = []
         self._indexed: set[int] = set()
-        self._admin = Admin(flow.bootstrap)
-        self._ends: tuple[datetime, dict[tuple[str, int], int]] | None = None
         self.retention = Retention(flow.table, retention, _finished_at)
 
     async def handle(self, inputs: list[Input]) -> None:
@@ -347,7 +357,8 @@ class Orders:
         unknown = [
             i.event.occurred_at
             for i in inputs
-            if isinstance(i.event, OrderCreated) and not self.users.knows(i.event.user_id)
+            if isinstance(i.event, OrderCreated)
+            and not self.users.knows(i.event.user_id, i.event.occurred_at)
         ]
         if unknown:
             await self.users.current_at(max(unknown))
@@ -356,7 +367,9 @@ class Orders:
     async def _one(self, item: Input) -> None:
         before = self.flow.table.get(item.partition, item.key)
         event = item.event
-        known = not isinstance(event, OrderCreated) or self.users.knows(event.user_id)
+        known = not isinstance(event, OrderCreated) or self.users.knows(
+            event.user_id, event.occurred_at
+        )
         state, outputs = step(before, event, self.timeout, known)
         if (
             isinstance(event, OrderCreated)
@@ -382,9 +395,9 @@ class Orders:
         elif state.finished_at is not None and (before is None or before.finished_at is None):
             self.retention.note(partition, key, state)
 
-    async def tick(self) -> None:
-        """Publish the deadlines that passed (for orders whose inputs up to the deadline
-        are all applied)."""
+    def tick(self) -> None:
+        """Append a PaymentDeadlinePassed to the stream of every order whose deadline
+        passed; what comes first in the stream decides."""
         loaded = set(self.flow.table.loaded())
         for partition in loaded - self._indexed:  # a partition loaded since the last tick
             for key, state in list(self.flow.table.rows.get(partition, {}).items()):
@@ -392,35 +405,12 @@ class Orders:
                     self._index(partition, key, state)
         self._indexed = loaded
         now = datetime.now(UTC)
-        later: list[tuple[datetime, datetime, int, bytes]] = []
         while self._deadlines and self._deadlines[0][0] <= now:
-            entry = heapq.heappop(self._deadlines)
-            _, deadline, partition, key = entry
+            _, deadline, partition, key = heapq.heappop(self._deadlines)
             found = self.flow.table.rows.get(partition, {}).get(key)
             if found is None or found.status not in WAITING or found.deadline != deadline:
                 continue  # the order moved on
-            if await self._applied_until(partition, deadline):
-                self._publish_deadline(found, partition, key)
-            else:
-                later.append((now + timedelta(seconds=TICK_S), deadline, partition, key))
-        for entry in later:
-            heapq.heappush(self._deadlines, entry)
-
-    async def _applied_until(self, partition: int, moment: datetime) -> bool:
-        """Tell whether every input record of a partition written before `moment` is
-        applied: the cursors have reached log ends read after it. (A worker that restarted
-        holds state older than what it published before; expiring an order on that state
-        could contradict a confirmation already out.)"""
-        if self._ends is None or self._ends[0] < moment:
-            read_at = datetime.now(UTC)
-            ends = await asyncio.to_thread(self._admin.log_ends, self.flow.source_topics())
-            self._ends = (read_at, ends)
-        handled = self.flow.handled(partition)
-        return all(
-            handled.get(topic, 0) >= end
-            for (topic, where), end in self._ends[1].items()
-            if where == partition and end > 0
-        )
+            self._publish_deadline(found, partition, key)
 
     def _publish_deadline(self, state: OrderState, partition: int, key: bytes) -> None:
         """Publish PaymentDeadlinePassed once; only a failed delivery brings it back (a
@@ -452,7 +442,7 @@ def register(app: faust.App, flow: Flow[OrderState], users: Users, timeout: time
              retention: timedelta) -> None:  # fmt: skip
     """Add the order agent and its timer to the app."""
     orders = Orders(flow, users, timeout, retention)
-    channel = flow.topic("orders", "reservations", "payments", "order-flow-deadlines")
+    channel = flow.topic("orders")
 
     @app.task
     async def follow_users() -> None:
@@ -464,5 +454,5 @@ def register(app: faust.App, flow: Flow[OrderState], users: Users, timeout: time
 
     @app.timer(TICK_S)
     async def deadlines() -> None:
-        await orders.tick()
+        orders.tick()
         await flow.forget(orders.retention)

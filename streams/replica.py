@@ -100,18 +100,20 @@ class Replica:
 
 
 class Users(Replica):
-    """Every user id a UserCreated named."""
+    """Every user a UserCreated named, and since when."""
 
     def __init__(self, topology: Topology, bootstrap: str) -> None:
         super().__init__(topology, bootstrap, ["users"], "users-replica")
-        self.known: set[str] = set()
+        self.since: dict[str, datetime] = {}
 
-    def knows(self, user_id: str) -> bool:
-        return user_id in self.known
+    def knows(self, user_id: str, at: datetime) -> bool:
+        """Tell whether the user existed at `at` (so the answer never changes later)."""
+        created = self.since.get(user_id)
+        return created is not None and created <= at
 
     def apply(self, event: Event) -> None:
         if isinstance(event, UserCreated):
-            self.known.add(event.user_id)
+            self.since.setdefault(event.user_id, event.occurred_at)
 
 
 class History(Generic[T]):

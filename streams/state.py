@@ -8,6 +8,12 @@ and the flow seeks back (see streams.flow). Rows change only in memory; the comm
 (streams.checkpoint) writes what changed, after the outputs it reflects. A partition's
 state is read back from the changelog when the partition is assigned, and dropped when
 it goes to another worker.
+
+A checkpoint's changelog records are many records, and a crash can persist some of them
+and not the rest. Two rules keep that safe: a partition's cursor is written after its
+rows (the changelog partition keeps their order, so a persisted cursor means persisted
+rows), and every row carries the offset of the last record that changed it, per source
+topic (so a record handled again on a row that already holds its effect is skipped).
 """
 
 from __future__ import annotations
@@ -58,6 +64,8 @@ class Table(Generic[R]):
         self.bootstrap = bootstrap
         self.rows: dict[int, dict[bytes, R]] = {}
         self.cursors: dict[int, dict[str, int]] = {}
+        self.marks: dict[int, dict[bytes, dict[str, int]]] = {}  # row -> topic -> offset
+        self.handling: tuple[str, int] | None = None  # the record being handled, if any
         self._dirty: dict[tuple[int, bytes], R | None] = {}
         self._loads: dict[int, asyncio.Future[None]] = {}
 
@@ -67,12 +75,21 @@ class Table(Generic[R]):
         return self.rows[partition].get(key)
 
     def put(self, partition: int, key: bytes, row: R) -> None:
+        """Set a row; stamped with the record being handled, if any."""
         self.rows[partition][key] = row
         self._dirty[(partition, key)] = row
+        if self.handling is not None:
+            topic, offset = self.handling
+            self.marks[partition].setdefault(key, {})[topic] = offset
 
     def delete(self, partition: int, key: bytes) -> None:
         if self.rows[partition].pop(key, None) is not None:
             self._dirty[(partition, key)] = None
+            self.marks[partition].pop(key, None)
+
+    def holds(self, partition: int, key: bytes, topic: str, offset: int) -> bool:
+        """Tell whether a row already holds the effect of the record at topic/offset."""
+        return self.marks[partition].get(key, {}).get(topic, -1) >= offset
 
     def items(self) -> Iterator[tuple[int, bytes, R]]:
         """Every row of every loaded partition."""
@@ -91,17 +108,20 @@ class Table(Generic[R]):
     def take_changes(self) -> list[Change]:
         """Return what changed since the last call, as changelog records."""
         dirty, self._dirty = self._dirty, {}
-        changes = []
+        rows, cursors = [], []
         for (partition, key), row in dirty.items():
             if partition not in self.rows:
                 continue  # the partition went to another worker meanwhile
             if key.startswith(CURSOR):
                 topic = key.removeprefix(CURSOR).decode()
                 value = orjson.dumps({"next": self.cursors[partition][topic]})
-                changes.append(Change(partition, key, value))
+                cursors.append(Change(partition, key, value))
+            elif row is None:
+                rows.append(Change(partition, key, None))
             else:
-                changes.append(Change(partition, key, None if row is None else _dump(row)))
-        return changes
+                marks = self.marks[partition].get(key, {})
+                rows.append(Change(partition, key, _dump(row, marks)))
+        return rows + cursors  # cursors last: see the module's docstring
 
     def take_deletions(self) -> list[Change]:
         """Return only the rows deleted since the last take (tombstones): safe to persist
@@ -130,6 +150,7 @@ class Table(Generic[R]):
             self._loads.pop(gone).cancel()
             self.rows.pop(gone, None)
             self.cursors.pop(gone, None)
+            self.marks.pop(gone, None)
         for partition in partitions - set(self._loads):
             self._loads[partition] = asyncio.ensure_future(self._load(partition))
 
@@ -143,22 +164,33 @@ class Table(Generic[R]):
         """The partitions whose state is in memory."""
         return sorted(p for p in self.rows if p in self.cursors)
 
-    def adopt(self, partition: int, rows: dict[bytes, R], cursors: dict[str, int]) -> None:
+    def adopt(
+        self,
+        partition: int,
+        rows: dict[bytes, R],
+        cursors: dict[str, int],
+        marks: dict[bytes, dict[str, int]] | None = None,
+    ) -> None:
         """Take a partition's state as read from the changelog."""
         self.rows[partition] = rows
         self.cursors[partition] = cursors
+        self.marks[partition] = marks or {}
 
     async def _load(self, partition: int) -> None:
         rows: dict[bytes, R] = {}
         cursors: dict[str, int] = {}
-        apply = _reader(self.row_type, rows, cursors)
+        marks: dict[bytes, dict[str, int]] = {}
+        apply = _reader(self.row_type, rows, cursors, marks)
         await asyncio.to_thread(read_to_end, self.bootstrap, self.changelog, [partition], apply)
-        self.adopt(partition, rows, cursors)
+        self.adopt(partition, rows, cursors, marks)
         LOG.info("%s[%d]: loaded %d row(s)", self.changelog, partition, len(rows))
 
 
 def _reader(
-    row_type: type[R], rows: dict[bytes, R], cursors: dict[str, int]
+    row_type: type[R],
+    rows: dict[bytes, R],
+    cursors: dict[str, int],
+    marks: dict[bytes, dict[str, int]],
 ) -> Callable[[Message], None]:
     def apply(message: Message) -> None:
         key, value = message.key() or b"", message.value()
@@ -167,14 +199,17 @@ def _reader(
                 cursors[key.removeprefix(CURSOR).decode()] = orjson.loads(value)["next"]
         elif value is None:
             rows.pop(key, None)
+            marks.pop(key, None)
         else:
-            rows[key] = row_type.from_json(orjson.loads(value))
+            stored = orjson.loads(value)
+            rows[key] = row_type.from_json(stored["row"])
+            marks[key] = stored["applied"]
 
     return apply
 
 
-def _dump(row: Row) -> bytes:
-    return orjson.dumps(row.to_json())
+def _dump(row: Row, marks: dict[str, int]) -> bytes:
+    return orjson.dumps({"row": row.to_json(), "applied": marks})
 
 
 class Retention(Generic[R]):

@@ -7,10 +7,11 @@ import sqlite3
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from ecom.errors import DecodeError, InvalidEvent
 from ecom.kafka import Message, TopicReader
@@ -31,6 +32,8 @@ from schemas import (
 from schemas.rules.order import FINAL_EVENTS
 from schemas.rules.stock import StockLevel, apply_stock
 from tests.support import REPO, wait_for
+
+T = TypeVar("T")
 
 
 class Workers(Children):
@@ -135,8 +138,12 @@ class Follower:
         return self.finals()
 
 
-def check_invariants(log: Log, orders: list[OrderCreated]) -> dict[str, int]:
+def check_invariants(follower: Follower, orders: list[OrderCreated]) -> dict[str, int]:
     """Check the flow's promises over the whole log; return counts by outcome."""
+    return eventually(lambda: _invariants(follower.log, orders))
+
+
+def _invariants(log: Log, orders: list[OrderCreated]) -> dict[str, int]:
     finals: dict[str, set[str]] = defaultdict(set)
     for event in log.by_topic["orders"]:
         if isinstance(event, FINAL_EVENTS):
@@ -148,7 +155,7 @@ def check_invariants(log: Log, orders: list[OrderCreated]) -> dict[str, int]:
 
     decided = _fold_inventory(log.by_topic["inventory"])
     answers: dict[tuple[str, str], bool] = {}
-    for event in log.by_topic["reservations"]:
+    for event in log.by_topic["orders"]:
         if isinstance(event, (StockReserved, StockReservationRejected)):
             answers.setdefault((event.order_id, event.product_id), isinstance(event, StockReserved))
     wrong = {
@@ -177,6 +184,13 @@ def check_invariants(log: Log, orders: list[OrderCreated]) -> dict[str, int]:
     for states in finals.values():
         counts[next(iter(states))] += 1
     return dict(counts)
+
+
+def _story(log: Log, order_id: str) -> str:
+    """An order's stream, for a failure message."""
+    return " ".join(
+        type(e).__name__ for e in log.by_topic["orders"] if getattr(e, "order_id", None) == order_id
+    )
 
 
 def _history(log: Log, product: str) -> str:
@@ -214,10 +228,28 @@ def _fold_inventory(events: list[Event]) -> Folded:
     return Folded(dict(levels), decisions)
 
 
-def check_payments(log: Log, orders: list[OrderCreated], ledger: Path) -> dict[str, int]:
+def eventually(check: Callable[[], T], timeout: float = 60) -> T:
+    """Run a check until it passes: what follows an order's end (its stock committed or
+    released, a refund) lands a little after the final event. The last failure is
+    raised once the time is up."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.5)
+
+
+def check_payments(follower: Follower, orders: list[OrderCreated], ledger: Path) -> dict[str, int]:
     """The gateway's ledger agrees with the events: exactly one successful charge per
     confirmed order, for its total; every authorized charge of an order that did not end
     confirmed refunded, once. Return counts for the test to print."""
+    return eventually(lambda: _payments(follower.log, orders, ledger))
+
+
+def _payments(log: Log, orders: list[OrderCreated], ledger: Path) -> dict[str, int]:
     finals = {e.order_id: e for e in log.by_topic["orders"] if isinstance(e, FINAL_EVENTS)}
     wanted = {o.order_id for o in orders}
     with sqlite3.connect(ledger) as db:
@@ -238,8 +270,11 @@ def check_payments(log: Log, orders: list[OrderCreated], ledger: Path) -> dict[s
             assert authorized == [final.total.amount_minor], f"{order_id}: charged {authorized}"
             assert order_id not in refunded, f"{order_id}: confirmed and refunded"
         else:
-            assert refunded.get(order_id, []) == authorized, f"{order_id}: refunds {refunded}"
-    events = {e.order_id for e in log.by_topic["payments"] if isinstance(e, PaymentRefunded)}
+            assert refunded.get(order_id, []) == authorized, (
+                f"{order_id}: charged {authorized}, refunded {refunded.get(order_id)}; "
+                f"{_story(log, order_id)}"
+            )
+    events = {e.order_id for e in log.by_topic["orders"] if isinstance(e, PaymentRefunded)}
     assert events & wanted == set(refunded) & wanted, "refund events and ledger agree"
     charged = sum(1 for c in by_order.values() for _, ok in c if ok)
     return {"charged": charged, "refunded": len(set(refunded) & wanted)}

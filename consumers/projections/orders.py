@@ -1,9 +1,8 @@
 """Orders: status and its timeline, lines, totals with taxes, and the payment.
 
-Reads the orders and payments topics. The status only moves forward (created, then
-stock-reserved / priced, awaiting-payment, then one final state) and is decided by the
-orders topic alone; payment details come from the payments topic. Timeline entries are
-kept sorted by time, so the row does not depend on how the two topics interleave.
+Reads the orders topic, where each order's whole story is (payments included). The
+status only moves forward (created, then stock-reserved / priced, awaiting-payment,
+then one final state). Timeline entries are kept sorted by time.
 An order id belongs to its first OrderCreated: another one with the same id, and its
 pricing, change nothing (as in the order flow).
 """
@@ -106,7 +105,7 @@ class Orders(Projection):
     """Orders with their timeline, totals and payment."""
 
     name = "orders"
-    topics = ("orders", "payments")
+    topics = ("orders",)
     row_types = (Order,)
 
     def keys(self, event: Event) -> list[RowKey]:

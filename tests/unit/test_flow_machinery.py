@@ -117,11 +117,21 @@ def test_a_failed_output_stops_the_committer_before_any_state_is_written() -> No
 
 def test_a_table_turns_rows_cursors_and_deletions_into_changelog_records() -> None:
     table = _table()
-    table.put(0, b"o-1", Priced("c-1"))
     table.advance(0, "orders", 42)
-    changes = {c.key: c for c in table.take_changes()}
-    assert orjson.loads(changes[b"o-1"].value or b"") == {"cause": "c-1", "finished_at": None}
+    table.handling = ("orders", 41)
+    table.put(0, b"o-1", Priced("c-1"))
+    table.handling = None
+    records = table.take_changes()
+    assert [c.key for c in records] == [b"o-1", CURSOR + b"orders"], "the cursor goes last"
+    changes = {c.key: c for c in records}
+    assert orjson.loads(changes[b"o-1"].value or b"") == {
+        "row": {"cause": "c-1", "finished_at": None},
+        "applied": {"orders": 41},
+    }
     assert orjson.loads(changes[CURSOR + b"orders"].value or b"") == {"next": 42}
+    assert table.holds(0, b"o-1", "orders", 41)
+    assert not table.holds(0, b"o-1", "orders", 42)
+    assert not table.holds(0, b"o-1", "payments", 41), "marks are per source topic"
     assert table.take_changes() == [], "each change is taken once"
     table.delete(0, b"o-1")
     table.put(0, b"o-2", Priced("c-2"))

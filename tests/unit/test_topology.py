@@ -12,7 +12,7 @@ from tests.support import REPO
 def test_topics_yaml_declares_every_domain_topic_with_safe_defaults() -> None:
     topology = Topology.load(REPO / "topics.yaml")
     names = {t.spec.name for t in topology.topics()}
-    assert {"users", "products", "pricing", "inventory", "orders", "payments"} <= names
+    assert {"users", "products", "pricing", "inventory", "orders"} <= names
     for topic in topology.topics():
         assert topic.spec.replication_factor == 3
         assert topic.spec.configs["min.insync.replicas"] == "2"
