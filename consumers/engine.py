@@ -1,13 +1,14 @@
 """Apply a batch of events to a projection's rows, and store the result atomically.
 
 Rows are loaded once per batch (and kept in a bounded cache between batches, valid
-because one runner is the only writer of its generation), the pure fold is applied in
-log order, and the changed rows are written with the new offsets in one transaction.
+while this runner holds its partitions: it is dropped on every assignment and when the
+store fences a batch), the pure fold is applied in log order, and the changed rows are
+written with the new offsets in one transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from consumers.projection import Envelope, Key, Projection, Row, RowKey
@@ -50,11 +51,17 @@ class Engine:
             folded.rows.update(changed)
         return folded
 
-    def commit(self, folded: Folded, offsets: Sequence[OffsetRow]) -> None:
-        """Write the folded rows and the offsets in one transaction."""
+    def commit(
+        self,
+        folded: Folded,
+        offsets: Sequence[OffsetRow],
+        expected: Mapping[tuple[str, int], int] | None = None,
+    ) -> None:
+        """Write the folded rows and the offsets in one transaction (a compare-and-set
+        on the offsets when `expected` is given)."""
         try:
             self.store.commit(
-                self.projection.name, self.generation, list(folded.rows.values()), offsets
+                self.projection.name, self.generation, list(folded.rows.values()), offsets, expected
             )
         except BaseException:
             self._cache.clear()  # the database did not take these rows
@@ -62,6 +69,10 @@ class Engine:
         if len(self._cache) > CACHE_ROWS:
             self._cache.clear()
         self._cache.update(folded.rows)
+
+    def forget(self) -> None:
+        """Drop the row cache (another writer may have changed the rows)."""
+        self._cache.clear()
 
     def _rows_for(self, envelopes: Sequence[Envelope]) -> dict[RowKey, Row | None]:
         needed: set[RowKey] = set()

@@ -3,9 +3,16 @@
 The replay folds the projection's topics from their earliest offsets into a new
 generation of its tables (a shadow copy), reading by assignment (no group join, so the
 live runner keeps its partitions). Queries keep reading the live generation meanwhile.
-Once the shadow has read as far as the log end it saw at the start AND as far as the
-live generation has got, one transaction points the view at it; a running projection
-worker notices the switch and carries on in the new generation.
+Once the shadow has read as far as the log end it saw at the start, it reads on until it
+has got as far as the live generation: the check and the switch are one transaction that
+holds off the live writer (if the live one moved on meanwhile, the replay reads on and
+tries again). A running projection worker notices the switch and carries on in the new
+generation. Retired generations beyond the newest ECOM_KEEP_GENERATIONS (default 1) are
+dropped after the switch; `ecom replay --gc` drops every retired one.
+
+Records fetched past a partition's stop offset are dropped; whenever the replay reads on,
+it assigns every partition again at the offset it has stored, so nothing dropped is
+skipped.
 
 With --until (an offset, or a date-time) the replay stops there in every partition and
 does not switch: the generation is a view of the past, for audits.
@@ -26,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from consumers.projection import Projection
-from consumers.runner import BATCH, ProjectionRunner
+from consumers.runner import BATCH, Progress, ProjectionRunner
 from consumers.store import Store
 from ecom.errors import BadInput, KafkaUnavailable
 from ecom.kafka import (
@@ -41,13 +48,16 @@ from ecom.kafka import (
     consumer_config,
 )
 from ecom.offset_plan import parse_datetime
+from ecom.settings import get_settings
 from ecom.topology import Topology
 
 Report = Callable[[str], None]
 REPLAYING = "replaying"
+RETIRED = "retired"
 PAST = "past"
 REPORT_EVERY_S = 1.0
-CATCH_UP_ROUNDS = 100
+CATCH_UP_S = 120.0
+CATCH_UP_POLL_S = 0.05  # short: the shadow stays close to the log end
 
 
 @dataclass
@@ -56,9 +66,11 @@ class Outcome:
 
     generation: int
     events: int
-    seconds: float
+    seconds: float  # start to switch (or to the --until point)
     switched_from: int | None
     checksum: str
+    checksum_seconds: float
+    progress: Progress
 
 
 class Replay:
@@ -100,25 +112,23 @@ class Replay:
         partitions = admin.partitions(dict.fromkeys(self.topics))
         ends = self._ends(admin, partitions, until)
         self.report(f"replaying {self.projection.name} into generation {generation} ...")
-        consumer = Consumer(self._consumer_config())
         marks: Headers = [
             ("ecom_replay", f"{self.projection.name} generation {generation}".encode())
         ]
         dead_letters = runner.dead_letters(marks)
-        try:
-            self._assign(consumer, runner, partitions, ends)
-            self._read_until(consumer, runner, dead_letters, ends)
-            switched = None
-            if until is None:
-                self._catch_up_with_live(consumer, runner, dead_letters, admin, partitions)
-                switched = self.store.switch(self.projection.name, generation)
-            else:
-                self.store.set_state(self.projection.name, generation, PAST)
-        finally:
-            consumer.close()
-        checksum = self.store.checksum(self.projection, generation)
+        with self.store.bulk_writes():  # restored before the switch, which is durable
+            self._read(runner, dead_letters, partitions, ends)
+        switched = None
+        if until is None:
+            switched = self._catch_up_and_switch(runner, dead_letters, partitions)
+            drop_retired(self.store, self.projection, get_settings().keep_generations)
+        else:
+            self.store.set_state(self.projection.name, generation, PAST)
         seconds = time.monotonic() - started
-        return Outcome(generation, runner.progress.applied, seconds, switched, checksum)
+        checksum = self.store.checksum(self.projection, generation)
+        checksum_seconds = time.monotonic() - started - seconds
+        return Outcome(generation, runner.progress.applied, seconds, switched, checksum,
+                       checksum_seconds, runner.progress)  # fmt: skip
 
     def _generation(self, until: str | None, resume: bool) -> int:
         interrupted = self.unfinished()
@@ -150,6 +160,20 @@ class Replay:
         at = parse_datetime(until)
         found = admin.at_time(partitions, _ms(at))
         return {tp: found[tp] if found.get(tp, -1) >= 0 else latest[tp] for tp in partitions}
+
+    def _read(self, runner: ProjectionRunner, dead_letters: DeadLetters,
+              partitions: list[Partition], ends: dict[Partition, int]) -> None:  # fmt: skip
+        """Read every partition from the offset this generation has stored up to `ends`,
+        with a consumer of its own: records fetched past a stop offset are dropped, and
+        the next read starts again from what was stored, so none is ever skipped. (A
+        consumer that paused partitions and is assigned again can leave one without a
+        fetch position, so a round never reuses one.)"""
+        consumer = Consumer(self._consumer_config())
+        try:
+            self._assign(consumer, runner, partitions, ends)
+            self._read_until(consumer, runner, dead_letters, ends)
+        finally:
+            consumer.close()
 
     def _assign(self, consumer: Consumer, runner: ProjectionRunner,
                 partitions: list[Partition], ends: dict[Partition, int]) -> None:  # fmt: skip
@@ -198,25 +222,40 @@ class Replay:
         if finished:
             consumer.pause(finished)
 
-    def _catch_up_with_live(self, consumer: Consumer, runner: ProjectionRunner,
-                            dead_letters: DeadLetters, admin: Admin,
-                            partitions: list[Partition]) -> None:  # fmt: skip
-        """Read on until the shadow has read at least as far as the live generation."""
-        wanted = set(partitions)
-        for _ in range(CATCH_UP_ROUNDS):
-            live = self.store.active_generation(self.projection.name)
-            stored = self.store.offsets(self.projection.name, live) if live else {}
-            ahead = {tp: row.next_offset for tp, row in stored.items() if tp in wanted}
-            if runner.has_read(ahead):
-                return
-            consumer.resume([TopicPartition(t, p) for t, p in partitions])
-            self._read_until(consumer, runner, dead_letters, ahead)
+    def _catch_up_and_switch(self, runner: ProjectionRunner, dead_letters: DeadLetters,
+                             partitions: list[Partition]) -> int | None:  # fmt: skip
+        """Read on, everything that arrives, until the shadow has read at least as far as
+        the live generation, and switch: the check and the switch are one transaction,
+        tried after every batch. Return the old generation."""
+        name = self.projection.name
+        consumer = Consumer(self._consumer_config())
+        try:
+            self._assign(consumer, runner, partitions, {})
+            deadline = time.monotonic() + CATCH_UP_S
+            while time.monotonic() < deadline:
+                old, ahead = self.store.switch_if_caught_up(name, runner.generation)
+                if not ahead:
+                    return old
+                batch = [m for m in consumer.consume(BATCH, CATCH_UP_POLL_S) if runner.fresh(m)]
+                if batch:
+                    runner.apply(consumer, batch, dead_letters)
+        finally:
+            consumer.close()
         raise KafkaUnavailable(
-            f"the replay of {self.projection.name} could not catch up with the live view"
+            f"the replay of {name} could not catch up with the live view in {CATCH_UP_S:.0f}s"
         )
 
     def _consumer_config(self) -> dict[str, object]:
         return consumer_config(self.bootstrap, self.topology.replay_group(self.projection.name))
+
+
+def drop_retired(store: Store, projection: Projection, keep: int) -> list[int]:
+    """Drop a projection's retired generations but the newest `keep`; return those dropped."""
+    retired = [g.generation for g in store.generations(projection.name) if g.state == RETIRED]
+    dropped = retired[: max(0, len(retired) - keep)]
+    for generation in dropped:
+        store.drop_tables(projection, generation)
+    return dropped
 
 
 def _ms(at: datetime) -> int:

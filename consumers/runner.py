@@ -7,13 +7,19 @@ assignment it seeks to the offsets in the database, never Kafka's, so a kill at 
 instant resumes exactly where the view is.
 
 Before reading anything it checks the view belongs to this cluster and these topics
-(cluster id, topic ids, offsets within the log), and stops with StaleView if not.
+(cluster id, topic ids, offsets within the log), and stops with StaleView if not; it
+checks the topic ids again every few seconds, so a topic recreated under a running runner
+stops it too.
+
+Runners of one projection on several hosts share the group's partitions. Each batch is a
+compare-and-set on the stored offsets: if another runner wrote a partition since this
+one read it (a rebalance both saw at different times), the store refuses the batch
+(Fenced) and this runner drops its row cache and re-reads from the stored offsets.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +30,7 @@ from consumers.engine import Engine
 from consumers.projection import Envelope, Position, Projection
 from consumers.store import OffsetRow, Store
 from ecom import faults
-from ecom.errors import DecodeError, InvalidEvent, KafkaUnavailable, StaleView
+from ecom.errors import DecodeError, Fenced, InvalidEvent, KafkaUnavailable, StaleView
 from ecom.kafka import (
     LOW_LATENCY,
     OFFSET_BEGINNING,
@@ -39,12 +45,15 @@ from ecom.kafka import (
     TopicPartition,
     consumer_config,
 )
+from ecom.process import held_instance_id
+from ecom.settings import get_settings
 from ecom.topology import Topology
 from schemas import Codec
 
 LOG = logging.getLogger("ecom.projections")
 BATCH = 5000
 SWITCH_CHECK_S = 1.0
+TOPIC_CHECK_S = 5.0
 DLQ_OWNER = "projections"
 
 
@@ -52,10 +61,16 @@ DLQ_OWNER = "projections"
 class Progress:
     """What a runner has done so far."""
 
+    read: int = 0
     applied: int = 0
     dead_letters: int = 0
     batches: int = 0
+    fenced: int = 0
     started: float = field(default_factory=time.monotonic)
+    # Where the time of apply() went, in seconds: decoding, folding, the database.
+    decode_s: float = 0.0
+    fold_s: float = 0.0
+    store_s: float = 0.0
 
 
 class ProjectionRunner:
@@ -85,6 +100,8 @@ class ProjectionRunner:
         self.generation = generation if generation is not None else self._generation()
         self.engine = Engine(projection, store, self.generation)
         self._checked_switch = time.monotonic()
+        self._checked_topics = time.monotonic()
+        self._topic_ids: dict[str, str] = {}
 
     # -- start-up checks -----------------------------------------------------------------
 
@@ -104,6 +121,7 @@ class ProjectionRunner:
         generation = next(
             g for g in self.store.generations(name) if g.generation == self.generation
         )
+        self._topic_ids = topic_ids
         if generation.cluster_id is None:
             self.store.bind(name, self.generation, cluster_id, topic_ids)
             return
@@ -113,13 +131,29 @@ class ProjectionRunner:
                 f"{self.bootstrap} is cluster {cluster_id} (wiped or replaced?); refusing to "
                 f"serve a stale view: rebuild it with `ecom replay {name}`"
             )
-        for topic, topic_id in topic_ids.items():
-            if generation.topic_ids.get(topic) not in (None, topic_id):
+        self._compare_topic_ids(generation.topic_ids, topic_ids)
+        self._check_offsets_in_log(admin)
+
+    def _compare_topic_ids(self, bound: dict[str, str], now: dict[str, str]) -> None:
+        name = self.projection.name
+        for topic, topic_id in now.items():
+            if bound.get(topic) not in (None, topic_id):
                 raise StaleView(
                     f"topic {topic} was deleted and recreated since the {name} view was built; "
                     f"refusing to serve a stale view: rebuild it with `ecom replay {name}`"
                 )
-        self._check_offsets_in_log(admin)
+
+    def _recheck_topics(self) -> None:
+        """Every few seconds: stop if a topic was recreated while this runner ran."""
+        if time.monotonic() - self._checked_topics < TOPIC_CHECK_S:
+            return
+        self._checked_topics = time.monotonic()
+        try:
+            now = Admin(self.bootstrap).topic_ids(self._logical)
+        except KafkaUnavailable as error:  # deleted, not yet recreated, or brokers away
+            LOG.warning("%s: cannot check the topic ids: %s", self.projection.name, error)
+            return
+        self._compare_topic_ids(self._topic_ids, {self._logical[t]: i for t, i in now.items()})
 
     def _check_offsets_in_log(self, admin: Admin) -> None:
         stored = self.store.offsets(self.projection.name, self.generation)
@@ -138,17 +172,32 @@ class ProjectionRunner:
     def run(self, on_batch: Callable[[ProjectionRunner], None] | None = None) -> None:
         """Consume and apply until stop() is called."""
         self.check_binding()
-        consumer = Consumer(self._consumer_config())
+        settings = get_settings()
+        with held_instance_id(settings.instances_path, self.group, settings.host_id) as instance:
+            consumer = Consumer(self._consumer_config(instance))
+            try:
+                self._loop(consumer, on_batch)
+            finally:
+                consumer.close()
+                self.store.close()
+
+    def _loop(
+        self, consumer: Consumer, on_batch: Callable[[ProjectionRunner], None] | None
+    ) -> None:
         dead_letters = self.dead_letters()
         consumer.subscribe(list(self._logical), on_assign=self._on_assign)
-        try:
-            while not self.stop_event.is_set():
+        while not self.stop_event.is_set():
+            try:
                 if self._step(consumer, dead_letters) and on_batch is not None:
                     on_batch(self)
-                self._follow_switch(consumer)
-        finally:
-            consumer.close()
-            self.store.close()
+            except Fenced as error:
+                LOG.warning(
+                    "%s: %s; re-reading from the stored offsets", self.projection.name, error
+                )
+                self.progress.fenced += 1
+                self._seek_to_stored(consumer, consumer.assignment())
+            self._follow_switch(consumer)
+            self._recheck_topics()
 
     def dead_letters(self, marks: Headers | None = None) -> DeadLetters:
         """Return where this runner parks what it cannot decode or apply."""
@@ -163,14 +212,14 @@ class ProjectionRunner:
         """Ask the loop to finish its batch and return."""
         self.stop_event.set()
 
-    def _consumer_config(self) -> dict[str, object]:
+    def _consumer_config(self, instance: str) -> dict[str, object]:
         return consumer_config(
             self.bootstrap,
             self.group,
             **{
                 # A restarted runner takes its partitions back at once, without waiting
-                # for the killed one's session to time out.
-                "group.instance.id": f"{self.group}-{socket.gethostname()}",
+                # for the killed one's session to time out: `<group>-<host>-<slot>`.
+                "group.instance.id": instance,
                 "session.timeout.ms": 10_000,
                 # Also the rebalance timeout: how long a rebalance waits for a member
                 # killed in the middle of it (default 5 minutes). A batch takes seconds.
@@ -179,14 +228,30 @@ class ProjectionRunner:
         )
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Seek every assigned partition to the offset stored with the view."""
-        stored = self.store.offsets(self.projection.name, self.generation)
-        for tp in partitions:
-            row = stored.get((tp.topic, tp.partition))
-            tp.offset = row.next_offset if row else OFFSET_BEGINNING
-            self.next_offsets[(tp.topic, tp.partition)] = row.next_offset if row else 0
+        """Start every assigned partition at the offset stored with the view."""
+        self.next_offsets.clear()
+        self.engine.forget()  # rows of partitions held elsewhere meanwhile may have changed
+        for tp, offset in self._stored_positions(partitions).items():
+            tp.offset = offset
         consumer.assign(partitions)
         LOG.info("%s: assigned %d partition(s)", self.projection.name, len(partitions))
+
+    def _stored_positions(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Map each partition to where the view's stored offsets say to read on, and
+        remember them as what this runner has read."""
+        stored = self.store.offsets(self.projection.name, self.generation)
+        positions = {}
+        for tp in partitions:
+            row = stored.get((tp.topic, tp.partition))
+            positions[tp] = row.next_offset if row else OFFSET_BEGINNING
+            self.next_offsets[(tp.topic, tp.partition)] = row.next_offset if row else 0
+        return positions
+
+    def _seek_to_stored(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.engine.forget()
+        for tp, offset in self._stored_positions(partitions).items():
+            tp.offset = offset
+            consumer.seek(tp)
 
     def _follow_switch(self, consumer: Consumer) -> None:
         """After `ecom replay` switched the view to a new generation, carry on in that
@@ -200,12 +265,7 @@ class ProjectionRunner:
         LOG.info("%s: the view switched to generation %d", self.projection.name, active)
         self.generation = active
         self.engine = Engine(self.projection, self.store, active)
-        stored = self.store.offsets(self.projection.name, active)
-        for tp in consumer.assignment():
-            row = stored.get((tp.topic, tp.partition))
-            tp.offset = row.next_offset if row else OFFSET_BEGINNING
-            self.next_offsets[(tp.topic, tp.partition)] = row.next_offset if row else 0
-            consumer.seek(tp)
+        self._seek_to_stored(consumer, consumer.assignment())
 
     def _step(self, consumer: Consumer, dead_letters: DeadLetters) -> bool:
         messages = [m for m in consumer.consume(BATCH, timeout=0.5) if self.fresh(m)]
@@ -223,8 +283,12 @@ class ProjectionRunner:
     ) -> list[OffsetRow]:
         """Fold a batch into the view: dead letters acknowledged first, then rows and
         offsets in one transaction. Return the offsets stored."""
+        started = time.perf_counter()
         envelopes, dead = self._decode(messages)
+        decoded = time.perf_counter()
         folded = self.engine.fold([envelope for envelope, _ in envelopes])
+        self.progress.decode_s += decoded - started
+        self.progress.fold_s += time.perf_counter() - decoded
         by_envelope = {id(envelope): message for envelope, message in envelopes}
         dead += [(by_envelope[id(envelope)], error) for envelope, error in folded.invalid]
         for message, error in dead:
@@ -240,10 +304,17 @@ class ProjectionRunner:
         if dead:
             dead_letters.flush()  # acknowledged before the offsets move past them
         offsets = self._offsets(consumer, messages, envelopes)
-        self.engine.commit(folded, offsets)
+        expected = {
+            (o.topic, o.partition): self.next_offsets.get((o.topic, o.partition), 0)
+            for o in offsets
+        }
+        stored = time.perf_counter()
+        self.engine.commit(folded, offsets, expected)
+        self.progress.store_s += time.perf_counter() - stored
         faults.reach("crash-after-db-commit")  # the crash test dies here: DB, not Kafka
         for row in offsets:
             self.next_offsets[(row.topic, row.partition)] = row.next_offset
+        self.progress.read += len(messages)
         self.progress.applied += folded.applied
         self.progress.dead_letters += len(dead)
         self.progress.batches += 1

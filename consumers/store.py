@@ -16,7 +16,7 @@ import json
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from consumers.projection import Key, Projection, Row, Table
-from ecom.errors import BadInput, StoreError
+from ecom.errors import BadInput, Fenced, StoreError
 
 IN_CHUNK = 500
 META_TABLES = {
@@ -102,6 +102,7 @@ class Store:
     """A view database: rows, offsets and generations, written atomically."""
 
     dialect = "sqlite"
+    row_lock = ""  # appended to a SELECT whose rows a transaction is about to decide on
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -140,8 +141,16 @@ class Store:
         self.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """Run statements in one transaction; roll back if anything fails."""
+    def bulk_writes(self) -> Iterator[None]:
+        """Within the block, this thread's commits need not reach the disk before they
+        return (a replay's shadow copy, which nobody reads until the switch; the
+        switch's own commit, after the block, is durable and so is all before it)."""
+        yield
+
+    @contextmanager
+    def transaction(self, exclusive: bool = False) -> Iterator[Connection]:
+        """Run statements in one transaction; roll back if anything fails. `exclusive`
+        takes the write lock at once (reads that decide a write see the latest rows)."""
         raise NotImplementedError
         yield  # pragma: no cover
 
@@ -275,22 +284,55 @@ class Store:
             old = connection.execute(
                 self.sql("SELECT generation FROM ecom_views WHERE projection = ?"), (projection,)
             ).fetchone()
-            self._point(connection, projection, generation)
-            connection.execute(
-                self.sql(
-                    "UPDATE ecom_generations SET state = 'retired' "
-                    "WHERE projection = ? AND state = 'active'"
-                ),
-                (projection,),
-            )
-            connection.execute(
-                self.sql(
-                    "UPDATE ecom_generations SET state = 'active' "
-                    "WHERE projection = ? AND generation = ?"
-                ),
-                (projection, generation),
-            )
+            self._switch(connection, projection, generation)
         return int(old[0]) if old else None
+
+    def switch_if_caught_up(
+        self, projection: str, generation: int
+    ) -> tuple[int | None, dict[tuple[str, int], int]]:
+        """Switch to `generation` only if it has read every partition at least as far as
+        the active one, checked and switched in one transaction that holds off the live
+        writer. Return the old generation and where the active one is ahead (empty when
+        it switched)."""
+        with self.transaction(exclusive=True) as connection:
+            old = connection.execute(
+                self.sql("SELECT generation FROM ecom_views WHERE projection = ?"), (projection,)
+            ).fetchone()
+            if old is not None:
+                live = self._read_offsets(connection, projection, int(old[0]), lock=True)
+                shadow = self._read_offsets(connection, projection, generation)
+                ahead = {tp: n for tp, n in live.items() if n > shadow.get(tp, 0)}
+                if ahead:
+                    return int(old[0]), ahead
+            self._switch(connection, projection, generation)
+        return (int(old[0]) if old else None), {}
+
+    def _read_offsets(
+        self, connection: Connection, projection: str, generation: int, lock: bool = False
+    ) -> dict[tuple[str, int], int]:
+        statement = (
+            "SELECT topic, kafka_partition, next_offset FROM ecom_offsets "
+            "WHERE projection = ? AND generation = ?" + (self.row_lock if lock else "")
+        )
+        rows = connection.execute(self.sql(statement), (projection, generation)).fetchall()
+        return {(topic, partition): offset for topic, partition, offset in rows}
+
+    def _switch(self, connection: Connection, projection: str, generation: int) -> None:
+        self._point(connection, projection, generation)
+        connection.execute(
+            self.sql(
+                "UPDATE ecom_generations SET state = 'retired' "
+                "WHERE projection = ? AND state = 'active'"
+            ),
+            (projection,),
+        )
+        connection.execute(
+            self.sql(
+                "UPDATE ecom_generations SET state = 'active' "
+                "WHERE projection = ? AND generation = ?"
+            ),
+            (projection, generation),
+        )
 
     def _point(self, connection: Connection, projection: str, generation: int) -> None:
         connection.execute(
@@ -319,38 +361,50 @@ class Store:
         return found
 
     def commit(
-        self, projection: str, generation: int, rows: Sequence[Row], offsets: Sequence[OffsetRow]
+        self,
+        projection: str,
+        generation: int,
+        rows: Sequence[Row],
+        offsets: Sequence[OffsetRow],
+        expected: Mapping[tuple[str, int], int] | None = None,
     ) -> None:
-        """Write rows and the offsets they reflect in one transaction."""
+        """Write rows and the offsets they reflect in one transaction.
+
+        With `expected` (the stored next offset each partition had when the batch was
+        read; 0 for none) the batch is a compare-and-set: if another writer moved any of
+        them, nothing is written and Fenced is raised."""
         by_type: dict[type[Row], list[Row]] = {}
         for row in rows:
             by_type.setdefault(type(row), []).append(row)
         with self.transaction() as connection:
+            if expected is None:
+                connection.executemany(
+                    self.sql(OFFSETS_UPSERT), _offset_params(projection, generation, offsets)
+                )
+            else:
+                self._swap_offsets(connection, projection, generation, offsets, expected)
             for row_type, batch in by_type.items():
                 self._upsert(connection, row_type, generation, batch)
-            connection.executemany(
-                self.sql(
-                    "INSERT INTO ecom_offsets (projection, generation, topic, kafka_partition, "
-                    "next_offset, high_watermark, event_time) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (projection, generation, topic, kafka_partition) DO UPDATE SET "
-                    "next_offset = excluded.next_offset, "
-                    "high_watermark = "
-                    "COALESCE(excluded.high_watermark, ecom_offsets.high_watermark), "
-                    "event_time = COALESCE(excluded.event_time, ecom_offsets.event_time)"
-                ),
-                [
-                    (
-                        projection,
-                        generation,
-                        o.topic,
-                        o.partition,
-                        o.next_offset,
-                        o.high_watermark,
-                        o.event_time,
-                    )
-                    for o in offsets
-                ],
-            )
+
+    def _swap_offsets(
+        self,
+        connection: Connection,
+        projection: str,
+        generation: int,
+        offsets: Sequence[OffsetRow],
+        expected: Mapping[tuple[str, int], int],
+    ) -> None:
+        guarded = self.sql(OFFSETS_UPSERT + " WHERE ecom_offsets.next_offset = ?")
+        for params, row in zip(
+            _offset_params(projection, generation, offsets), offsets, strict=True
+        ):
+            before = expected.get((row.topic, row.partition), 0)
+            cursor = connection.execute(guarded, (*params, before))
+            if cursor.rowcount != 1:
+                raise Fenced(
+                    f"{projection}: {row.topic}[{row.partition}] was written by another runner "
+                    f"since this one read it at offset {before}"
+                )
 
     def _upsert(
         self, connection: Connection, row_type: type[Row], generation: int, rows: list[Row]
@@ -395,6 +449,33 @@ class Store:
         return digest.hexdigest()
 
 
+OFFSETS_UPSERT = (
+    "INSERT INTO ecom_offsets (projection, generation, topic, kafka_partition, "
+    "next_offset, high_watermark, event_time) VALUES (?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (projection, generation, topic, kafka_partition) DO UPDATE SET "
+    "next_offset = excluded.next_offset, "
+    "high_watermark = COALESCE(excluded.high_watermark, ecom_offsets.high_watermark), "
+    "event_time = COALESCE(excluded.event_time, ecom_offsets.event_time)"
+)
+
+
+def _offset_params(
+    projection: str, generation: int, offsets: Sequence[OffsetRow]
+) -> list[tuple[Any, ...]]:
+    return [
+        (
+            projection,
+            generation,
+            o.topic,
+            o.partition,
+            o.next_offset,
+            o.high_watermark,
+            o.event_time,
+        )
+        for o in offsets
+    ]
+
+
 def _record(row: Row) -> dict[str, Any]:
     record = row.to_record()
     for column in row.TABLE.columns:
@@ -428,9 +509,17 @@ class SqliteStore(Store):
         return connection
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def bulk_writes(self) -> Iterator[None]:
+        self.connection.execute("PRAGMA synchronous = OFF")
+        try:
+            yield
+        finally:
+            self.connection.execute("PRAGMA synchronous = NORMAL")
+
+    @contextmanager
+    def transaction(self, exclusive: bool = False) -> Iterator[Connection]:
         connection = self.connection
-        connection.execute("BEGIN")
+        connection.execute("BEGIN IMMEDIATE" if exclusive else "BEGIN")
         try:
             yield connection
         except BaseException:
@@ -443,6 +532,7 @@ class PostgresStore(Store):
     """PostgreSQL through psycopg 3."""
 
     dialect = "postgres"
+    row_lock = " FOR UPDATE"
 
     def _connect(self) -> Any:
         import psycopg
@@ -453,13 +543,21 @@ class PostgresStore(Store):
             raise StoreError(f"cannot connect to the view database: {error}".strip()) from error
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        connection = self.connection
+    def transaction(self, exclusive: bool = False) -> Iterator[Connection]:
+        connection = self.connection  # exclusive: the caller locks rows (row_lock)
         with connection.transaction(), connection.cursor() as cursor:
             yield cursor
 
     def sql(self, statement: str) -> str:
         return statement.replace("?", "%s")
+
+    @contextmanager
+    def bulk_writes(self) -> Iterator[None]:
+        self.connection.execute("SET synchronous_commit = off")
+        try:
+            yield
+        finally:
+            self.connection.execute("SET synchronous_commit = on")
 
     def _begin_snapshot(self, connection: Connection) -> None:
         connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")

@@ -16,6 +16,7 @@
     |   +-- ToolMissing           Java or Maven is not installed
     |   +-- PortInUse             a port the cluster needs is taken
     +-- StoreError                the view database cannot be opened or refused (exit 5)
+    |   +-- Fenced                another runner wrote the same partition first
     +-- StaleView                 a view's offsets belong to another cluster or topic (exit 6)
     +-- ProcessFailed             a supervised child process keeps failing (exit 7)
 
@@ -45,6 +46,7 @@ __all__ = [
     "DecodeError",
     "DeliveryFailed",
     "EcomError",
+    "Fenced",
     "InvalidEvent",
     "KafkaUnavailable",
     "NotCompilable",
@@ -103,6 +105,11 @@ class StoreError(EcomError):
     """The view database cannot be opened or refused a statement."""
 
     exit_code = 5
+
+
+class Fenced(StoreError):
+    """A batch was refused because another runner moved the partition's stored offset
+    since this one read it (the runner re-reads and goes on)."""
 
 
 class StaleView(EcomError):

@@ -53,7 +53,8 @@ BATCH = 500
 BATCH_WITHIN_S = 0.05
 EXIT_DELIVERY_FAILED = 75  # a send was never acknowledged: restart from the last commit
 EXIT_AGENT_FAILED = 70  # a bug outside any one record's handling
-OUTPUTS = {"linger.ms": int(os.environ.get("ECOM_X_LINGER", "10")), "batch.size": 1_000_000}
+# A batch's outputs leave together: the committer waits for all of them anyway.
+OUTPUTS = {"linger.ms": 10, "batch.size": 1_000_000}
 R = TypeVar("R", bound=Row)
 
 

@@ -10,10 +10,11 @@ from consumers.projection import Projection
 from consumers.runner import ProjectionRunner
 from consumers.store import Store, open_store
 from ecom.kafka import log_ends
+from ecom.process import Child, Spec, kill, spawn
 from ecom.topology import Topology
 from producers.simulate import Shop, ShopPlan, with_stock_flow
 from schemas import Event
-from tests.support import wait_for
+from tests.support import REPO, wait_for
 
 
 def shop_log(orders: int, seed: int = 5) -> list[Event]:
@@ -70,3 +71,25 @@ def run_until_caught_up(
         )
     store.close()
     return runner
+
+
+@contextmanager
+def runner_process(
+    topology: Topology,
+    bootstrap: str,
+    store_url: str,
+    *names: str,
+    env: dict[str, str] | None = None,
+    **faults: int,
+) -> Iterator[Child]:
+    """Run `ecom projections run [NAMES]` in another process; make sure it is gone after."""
+    full_env = {"ECOM_TOPIC_PREFIX": topology.prefix, **(env or {})}
+    if faults:
+        full_env["ECOM_FAULTS"] = ",".join(f"{k.replace('_', '-')}={v}" for k, v in faults.items())
+    args = ("projections", "run", *names, "--store", store_url, "--bootstrap", bootstrap)
+    worker = spawn(Spec("projections", args, full_env, cwd=REPO))
+    try:
+        yield worker
+    finally:
+        if worker.alive():
+            kill(worker)

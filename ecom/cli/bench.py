@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ecom.cli.context import context
-from ecom.cli.output import bootstrap_option
+from ecom.cli.output import bootstrap_option, store_option
 
 
 @click.group()
@@ -74,10 +74,12 @@ def flow(orders: int, rate: float, as_json: bool, bootstrap: str | None) -> None
 
 @bench.command()
 @click.option("--events", type=click.IntRange(1000), default=1_000_000, show_default=True)
+@store_option
 @bootstrap_option
-def replay(events: int, bootstrap: str | None) -> None:
-    """Replay N events into a fresh view, start to switch, beside ConsumerPerformance."""
+def replay(events: int, store_url: str | None, bootstrap: str | None) -> None:
+    """Replay every view from N events of the shop's mix, start to switch, beside
+    ConsumerPerformance on the same topics (into a scratch SQLite view unless --store)."""
     from bench.replay import run
 
     ctx = context(bootstrap)
-    run(ctx.topology, ctx.bootstrap, events, click.echo)
+    run(ctx.topology, ctx.bootstrap, events, click.echo, store_url)

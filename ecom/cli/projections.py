@@ -54,15 +54,24 @@ def list_command(store_url: str | None) -> None:
               "(a view of the past; no switch).")  # fmt: skip
 @click.option("--resume", is_flag=True, help="Carry on with an interrupted replay.")
 @click.option("--drop", is_flag=True, help="Throw an interrupted replay away.")
+@click.option("--gc", is_flag=True,
+              help="Drop every retired generation (views of the past stay).")  # fmt: skip
 @store_option
 @bootstrap_option
-def replay(name: str, until: str | None, resume: bool, drop: bool, store_url: str | None,
-           bootstrap: str | None) -> None:  # fmt: skip
-    """Rebuild projection NAME from the log into a new generation, then switch to it."""
-    from consumers.replay import Replay
+def replay(name: str, until: str | None, resume: bool, drop: bool, gc: bool,
+           store_url: str | None, bootstrap: str | None) -> None:  # fmt: skip
+    """Rebuild projection NAME from the log into a new generation, then switch to it.
+
+    After the switch, retired generations beyond the newest ECOM_KEEP_GENERATIONS
+    (default 1) are dropped."""
+    from consumers.replay import Replay, drop_retired
 
     ctx = context(bootstrap, store_url)
     with open_store(ctx.store_url) as store:
+        if gc:
+            dropped = drop_retired(store, PROJECTIONS[name], keep=0)
+            click.echo(f"dropped {len(dropped)} retired generation(s) of {name}: {dropped}")
+            return
         job = Replay(PROJECTIONS[name], store, ctx.topology, ctx.bootstrap, click.echo)
         if drop:
             click.echo(f"dropped the interrupted replay of {name} (generation {job.drop()})")

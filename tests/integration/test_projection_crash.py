@@ -11,39 +11,23 @@ from __future__ import annotations
 import random
 import signal
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from consumers.projections import PROJECTIONS
 from consumers.store import Store, open_store
-from ecom.process import Child, Spec, kill, spawn, stop
+from ecom.process import kill, stop
 from ecom.topology import Topology
 from schemas import Event
 from tests.conftest import KafkaCluster
-from tests.runners import run_until_caught_up, shop_log
-from tests.support import REPO, wait_for
+from tests.runners import run_until_caught_up, runner_process, shop_log
+from tests.support import wait_for
 
 pytestmark = pytest.mark.kafka
 KILLS = 10
 DB_COMMIT_CRASHES = 3
-
-
-@contextmanager
-def _running(topology: Topology, bootstrap: str, store_url: str, **faults: int) -> Iterator[Child]:
-    """Run `ecom projections run` in another process; make sure it is gone afterwards."""
-    env = {"ECOM_TOPIC_PREFIX": topology.prefix}
-    if faults:
-        env["ECOM_FAULTS"] = ",".join(f"{k.replace('_', '-')}={v}" for k, v in faults.items())
-    args = ("projections", "run", "--store", store_url, "--bootstrap", bootstrap)
-    worker = spawn(Spec("projections", args, env, cwd=REPO))
-    try:
-        yield worker
-    finally:
-        if worker.alive():
-            kill(worker)
 
 
 def _position(store: Store) -> int:
@@ -85,7 +69,7 @@ def test_random_kills_leave_the_view_identical_to_a_clean_run(
             kafka.seed(topology, chunks.pop(0))
             # Each chunk has orders and stock events, so two commits always come.
             commits = rng.randint(1, 2)
-            with _running(
+            with runner_process(
                 topology, kafka.bootstrap, crashed_url, crash_after_db_commit=commits
             ) as worker:
                 code = worker.process.wait(120)
@@ -93,7 +77,7 @@ def test_random_kills_leave_the_view_identical_to_a_clean_run(
             positions.append(_position(store))
         for _ in range(KILLS):
             kafka.seed(topology, chunks.pop(0))
-            with _running(topology, kafka.bootstrap, crashed_url) as worker:
+            with runner_process(topology, kafka.bootstrap, crashed_url) as worker:
                 wait_for(lambda: _position(store) > positions[-1], 150, "the worker to apply", 0.02)
                 time.sleep(rng.uniform(0.0, 0.6))  # a random instant: the test's point
                 assert kill(worker) == -signal.SIGKILL
@@ -104,7 +88,7 @@ def test_random_kills_leave_the_view_identical_to_a_clean_run(
         kafka.seed(topology, chunks.pop(0))  # the rest of the log, for the last run only
         total = _total(kafka, topology)
         assert positions[-1] < total
-        with _running(topology, kafka.bootstrap, crashed_url) as worker:
+        with runner_process(topology, kafka.bootstrap, crashed_url) as worker:
             wait_for(lambda: _position(store) >= total, 300, "the last worker to catch up", 0.5)
             assert stop(worker, grace=60) == 0, "a clean stop on SIGTERM"
 

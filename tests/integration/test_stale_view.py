@@ -111,3 +111,43 @@ def test_a_recreated_topic_is_refused(
         "error: topic inventory was deleted and recreated since the inventory view was built; "
         "refusing to serve a stale view: rebuild it with `ecom replay inventory`\n"
     )
+
+
+def test_a_topic_recreated_under_a_running_runner_stops_it(
+    kafka: KafkaCluster, topology: Topology, tmp_path: Path
+) -> None:
+    store_url = f"sqlite:///{tmp_path / 'view.db'}"
+    kafka.seed(topology, [StockAdjusted(product_id="p-1", quantity=3)])
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap, "ECOM_TOPIC_PREFIX": topology.prefix}
+    command = [
+        sys.executable,
+        "-m",
+        "ecom",
+        "projections",
+        "run",
+        "inventory",
+        "--store",
+        store_url,
+    ]
+    worker = subprocess.Popen(command, env=os.environ | env, cwd=REPO, text=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        with open_store(store_url) as store:
+            wait_for(lambda: _applied(store) > 0, 120, "the projection to apply the event", 0.2)
+        admin = TopicAdmin(kafka.bootstrap)
+        inventory = topology.topic("inventory")
+        admin.delete([inventory.name])
+        wait_for(lambda: inventory.name not in admin.live_topics(), 60, "the topic to be gone")
+        only_inventory = Topology([inventory.spec], topology.prefix)
+        admin.execute(make_plan(only_inventory, {}, admin.broker_count(), dev=False))
+        code = worker.wait(60)
+        _, errors = worker.communicate()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(30)
+    assert code == 6, errors
+    assert errors.splitlines()[-1] == (
+        "error: topic inventory was deleted and recreated since the inventory view was built; "
+        "refusing to serve a stale view: rebuild it with `ecom replay inventory`"
+    )

@@ -1,0 +1,59 @@
+"""The store's guards, on SQLite and PostgreSQL: a batch is a compare-and-set on its
+offsets, a replay switches only when it has caught up, retired generations go."""
+
+from __future__ import annotations
+
+import pytest
+
+from consumers.projections import PROJECTIONS
+from consumers.projections.inventory import Stock
+from consumers.replay import drop_retired
+from consumers.store import OffsetRow, Store
+from ecom.errors import Fenced
+from schemas.rules.stock import StockLevel
+
+INVENTORY = PROJECTIONS["inventory"]
+PARTITION = ("inventory", 0)
+
+
+def _stock(units: int) -> Stock:
+    return Stock.of("p-1", StockLevel(on_hand=units), None)
+
+
+def _at(offset: int) -> list[OffsetRow]:
+    return [OffsetRow(*PARTITION, offset)]
+
+
+def test_a_batch_read_from_an_offset_another_writer_moved_is_refused_whole(view: Store) -> None:
+    view.create_generation(INVENTORY, 1, "active")
+    view.commit("inventory", 1, [_stock(3)], _at(5), expected={})
+    with pytest.raises(Fenced, match=r"inventory\[0\] was written by another runner"):
+        view.commit("inventory", 1, [_stock(99)], _at(7), expected={PARTITION: 0})
+    assert view.offsets("inventory", 1)[PARTITION].next_offset == 5
+    assert view.load(Stock, 1, [("p-1",)])[("p-1",)] == _stock(3), "no row of it was written"
+    view.commit("inventory", 1, [_stock(4)], _at(7), expected={PARTITION: 5})
+    assert view.offsets("inventory", 1)[PARTITION].next_offset == 7
+
+
+def test_a_replay_switches_only_once_it_has_read_as_far_as_the_live_view(view: Store) -> None:
+    view.create_generation(INVENTORY, 1, "active")
+    view.commit("inventory", 1, [_stock(3)], _at(10))
+    view.create_generation(INVENTORY, 2, "replaying")
+    view.commit("inventory", 2, [_stock(2)], _at(8))
+    assert view.switch_if_caught_up("inventory", 2) == (1, {PARTITION: 10})
+    assert view.active_generation("inventory") == 1
+    view.commit("inventory", 2, [_stock(3)], _at(10), expected={PARTITION: 8})
+    assert view.switch_if_caught_up("inventory", 2) == (1, {})
+    assert view.active_generation("inventory") == 2
+
+
+def test_retired_generations_beyond_the_kept_ones_are_dropped(view: Store) -> None:
+    view.create_generation(INVENTORY, 1, "active")
+    for generation in (2, 3, 4):
+        view.create_generation(INVENTORY, generation, "replaying")
+        view.switch("inventory", generation)
+    view.create_generation(INVENTORY, 5, "past")
+    assert drop_retired(view, INVENTORY, keep=1) == [1, 2]
+    assert drop_retired(view, INVENTORY, keep=0) == [3]
+    states = {g.generation: g.state for g in view.generations("inventory")}
+    assert states == {4: "active", 5: "past"}
