@@ -37,6 +37,7 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/pytest -q -p no:cacheprovider tests/unit/test_layers.py
 	$(BIN)/ecom schemas check
+	$(BIN)/ecom asyncapi --check docs/asyncapi.yaml
 
 format: install
 	$(BIN)/ruff format .

@@ -57,6 +57,17 @@ class TopicSpec(BaseModel):
         return int(self.configs.get("min.insync.replicas", "1"))
 
 
+class ServiceSpec(BaseModel):
+    """A service, and the events it sends and receives (topics.yaml `services`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9-]{1,100}$")
+    description: str = ""
+    sends: tuple[str, ...] = ()
+    receives: tuple[str, ...] = ()
+
+
 class Topic(BaseModel):
     """A topic as it exists on a cluster: its spec and its full (prefixed) name."""
 
@@ -73,9 +84,12 @@ class Topic(BaseModel):
 class Topology:
     """Every topic of the system, with an optional name prefix."""
 
-    def __init__(self, specs: list[TopicSpec], prefix: str = "") -> None:
+    def __init__(
+        self, specs: list[TopicSpec], prefix: str = "", services: list[ServiceSpec] | None = None
+    ) -> None:
         self.specs = specs
         self.prefix = prefix
+        self.services = services or []
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topology:
@@ -91,11 +105,12 @@ class Topology:
             raise TopologyError(f"cannot read {path}: {error.strerror}") from error
         except yaml.YAMLError as error:
             raise TopologyError(f"{path} is not valid YAML: {error}") from error
-        return cls(parse_specs(document, str(path)), prefix)
+        specs = parse_specs(document, str(path))
+        return cls(specs, prefix, parse_services(document, specs, str(path)))
 
     def with_prefix(self, prefix: str) -> Topology:
         """Return the same topology with another name prefix."""
-        return Topology(self.specs, prefix)
+        return Topology(self.specs, prefix, self.services)
 
     @cached_property
     def _by_name(self) -> dict[str, Topic]:
@@ -186,6 +201,25 @@ def parse_specs(document: Any, source: str) -> list[TopicSpec]:
         specs.append(_parse_topic(str(name), body or {}, defaults, source))
     _check_events_unique(specs, source)
     return specs
+
+
+def parse_services(document: Any, specs: list[TopicSpec], source: str) -> list[ServiceSpec]:
+    """Read the `services` section; every event it names must be on some topic."""
+    known = {event for spec in specs for event in spec.events}
+    section = document.get("services") or {}
+    if not isinstance(section, dict):
+        raise TopologyError(f"{source}: services: expected a mapping")
+    services = []
+    for name, body in section.items():
+        try:
+            service = ServiceSpec(name=str(name), **(body or {}))
+        except (ValidationError, TypeError) as error:
+            raise TopologyError(f"{source}: services.{name}: {error}".splitlines()[0]) from None
+        unknown = sorted(set(service.sends + service.receives) - known)
+        if unknown:
+            raise TopologyError(f"{source}: services.{name}: no topic carries {unknown[0]}")
+        services.append(service)
+    return services
 
 
 def _parse_topic(name: str, body: Any, defaults: Any, source: str) -> TopicSpec:

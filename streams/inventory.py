@@ -3,7 +3,7 @@
 It folds the inventory topic, one partition at a time, with the stock rules of
 schemas.rules.stock (the rules the inventory projection applies too), so two orders
 can never both take the last unit and stock never goes below zero. Each
-StockReservationRequested is answered on the reservations topic, keyed by order:
+StockReservationRequested is answered on the orders topic, keyed by order:
 StockReserved or StockReservationRejected. Releases and commits come from the order
 worker; a removal that would leave reserved units without stock is dead-lettered, not
 applied.

@@ -12,6 +12,7 @@ import sys
 
 import click
 
+from ecom.cli.asyncapi import asyncapi
 from ecom.cli.bench import bench
 from ecom.cli.cluster import cluster
 from ecom.cli.demo import demo
@@ -54,6 +55,7 @@ cli.add_command(worker)
 cli.add_command(offsets)
 cli.add_command(replay)
 cli.add_command(demo)
+cli.add_command(asyncapi)
 
 
 def main() -> None:
