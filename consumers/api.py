@@ -19,6 +19,7 @@ from fastapi.responses import Response
 
 from consumers.queries import MAX_PAGE, QueryView
 from consumers.store import Store
+from ecom.metrics import instrument
 
 Limit = Query(50, ge=1, le=MAX_PAGE, description="Items per page.")
 After = Query(None, description="The `next` value of the previous page.")
@@ -32,6 +33,7 @@ def create_app(store: Store) -> FastAPI:
         description="Orders, products, prices, taxes and stock, as the projections built "
         "them. Every answer says how fresh it is.",
     )
+    instrument(app, "query-api")
 
     def found(answer: dict[str, Any] | None, what: str) -> Response:
         if answer is not None and answer["data"] is None:

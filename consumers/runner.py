@@ -29,7 +29,7 @@ from datetime import datetime
 from consumers.engine import Engine
 from consumers.projection import Envelope, Position, Projection
 from consumers.store import OffsetRow, Store
-from ecom import faults
+from ecom import faults, metrics
 from ecom.errors import DecodeError, Fenced, InvalidEvent, KafkaUnavailable, StaleView
 from ecom.kafka import (
     LOW_LATENCY,
@@ -195,6 +195,7 @@ class ProjectionRunner:
                     "%s: %s; re-reading from the stored offsets", self.projection.name, error
                 )
                 self.progress.fenced += 1
+                metrics.FENCED.labels(self.group).inc()
                 self._seek_to_stored(consumer, consumer.assignment())
             self._follow_switch(consumer)
             self._recheck_topics()
@@ -289,6 +290,8 @@ class ProjectionRunner:
         folded = self.engine.fold([envelope for envelope, _ in envelopes])
         self.progress.decode_s += decoded - started
         self.progress.fold_s += time.perf_counter() - decoded
+        self._observe("decode", decoded - started)
+        self._observe("fold", time.perf_counter() - decoded)
         by_envelope = {id(envelope): message for envelope, message in envelopes}
         dead += [(by_envelope[id(envelope)], error) for envelope, error in folded.invalid]
         for message, error in dead:
@@ -311,6 +314,8 @@ class ProjectionRunner:
         stored = time.perf_counter()
         self.engine.commit(folded, offsets, expected)
         self.progress.store_s += time.perf_counter() - stored
+        self._observe("commit", time.perf_counter() - stored)
+        self._count(messages, dead, offsets)
         faults.reach("crash-after-db-commit")  # the crash test dies here: DB, not Kafka
         for row in offsets:
             self.next_offsets[(row.topic, row.partition)] = row.next_offset
@@ -319,6 +324,23 @@ class ProjectionRunner:
         self.progress.dead_letters += len(dead)
         self.progress.batches += 1
         return offsets
+
+    def _observe(self, phase: str, seconds: float) -> None:
+        metrics.BATCH_SECONDS.labels(self.group, phase).observe(seconds)
+
+    def _count(self, messages: list[Message], dead: list[tuple[Message, Exception]],
+               offsets: list[OffsetRow]) -> None:  # fmt: skip
+        by_topic: dict[str, int] = {}
+        for message in messages:
+            by_topic[message.topic() or ""] = by_topic.get(message.topic() or "", 0) + 1
+        for topic, count in by_topic.items():
+            metrics.RECORDS_CONSUMED.labels(self.group, topic).inc(count)
+        for message, _ in dead:
+            metrics.DEAD_LETTERS.labels(self.group, message.topic() or "").inc()
+        for row in offsets:
+            if row.high_watermark is not None:
+                lag = max(0, row.high_watermark - row.next_offset)
+                metrics.LAG.labels(self.group, row.topic, str(row.partition)).set(lag)
 
     def fresh(self, message: Message) -> bool:
         """Drop errors we ride out, and records the view already holds."""

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, create_model
 
 from ecom.errors import BadInput, DeliveryFailed, KafkaUnavailable
 from ecom.kafka import LOW_LATENCY
+from ecom.metrics import instrument
 from ecom.topology import Topology
 from producers.idempotency import IdempotencyKeys, fingerprint
 from producers.input import build_event
@@ -127,6 +128,7 @@ def create_app(
         "answered with 202 once Kafka has acknowledged it.",
         lifespan=lifespan,
     )
+    instrument(app, "command-api")
 
     async def accept(command: Command, data: dict[str, Any], key: str | None) -> Accepted:
         if not key:

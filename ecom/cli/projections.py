@@ -8,8 +8,11 @@ from consumers.projections import PROJECTIONS, by_names
 from consumers.queries import QueryView
 from consumers.store import open_store
 from consumers.workers import run_workers
+from ecom import metrics
 from ecom.cli.context import context
 from ecom.cli.output import bootstrap_option, echo_table, store_option
+
+METRICS_PORT = 9400
 
 
 @click.group()
@@ -19,11 +22,16 @@ def projections() -> None:
 
 @projections.command(name="run")
 @click.argument("names", nargs=-1)
+@click.option("--metrics-port", type=click.IntRange(0, 65535), envvar="ECOM_METRICS_PORT",
+              default=METRICS_PORT, show_default=True,
+              help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics (0: off).")  # fmt: skip
 @store_option
 @bootstrap_option
-def run_command(names: tuple[str, ...], store_url: str | None, bootstrap: str | None) -> None:
+def run_command(names: tuple[str, ...], metrics_port: int, store_url: str | None,
+                bootstrap: str | None) -> None:  # fmt: skip
     """Run projections (all, or the NAMES given) until SIGTERM / Ctrl-C."""
     ctx = context(bootstrap, store_url)
+    metrics.serve(metrics_port)
     run_workers(by_names(list(names)), ctx.store_url, ctx.topology, ctx.bootstrap, click.echo)
 
 
