@@ -30,7 +30,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from consumers.projection import Projection
 from consumers.runner import BATCH, Progress, ProjectionRunner
@@ -57,6 +57,7 @@ RETIRED = "retired"
 PAST = "past"
 REPORT_EVERY_S = 1.0
 CATCH_UP_S = 120.0
+GRACE_S = 30.0  # a live runner notices a switch within a second and a batch
 CATCH_UP_POLL_S = 0.05  # short: the shadow stays close to the log end
 
 
@@ -250,12 +251,21 @@ class Replay:
 
 
 def drop_retired(store: Store, projection: Projection, keep: int) -> list[int]:
-    """Drop a projection's retired generations but the newest `keep`; return those dropped."""
+    """Drop a projection's retired generations but the newest `keep`; return those dropped.
+    The one retired by a switch less than GRACE_S ago stays whatever `keep` says: live
+    runners may still be writing to it until they notice the switch."""
     retired = [g.generation for g in store.generations(projection.name) if g.state == RETIRED]
+    switched = store.switched_at(projection.name)
+    if retired and switched is not None and _age(switched) < GRACE_S:
+        retired.pop()
     dropped = retired[: max(0, len(retired) - keep)]
     for generation in dropped:
         store.drop_tables(projection, generation)
     return dropped
+
+
+def _age(at: datetime) -> float:
+    return (datetime.now(UTC) - at).total_seconds()
 
 
 def _ms(at: datetime) -> int:

@@ -307,10 +307,7 @@ class ProjectionRunner:
         if dead:
             dead_letters.flush()  # acknowledged before the offsets move past them
         offsets = self._offsets(consumer, messages, envelopes)
-        expected = {
-            (o.topic, o.partition): self.next_offsets.get((o.topic, o.partition), 0)
-            for o in offsets
-        }
+        expected = dict(self.next_offsets)  # every partition held, not only the batch's
         stored = time.perf_counter()
         self.engine.commit(folded, offsets, expected)
         self.progress.store_s += time.perf_counter() - stored

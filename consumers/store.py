@@ -236,6 +236,11 @@ class Store:
             for r in rows
         ]
 
+    def switched_at(self, projection: str) -> datetime | None:
+        """Return when the view last switched generation (None: never)."""
+        rows = self.fetch("SELECT switched_at FROM ecom_views WHERE projection = ?", (projection,))
+        return datetime.fromisoformat(rows[0]["switched_at"]) if rows else None
+
     def active_generation(self, projection: str) -> int | None:
         rows = self.fetch("SELECT generation FROM ecom_views WHERE projection = ?", (projection,))
         return int(rows[0]["generation"]) if rows else None
@@ -312,7 +317,8 @@ class Store:
     ) -> dict[tuple[str, int], int]:
         statement = (
             "SELECT topic, kafka_partition, next_offset FROM ecom_offsets "
-            "WHERE projection = ? AND generation = ?" + (self.row_lock if lock else "")
+            "WHERE projection = ? AND generation = ? ORDER BY topic, kafka_partition"
+            + (self.row_lock if lock else "")
         )
         rows = connection.execute(self.sql(statement), (projection, generation)).fetchall()
         return {(topic, partition): offset for topic, partition, offset in rows}
@@ -370,9 +376,9 @@ class Store:
     ) -> None:
         """Write rows and the offsets they reflect in one transaction.
 
-        With `expected` (the stored next offset each partition had when the batch was
-        read; 0 for none) the batch is a compare-and-set: if another writer moved any of
-        them, nothing is written and Fenced is raised."""
+        With `expected` (the stored next offset of every partition the writer holds, as
+        it last read or wrote them; 0 for none) the batch is a compare-and-set: if another
+        writer moved any of them, nothing is written and Fenced is raised."""
         by_type: dict[type[Row], list[Row]] = {}
         for row in rows:
             by_type.setdefault(type(row), []).append(row)
@@ -395,16 +401,21 @@ class Store:
         expected: Mapping[tuple[str, int], int],
     ) -> None:
         guarded = self.sql(OFFSETS_UPSERT + " WHERE ecom_offsets.next_offset = ?")
+        ordered = sorted(offsets, key=lambda o: (o.topic, o.partition))  # one lock order
         for params, row in zip(
-            _offset_params(projection, generation, offsets), offsets, strict=True
+            _offset_params(projection, generation, ordered), ordered, strict=True
         ):
             before = expected.get((row.topic, row.partition), 0)
             cursor = connection.execute(guarded, (*params, before))
             if cursor.rowcount != 1:
-                raise Fenced(
-                    f"{projection}: {row.topic}[{row.partition}] was written by another runner "
-                    f"since this one read it at offset {before}"
-                )
+                raise _fenced(projection, (row.topic, row.partition), before)
+        # The partitions this runner holds but the batch did not touch count too: a row
+        # can be written from two topics (a product's price from pricing and products).
+        written = {(o.topic, o.partition) for o in offsets}
+        stored = self._read_offsets(connection, projection, generation)
+        for partition, before in sorted(expected.items()):
+            if partition not in written and stored.get(partition, 0) != before:
+                raise _fenced(projection, partition, before)
 
     def _upsert(
         self, connection: Connection, row_type: type[Row], generation: int, rows: list[Row]
@@ -474,6 +485,14 @@ def _offset_params(
         )
         for o in offsets
     ]
+
+
+def _fenced(projection: str, partition: tuple[str, int], before: int) -> Fenced:
+    topic, number = partition
+    return Fenced(
+        f"{projection}: {topic}[{number}] was written by another runner since this one "
+        f"read it at offset {before}"
+    )
 
 
 def _record(row: Row) -> dict[str, Any]:

@@ -53,7 +53,31 @@ def test_retired_generations_beyond_the_kept_ones_are_dropped(view: Store) -> No
         view.create_generation(INVENTORY, generation, "replaying")
         view.switch("inventory", generation)
     view.create_generation(INVENTORY, 5, "past")
-    assert drop_retired(view, INVENTORY, keep=1) == [1, 2]
+    assert drop_retired(view, INVENTORY, keep=1) == [1]
+    assert drop_retired(view, INVENTORY, keep=0) == [2], "3 was retired a moment ago"
+    _age_the_switch(view)
     assert drop_retired(view, INVENTORY, keep=0) == [3]
     states = {g.generation: g.state for g in view.generations("inventory")}
     assert states == {4: "active", 5: "past"}
+
+
+def _age_the_switch(view: Store) -> None:
+    with view.transaction() as connection:
+        connection.execute(
+            view.sql("UPDATE ecom_views SET switched_at = ? WHERE projection = ?"),
+            ("2000-01-01T00:00:00+00:00", "inventory"),
+        )
+
+
+def test_a_partition_the_batch_did_not_touch_fences_it_too(view: Store) -> None:
+    """A row can be written from two topics: a batch of one partition is refused when
+    another partition its runner holds moved under it."""
+    other = ("products", 0)
+    view.create_generation(INVENTORY, 1, "active")
+    view.commit("inventory", 1, [_stock(3)], _at(5), expected={})
+    view.commit("inventory", 1, [_stock(4)], [OffsetRow(*other, 2)], expected={})
+    held = {PARTITION: 5, other: 0}  # this runner last saw products[0] at 0
+    with pytest.raises(Fenced, match=r"products\[0\] was written by another runner"):
+        view.commit("inventory", 1, [_stock(9)], _at(6), expected=held)
+    assert view.offsets("inventory", 1)[PARTITION].next_offset == 5
+    view.commit("inventory", 1, [_stock(9)], _at(6), expected={PARTITION: 5, other: 2})
