@@ -28,6 +28,7 @@ from consumers.projections import PROJECTIONS
 from consumers.queries import QueryView
 from consumers.runner import ProjectionRunner
 from consumers.store import open_store
+from ecom.apikeys import ApiKeys
 from ecom.kafka import log_ends, scratch_topology
 from ecom.process import Children, Spec
 from ecom.topology import Topology
@@ -60,12 +61,12 @@ def run(topology: Topology, bootstrap: str, orders: int, reads: int, report: Rep
         _apply_rates(scratch, bootstrap, store_url, report)
         order_ids = [e.order_id for e in events if isinstance(e, OrderCreated)]
         product_ids = sorted({e.product_id for e in events if e.event_type == "ProductCreated"})  # type: ignore[attr-defined]
-        with _query_server(store_url) as base_url:
-            _reads("idle", store_url, base_url, order_ids, product_ids, reads, report)
+        with _query_server(store_url) as server:
+            _reads("idle", store_url, server, order_ids, product_ids, reads, report)
             more = _traffic(orders, seed=12)
             _publish(scratch, bootstrap, more)
             with _worker(scratch, bootstrap, store_url) as applied:
-                _reads("while applying", store_url, base_url, order_ids, product_ids, reads, report)
+                _reads("while applying", store_url, server, order_ids, product_ids, reads, report)
                 report(f"  (the worker applied {applied():,} events during these reads)")
 
 
@@ -122,7 +123,7 @@ def _apply_until_caught_up(
 def _reads(
     label: str,
     store_url: str,
-    base_url: str,
+    server: QueryServer,
     orders: list[str],
     products: list[str],
     count: int,
@@ -136,12 +137,12 @@ def _reads(
         "stock": (view.inventory, products, "/inventory/{}"),
     }
     report(f"point reads, {label} (p50 / p99 in ms over {count:,} reads each):")
-    host, port = base_url.removeprefix("http://").split(":")
+    host, port = server.base_url.removeprefix("http://").split(":")
     client = http.client.HTTPConnection(host, int(port), timeout=10)  # keep-alive, little overhead
     try:
         for kind, (call, ids, path) in kinds.items():
             local = _measure(partial(_random_read, call, ids, rng), count)
-            over_http = partial(_get, client, path)
+            over_http = partial(_get, client, server.headers, path)
             remote = _measure(partial(_random_read, over_http, ids, rng), count)
             report(
                 f"  {kind:<8} in-process {local.p50:6.3f} / {local.p99:6.3f}   "
@@ -156,9 +157,11 @@ def _random_read(call: Callable[[str], object], ids: list[str], rng: random.Rand
     return call(rng.choice(ids))
 
 
-def _get(client: http.client.HTTPConnection, path: str, entity: str) -> bytes:
+def _get(
+    client: http.client.HTTPConnection, headers: dict[str, str], path: str, entity: str
+) -> bytes:
     path = path.format(entity)
-    client.request("GET", path)
+    client.request("GET", path, headers=headers)
     response = client.getresponse()
     body = response.read()
     if response.status != 200:
@@ -180,17 +183,33 @@ def _measure(call: Callable[[], object], count: int) -> Latency:
     )
 
 
+@dataclass(frozen=True)
+class QueryServer:
+    """Where the query API listens, and the key it was given for this run."""
+
+    base_url: str
+    key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
 @contextmanager
-def _query_server(store_url: str) -> Iterator[str]:
-    """Start `ecom serve query` in another process; yield its base URL."""
+def _query_server(store_url: str) -> Iterator[QueryServer]:
+    """Start `ecom serve query` in another process with a key of its own; yield it."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     base_url = f"http://127.0.0.1:{port}"
-    with Children() as children:
-        server = children.start(
-            Spec("query-api", ("serve", "query", "--port", str(port), "--store", store_url))
-        )
+    with tempfile.TemporaryDirectory() as tmp, Children() as children:
+        keys_file = Path(tmp) / "api-keys.db"
+        api_keys = ApiKeys(keys_file)
+        key = api_keys.create("bench", "queries")
+        api_keys.close()
+        args = ("serve", "query", "--port", str(port))
+        env = {"ECOM_API_KEYS_FILE": str(keys_file), "ECOM_STORE": store_url}
+        server = children.start(Spec("query-api", args, env))
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -200,7 +219,7 @@ def _query_server(store_url: str) -> Iterator[str]:
                 if time.monotonic() > deadline or not server.alive():
                     raise RuntimeError("the query server did not start") from None
                 time.sleep(0.2)
-        yield base_url
+        yield QueryServer(base_url, key)
 
 
 @contextmanager
@@ -214,8 +233,8 @@ def _worker(topology: Topology, bootstrap: str, store_url: str) -> Iterator[Call
         return sum(sum(p["offsets"].values()) for p in view.health()["projections"].values())
 
     before = offsets()
-    args = ("projections", "run", "--store", store_url, "--bootstrap", bootstrap)
-    env = {"ECOM_TOPIC_PREFIX": topology.prefix}
+    args = ("projections", "run", "--bootstrap", bootstrap)
+    env = {"ECOM_TOPIC_PREFIX": topology.prefix, "ECOM_STORE": store_url}
     try:
         with Children() as children:
             children.start(Spec("projections", args, env))

@@ -19,20 +19,22 @@ from fastapi.responses import Response
 
 from consumers.queries import MAX_PAGE, QueryView
 from consumers.store import Store
+from ecom.apikeys import MAX_BODY_BYTES, ApiKeys, protect
 from ecom.metrics import instrument
 
 Limit = Query(50, ge=1, le=MAX_PAGE, description="Items per page.")
 After = Query(None, description="The `next` value of the previous page.")
 
 
-def create_app(store: Store) -> FastAPI:
-    """Build the query API over one view database."""
+def create_app(store: Store, api_keys: ApiKeys, max_body: int = MAX_BODY_BYTES) -> FastAPI:
+    """Build the query API over one view database, open to `queries` keys."""
     view = QueryView(store)
     app = FastAPI(
         title="ecomstream query view",
         description="Orders, products, prices, taxes and stock, as the projections built "
         "them. Every answer says how fresh it is.",
     )
+    protect(app, api_keys, "queries", max_body)
     instrument(app, "query-api")
 
     def found(answer: dict[str, Any] | None, what: str) -> Response:

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from consumers.projection import Key, Projection, Row, Table
 from ecom.errors import BadInput, Fenced, StoreError
+from ecom.settings import redact
 
 IN_CHUNK = 500
 META_TABLES = {
@@ -588,4 +589,6 @@ def open_store(url: str) -> Store:
         return SqliteStore(url)
     if url.startswith(("postgresql:", "postgres:")):
         return PostgresStore(url)
-    raise BadInput(f"unknown store URL {url!r}; use sqlite:///path/view.db or postgresql://...")
+    raise BadInput(
+        f"unknown store URL {redact(url)!r}; use sqlite:///path/view.db or postgresql://..."
+    )

@@ -12,6 +12,7 @@ from types import FrameType
 from consumers.projection import Projection
 from consumers.runner import ProjectionRunner
 from consumers.store import open_store
+from ecom.settings import redact
 from ecom.topology import Topology
 
 Report = Callable[[str], None]
@@ -45,7 +46,7 @@ def run_workers(
     try:
         for thread in threads:
             thread.start()
-        report(f"running {', '.join(r.projection.name for r in runners)} into {store_url}")
+        report(f"running {', '.join(r.projection.name for r in runners)} into {redact(store_url)}")
         _watch(threads, runners, report)
     finally:
         stop_all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from functools import lru_cache
 from pathlib import Path
@@ -51,6 +52,9 @@ class Settings(BaseSettings):
     host_id: str = Field(default_factory=socket.gethostname, min_length=1)
     # How many retired generations of a view a replay keeps after its switch.
     keep_generations: int = Field(default=1, ge=0)
+    # The HTTP APIs: where their keys are kept, and the largest request body they read.
+    api_keys_file: Path | None = None
+    max_body_bytes: int = Field(default=1_048_576, ge=1)
 
     @property
     def store_url(self) -> str:
@@ -69,8 +73,17 @@ class Settings(BaseSettings):
         return self.topics_file or self.home / "topics.yaml"
 
     @property
+    def api_keys_path(self) -> Path:
+        return self.api_keys_file or self.home / ".ecom" / "api-keys.db"
+
+    @property
     def instances_path(self) -> Path:
         return self.home / ".ecom" / "instances"
+
+
+def redact(url: str) -> str:
+    """Return a URL fit for logs: its password replaced by ***."""
+    return re.sub(r"(://[^:/@]*:)[^/]*@", r"\1***@", url)
 
 
 @lru_cache(maxsize=1)

@@ -22,6 +22,7 @@ from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, create_model
 
+from ecom.apikeys import MAX_BODY_BYTES, ApiKeys, protect
 from ecom.errors import BadInput, DeliveryFailed, KafkaUnavailable
 from ecom.kafka import LOW_LATENCY
 from ecom.metrics import instrument
@@ -107,17 +108,23 @@ class Publisher:
 
 
 def create_app(
-    topology: Topology, bootstrap: str, query_url: str | None = None, keys: Path | None = None
+    topology: Topology,
+    bootstrap: str,
+    api_keys: ApiKeys,
+    query_url: str | None = None,
+    idempotency: Path | None = None,
+    max_body: int = MAX_BODY_BYTES,
 ) -> FastAPI:
-    """Build the command API publishing to the given cluster (idempotency keys kept in
-    the file `keys`, or in memory for the life of the app)."""
+    """Build the command API publishing to the given cluster, open to `commands` keys
+    (idempotency keys kept in the file `idempotency`, or in memory for the life of the
+    app)."""
     state: dict[str, Any] = {}
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         producer = EventProducer(topology, bootstrap, "/ecomstream/api", **LOW_LATENCY)
         state["publisher"] = Publisher(producer)
-        state["keys"] = IdempotencyKeys(keys or Path(":memory:"))
+        state["keys"] = IdempotencyKeys(idempotency or Path(":memory:"))
         yield
         state.pop("publisher").close()
         state.pop("keys").close()
@@ -128,6 +135,7 @@ def create_app(
         "answered with 202 once Kafka has acknowledged it.",
         lifespan=lifespan,
     )
+    protect(app, api_keys, "commands", max_body)
     instrument(app, "command-api")
 
     async def accept(command: Command, data: dict[str, Any], key: str | None) -> Accepted:
@@ -175,8 +183,8 @@ def create_app(
 
     @app.get("/health")
     async def health() -> dict[str, str]:
-        """Tell that the API runs and which cluster it publishes to."""
-        return {"status": "ok", "kafka": bootstrap}
+        """Tell that the API runs (nothing about the cluster: this route is open)."""
+        return {"status": "ok"}
 
     return app
 

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 import yaml
 
+from ecom.apikeys import ApiKeys
+
 if TYPE_CHECKING:
     from ecom.cluster import LocalCluster
 
@@ -93,3 +95,9 @@ def scratch_cluster_env(tmp_path: Path, local: LocalCluster | None = None) -> di
     if local is not None:
         (root / "lib").symlink_to(local.lib_dir)
     return {"ECOM_CLUSTER_DIR": str(root), "ECOM_CLUSTER_PORT_BASE": str(_free_port_base())}
+
+
+def keyed(scope: str) -> tuple[ApiKeys, dict[str, str]]:
+    """Return an in-memory key store with one key of `scope`, and the headers that send it."""
+    keys = ApiKeys(Path(":memory:"))
+    return keys, {"Authorization": f"Bearer {keys.create('test', scope)}"}

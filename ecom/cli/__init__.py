@@ -16,6 +16,7 @@ from ecom.cli.asyncapi import asyncapi
 from ecom.cli.bench import bench
 from ecom.cli.cluster import cluster
 from ecom.cli.demo import demo
+from ecom.cli.keys import keys
 from ecom.cli.offsets import offsets
 from ecom.cli.produce import produce, simulate
 from ecom.cli.projections import projections, replay
@@ -48,6 +49,7 @@ cli.add_command(schemas)
 cli.add_command(produce)
 cli.add_command(simulate)
 cli.add_command(serve)
+cli.add_command(keys)
 cli.add_command(bench)
 cli.add_command(projections)
 cli.add_command(query)

@@ -19,6 +19,7 @@ import click
 
 from consumers.queries import QueryView
 from consumers.store import open_store
+from ecom.apikeys import SCOPES, ApiKeys
 from ecom.cli.context import context
 from ecom.cli.output import bootstrap_option
 from ecom.kafka import TopicAdmin
@@ -82,11 +83,12 @@ def services(settings: Settings, bootstrap: str, report: Report) -> Iterator[Non
     query_port = _port(settings.query_url)
     commands = {
         "workers": ("worker", "all"),
-        "projections": ("projections", "run", "--store", settings.store_url),
-        "query-api": ("serve", "query", "--store", settings.store_url, "--port", query_port),
+        "projections": ("projections", "run"),
+        "query-api": ("serve", "query", "--port", query_port),
         "command-api": ("serve", "commands", "--port", str(settings.commands_port)),
     }
-    env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+    # The store URL may hold a password: children get it from the environment, never argv.
+    env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "ECOM_STORE": settings.store_url}
     with Children() as children:
         for name, args in commands.items():
             log = logs / f"{name}.log"
@@ -189,8 +191,12 @@ def _report(view: QueryView, orders: list[str], settings: Settings, report: Repo
     lags = view.health()["projections"]
     report("projection lag: " + ", ".join(f"{name} {info['lag']}" for name, info in lags.items()))
     order = orders[0]
+    auth = _demo_keys(settings)
     report(f"""
-where to look:
+where to look (the APIs want a key: curl -H 'Authorization: Bearer KEY' ...):
+  query API key   {auth["queries"]}
+  command API key {auth["commands"]}
+  (made for this run as demo-queries / demo-commands; `ecom keys` makes your own)
   {settings.query_url}/orders/{order}      an order, its timeline and payment
   {settings.query_url}/orders?status=confirmed
   {settings.query_url}/products            prices, taxes and stock
@@ -200,6 +206,19 @@ where to look:
   ecom query order {order}
   ecom offsets list / ecom projections list
   logs in {settings.home / ".ecom" / "logs"}""")
+
+
+def _demo_keys(settings: Settings) -> dict[str, str]:
+    """Make this run's demo keys (a key is shown once, so each run makes new ones)."""
+    keys = ApiKeys(settings.api_keys_path)
+    made = {}
+    for scope in SCOPES:
+        name = f"demo-{scope}"
+        if any(k.name == name for k in keys.list()):
+            keys.revoke(name)
+        made[scope] = keys.create(name, scope)
+    keys.close()
+    return made
 
 
 def _port(url: str) -> str:

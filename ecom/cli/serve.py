@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ecom.apikeys import ApiKeys
 from ecom.cli.context import context
 from ecom.cli.output import bootstrap_option
 
@@ -26,8 +27,15 @@ def commands(host: str, port: int, bootstrap: str | None) -> None:
     from producers.api import create_app
 
     ctx = context(bootstrap)
-    keys = ctx.settings.home / ".ecom" / "idempotency.db"
-    app = create_app(ctx.topology, ctx.bootstrap, ctx.settings.query_url, keys)
+    settings = ctx.settings
+    app = create_app(
+        ctx.topology,
+        ctx.bootstrap,
+        ApiKeys(settings.api_keys_path),
+        settings.query_url,
+        settings.home / ".ecom" / "idempotency.db",
+        settings.max_body_bytes,
+    )
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
@@ -42,5 +50,7 @@ def query_command(host: str, port: int, store_url: str | None) -> None:
     from consumers.api import create_app
     from consumers.store import open_store
 
-    app = create_app(open_store(context(store=store_url).store_url))
+    ctx = context(store=store_url)
+    keys = ApiKeys(ctx.settings.api_keys_path)
+    app = create_app(open_store(ctx.store_url), keys, ctx.settings.max_body_bytes)
     uvicorn.run(app, host=host, port=port, log_level="warning")

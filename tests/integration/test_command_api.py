@@ -7,11 +7,13 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from ecom.apikeys import ApiKeys
 from ecom.kafka import log_ends
 from ecom.topology import Topology
 from producers.api import create_app
 from schemas import Codec, OrderCancellationRequested, OrderCreated
 from tests.conftest import KafkaCluster
+from tests.support import keyed
 
 pytestmark = pytest.mark.kafka
 ORDER = {
@@ -23,9 +25,17 @@ ORDER = {
 
 
 @pytest.fixture
-def client(kafka: KafkaCluster, topology: Topology) -> Iterator[TestClient]:
-    app = create_app(topology, kafka.bootstrap, "http://query.test")
-    with TestClient(app) as client:
+def api_keys() -> tuple[ApiKeys, dict[str, str]]:
+    return keyed("commands")
+
+
+@pytest.fixture
+def client(
+    kafka: KafkaCluster, topology: Topology, api_keys: tuple[ApiKeys, dict[str, str]]
+) -> Iterator[TestClient]:
+    keys, auth = api_keys
+    app = create_app(topology, kafka.bootstrap, keys, "http://query.test")
+    with TestClient(app, headers=auth) as client:
         yield client
 
 
@@ -117,3 +127,50 @@ def test_a_retried_post_with_an_idempotency_key_gets_the_first_answer_and_publis
     assert "was used for another request" in other.json()["detail"]
     fresh = client.post("/orders", json=ORDER, headers={"Idempotency-Key": "another-key"})
     assert fresh.json()["entity_id"] != first.json()["entity_id"]
+
+
+def _chunks(size: int) -> Iterator[bytes]:
+    """A body sent without Content-Length (chunked), `size` bytes of JSON in all."""
+    yield b'{"user_id": "'
+    yield b"u" * (size - 15)
+    yield b'"}'
+
+
+@pytest.mark.parametrize(
+    ("headers", "content", "status", "detail"),
+    [
+        ({"Authorization": ""}, None, 401, "an API key is required"),
+        ({"Authorization": "Bearer ecom_not-a-key"}, None, 401, "unknown API key"),
+        ({"Authorization": "Basic dXNlcjpwYXNz"}, None, 401, "an API key is required"),
+        ("queries", None, 403, "this key's scope is queries; this API needs a commands key"),
+        ({}, b"{" + b" " * 1_048_576 + b"}", 413, "request body over 1048576 bytes"),
+        ({}, "chunked", 413, "request body over 1048576 bytes"),
+    ],
+)
+def test_requests_without_the_right_key_or_too_big_are_refused_and_publish_nothing(
+    client: TestClient, kafka: KafkaCluster, topology: Topology,
+    api_keys: tuple[ApiKeys, dict[str, str]],
+    headers: dict[str, str] | str, content: bytes | str | None, status: int, detail: str,
+) -> None:  # fmt: skip
+    if headers == "queries":
+        headers = {"Authorization": f"Bearer {api_keys[0].create('reader', 'queries')}"}
+    body = _chunks(1_048_577) if content == "chunked" else content
+    assert isinstance(headers, dict)
+    if body is None:
+        response = client.post("/orders", json=ORDER, headers=headers)
+    else:
+        response = client.post("/orders", content=body, headers=headers)
+    assert (response.status_code, response.json()["detail"][: len(detail)]) == (status, detail)
+    offsets = log_ends(kafka.bootstrap, [t.name for t in topology.topics()])
+    assert sum(offsets.values()) == 0
+
+
+def test_health_is_open_and_names_no_cluster(kafka: KafkaCluster, topology: Topology) -> None:
+    keys, _ = keyed("commands")
+    with TestClient(create_app(topology, kafka.bootstrap, keys)) as anonymous:
+        answer = anonymous.get("/health")
+        assert answer.status_code == 200
+        assert "127.0.0.1" not in answer.text
+        assert "kafka" not in answer.text
+        assert anonymous.get("/metrics").status_code == 200
+        assert anonymous.post("/orders", json=ORDER).status_code == 401

@@ -17,7 +17,7 @@ from ecom.topology import Topology
 from schemas import OrderCreated
 from tests.conftest import KafkaCluster
 from tests.runners import runner_process, shop_log
-from tests.support import wait_for
+from tests.support import keyed, wait_for
 
 
 def _value(text: str, name: str, **labels: str) -> float:
@@ -32,9 +32,10 @@ def _value(text: str, name: str, **labels: str) -> float:
 
 
 def test_the_query_api_counts_requests_by_route_and_status(tmp_path: Path) -> None:
+    keys, auth = keyed("queries")
     with (
         open_store(f"sqlite:///{tmp_path / 'view.db'}") as store,
-        TestClient(create_app(store)) as client,
+        TestClient(create_app(store, keys), headers=auth) as client,
     ):
         route = {"service": "query-api", "route": "/orders/{order_id}", "method": "GET"}
         before = _value(client.get("/metrics").text, "ecom_http_requests_total", **route)

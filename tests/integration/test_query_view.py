@@ -19,7 +19,7 @@ from schemas import Event, OrderCreated, ProductCreated
 from tests.conftest import KafkaCluster
 from tests.postgres import create_database
 from tests.runners import run_until_caught_up, shop_log
-from tests.support import REPO, run_cli, unique
+from tests.support import REPO, keyed, run_cli, unique
 
 pytestmark = pytest.mark.kafka
 
@@ -51,7 +51,11 @@ def shop(
         kafka.seed(topology, events)
         for projection in PROJECTIONS.values():
             run_until_caught_up(projection, store_url, topology, kafka.bootstrap)
-        with open_store(store_url) as view, TestClient(create_app(view)) as client:
+        keys, auth = keyed("queries")
+        with (
+            open_store(store_url) as view,
+            TestClient(create_app(view, keys), headers=auth) as client,
+        ):
             yield Shop(events, store_url, client, topology)
 
 

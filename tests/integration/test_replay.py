@@ -20,7 +20,7 @@ from ecom.topology import Topology
 from schemas import Codec, OrderCreated
 from tests.conftest import KafkaCluster
 from tests.runners import caught_up, run_until_caught_up, running, shop_log
-from tests.support import run_cli, wait_for
+from tests.support import keyed, run_cli, wait_for
 
 pytestmark = pytest.mark.kafka
 ORDERS = PROJECTIONS["orders"]
@@ -70,10 +70,11 @@ def test_replay_switches_under_read_load_and_equals_a_clean_run(
     clean_url = f"sqlite:///{tmp_path / 'clean.db'}"
     run_until_caught_up(ORDERS, clean_url, topology, kafka.bootstrap)
     total = sum(isinstance(e, OrderCreated) for e in events)
+    keys, auth = keyed("queries")
     with (
         running(ORDERS, live_url, topology, kafka.bootstrap) as live,
         open_store(live_url) as store,
-        TestClient(create_app(store)) as client,
+        TestClient(create_app(store, keys), headers=auth) as client,
     ):
         wait_for(lambda: caught_up(store, live, kafka.bootstrap), 120, "the live view", 0.2)
         with ReadLoad(client) as load:

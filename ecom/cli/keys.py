@@ -1,0 +1,47 @@
+"""`ecom keys`: the API keys of the command and query APIs."""
+
+from __future__ import annotations
+
+import datetime
+
+import click
+
+from ecom.apikeys import SCOPES, ApiKeys
+from ecom.cli.output import echo_table
+from ecom.settings import get_settings
+
+
+def _keys() -> ApiKeys:
+    return ApiKeys(get_settings().api_keys_path)
+
+
+@click.group()
+def keys() -> None:
+    """Make, list and revoke the keys the HTTP APIs require (Authorization: Bearer)."""
+
+
+@keys.command()
+@click.argument("name")
+@click.option("--scope", type=click.Choice(SCOPES), required=True,
+              help="commands: the command API; queries: the query API.")  # fmt: skip
+def create(name: str, scope: str) -> None:
+    """Make a key and print it: the only time it is shown (only its hash is kept)."""
+    click.echo(_keys().create(name, scope))
+
+
+@keys.command(name="list")
+def list_keys() -> None:
+    """Show each key's name, scope and creation time (never the key)."""
+    rows = [
+        (k.name, k.scope, datetime.datetime.fromtimestamp(k.created_at).isoformat(" ", "seconds"))
+        for k in _keys().list()
+    ]
+    echo_table(["name", "scope", "created"], rows)
+
+
+@keys.command()
+@click.argument("name")
+def revoke(name: str) -> None:
+    """Delete a key: requests with it get 401 from now on."""
+    _keys().revoke(name)
+    click.echo(f"revoked {name}")

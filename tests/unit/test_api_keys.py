@@ -1,0 +1,75 @@
+"""API keys: made once, stored hashed, scoped; the query API refuses requests without one."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from consumers.api import create_app
+from consumers.store import open_store
+from ecom.apikeys import ApiKeys
+from ecom.settings import redact
+from tests.support import run_cli
+
+
+def test_keys_are_shown_once_stored_hashed_in_a_private_file_and_revocable(
+    tmp_path: Path,
+) -> None:
+    env = {"ECOM_API_KEYS_FILE": str(tmp_path / "keys.db")}
+    made = run_cli("keys", "create", "ops", "--scope", "queries", env=env)
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
+    assert key.startswith("ecom_")
+    assert len(key) > 40
+    keys_file = tmp_path / "keys.db"
+    assert stat.S_IMODE(keys_file.stat().st_mode) == 0o600
+    assert key.encode() not in keys_file.read_bytes()
+    listed = run_cli("keys", "list", env=env)
+    assert "ops" in listed.stdout
+    assert "queries" in listed.stdout
+    assert key not in listed.stdout
+    again = run_cli("keys", "create", "ops", "--scope", "queries", env=env)
+    assert again.returncode == 2
+    assert again.stderr.strip() == "error: a key named 'ops' exists; revoke it first"
+    wrong = run_cli("keys", "create", "x", "--scope", "everything", env=env)
+    assert wrong.returncode == 2
+    assert "Traceback" not in wrong.stderr
+    store = ApiKeys(keys_file)
+    assert store.scope_of(key) == "queries"
+    assert run_cli("keys", "revoke", "ops", env=env).returncode == 0
+    assert store.scope_of(key) is None
+    gone = run_cli("keys", "revoke", "ops", env=env)
+    assert (gone.returncode, gone.stderr.strip()) == (2, "error: no key named 'ops'")
+
+
+def test_the_query_api_wants_a_queries_key_but_health_and_metrics_stay_open(
+    tmp_path: Path,
+) -> None:
+    keys = ApiKeys(Path(":memory:"))
+    reader, writer = keys.create("reader", "queries"), keys.create("writer", "commands")
+    with (
+        open_store(f"sqlite:///{tmp_path / 'view.db'}") as store,
+        TestClient(create_app(store, keys)) as client,
+    ):
+        assert client.get("/orders/o-1").status_code == 401
+        assert client.get("/orders/o-1").headers["www-authenticate"] == "Bearer"
+        bearer = {"Authorization": f"Bearer {writer}"}
+        assert client.get("/orders/o-1", headers=bearer).status_code == 403
+        bearer = {"Authorization": f"Bearer {reader}"}
+        assert client.get("/orders/o-1", headers=bearer).status_code == 404
+        assert client.get("/orders", headers=bearer).status_code == 200
+        assert client.get("/health").status_code == 200
+        assert client.get("/metrics").status_code == 200
+        keys.revoke("reader")
+        assert client.get("/orders", headers=bearer).status_code == 401
+
+
+def test_a_store_url_password_never_reaches_a_message() -> None:
+    assert redact("postgresql://ecom:s3cr@t@db:5432/view") == "postgresql://ecom:***@db:5432/view"
+    assert redact("postgresql://db:5432/view") == "postgresql://db:5432/view"
+    refused = run_cli("serve", "query", "--store", "mysql://shop:hunter2@db/view")
+    assert refused.returncode == 2
+    assert "hunter2" not in refused.stderr
+    assert "mysql://shop:***@db/view" in refused.stderr
