@@ -7,6 +7,6 @@ COPY schemas ./schemas
 COPY producers ./producers
 COPY consumers ./consumers
 COPY streams ./streams
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir . && mkdir /secrets /ca && chown 1000:1000 /secrets /ca
 ENV ECOM_HOME=/app
 ENTRYPOINT ["ecom"]

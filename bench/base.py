@@ -13,12 +13,25 @@ from pathlib import Path
 
 from ecom.cluster import LocalCluster
 from ecom.errors import EcomError
+from ecom.kafka import security_for
+from ecom.kafka.security import write_private
 from ecom.settings import get_settings
 
 
 def run_kafka_tool(main_class: str, *args: str, timeout: float = 900) -> str:
     """Run one of Kafka's Java tools from the local cluster's jars."""
     return LocalCluster.from_settings(get_settings()).run_tool(main_class, *args, timeout=timeout)
+
+
+def client_properties(bootstrap: str, flag: str) -> list[str]:
+    """The tool option naming a properties file with this process's security settings
+    (written private: it holds a password), or nothing on a plaintext cluster."""
+    java = security_for(bootstrap).java()
+    if java["security.protocol"] == "PLAINTEXT":
+        return []
+    path = get_settings().home / ".ecom" / "bench-client.properties"
+    write_private(path, "".join(f"{key}={value}\n" for key, value in java.items()))
+    return [flag, str(path)]
 
 
 @dataclass(frozen=True)
@@ -48,7 +61,8 @@ def producer_performance(
     output = run_kafka_tool(
         "org.apache.kafka.tools.ProducerPerformance",
         "--topic", topic, "--num-records", str(records), "--record-size", str(record_size),
-        "--throughput", "-1", "--producer-props", f"bootstrap.servers={bootstrap}",
+        "--throughput", "-1", *client_properties(bootstrap, "--producer.config"),
+        "--producer-props", f"bootstrap.servers={bootstrap}",
         *(f"{k}={v}" for k, v in props.items()),
     )  # fmt: skip
     summaries = list(_PRODUCER_SUMMARY.finditer(output))
@@ -65,6 +79,7 @@ def consumer_performance(bootstrap: str, topic: str, messages: int, group: str) 
         "org.apache.kafka.tools.ConsumerPerformance",
         "--bootstrap-server", bootstrap, "--topic", topic, "--messages", str(messages),
         "--group", group, "--timeout", "60000", "--hide-header",
+        *client_properties(bootstrap, "--consumer.config"),
     )  # fmt: skip
     # start.time, end.time, MB, MB.sec, nMsg, nMsg.sec, rebalance.ms, fetch.ms, fetch.MB.sec, ...
     fields = [f.strip() for f in output.strip().splitlines()[-1].split(",")]

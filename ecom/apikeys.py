@@ -107,7 +107,8 @@ class Guard:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         refusal = self._refusal(scope["path"], headers)
-        if refusal is None and "content-length" not in headers:
+        streamed = "transfer-encoding" in headers or "content-length" not in headers
+        if refusal is None and streamed:
             body = await self._read_limited(receive)
             if body is None:
                 refusal = 413, f"request body over {self.max_body} bytes"
@@ -128,7 +129,7 @@ class Guard:
                 return 401, "unknown API key"
             if found != self.scope:
                 return 403, f"this key's scope is {found}; this API needs a {self.scope} key"
-        length = headers.get("content-length", "0")
+        length = headers.get("content-length", "0").strip()
         if not length.isdigit() or int(length) > self.max_body:
             return 413, f"request body over {self.max_body} bytes"
         return None

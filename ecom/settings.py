@@ -83,7 +83,8 @@ class Settings(BaseSettings):
 
 def redact(url: str) -> str:
     """Return a URL fit for logs: its password replaced by ***."""
-    return re.sub(r"(://[^:/@]*:)[^/]*@", r"\1***@", url)
+    url = re.sub(r"(://[^:/@]*:)[^/]*@", r"\1***@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
 
 
 @lru_cache(maxsize=1)

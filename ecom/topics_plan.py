@@ -2,7 +2,8 @@
 
 A plan lists what will be created, grown or reconfigured, and refuses whatever Kafka
 cannot do in place: fewer partitions, another replication factor, more replicas than
-brokers. A plan with refusals is never executed, not even in part.
+brokers. A plan with refusals is never executed, not even in part. On a cluster with an
+authorizer it also lists the ACLs topics.yaml's services need and the cluster lacks.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Literal
 
 from ecom.topology import Topic, Topology
 
-Action = Literal["create", "add-partitions", "alter-configs"]
+Action = Literal["create", "add-partitions", "alter-configs", "add-acl"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,47 @@ class LiveTopic:
     under_replicated: int = 0
 
 
+@dataclass(frozen=True, order=True)
+class Acl:
+    """One ALLOW rule: a principal may do an operation on a topic or group."""
+
+    principal: str  # User:<name>
+    resource: Literal["topic", "group"]
+    name: str
+    pattern: Literal["literal", "prefixed"]
+    operation: Literal["read", "write", "describe"]
+
+    def __str__(self) -> str:
+        star = "*" if self.pattern == "prefixed" else ""
+        return f"{self.principal} {self.operation} {self.resource} {self.name}{star}"
+
+
+def wanted_acls(topology: Topology) -> list[Acl]:
+    """Every ACL the services of topics.yaml need, under the topology's prefix."""
+    wanted: set[Acl] = set()
+    for service in topology.services:
+        sends = {topology.for_event(e).name for e in service.sends}
+        receives = {topology.for_event(e).name for e in service.receives}
+        owns = {topology.topic(t).name for t in service.owns}
+        writes = sends | owns | {topology.topic(t).name for t in service.writes}
+        for user in service.principals:
+            principal = f"User:{user}"
+            for topic in writes:
+                wanted.add(Acl(principal, "topic", topic, "literal", "write"))
+                wanted.add(Acl(principal, "topic", topic, "literal", "describe"))
+            for topic in receives | owns:
+                wanted.add(Acl(principal, "topic", topic, "literal", "read"))
+            for group in service.groups_of(user):
+                prefixed = group.endswith("*")
+                name = topology.prefix + group.rstrip("*")
+                wanted.add(Acl(principal, "group", name, _pattern(prefixed), "read"))
+    return sorted(wanted)
+
+
+def _pattern(prefixed: bool) -> Literal["literal", "prefixed"]:
+    return "prefixed" if prefixed else "literal"
+
+
 @dataclass(frozen=True)
 class Change:
     """One step of a plan."""
@@ -36,6 +78,7 @@ class Change:
     partitions: int = 0
     replication_factor: int = 0
     configs: dict[str, str] = field(default_factory=dict)
+    acl: Acl | None = None
 
 
 @dataclass(frozen=True)
@@ -52,9 +95,14 @@ class Plan:
 
 
 def make_plan(
-    topology: Topology, live: dict[str, LiveTopic], brokers: int, dev: bool = False
+    topology: Topology,
+    live: dict[str, LiveTopic],
+    brokers: int,
+    dev: bool = False,
+    live_acls: set[Acl] | None = None,
 ) -> Plan:
-    """Compare topics.yaml with the cluster and decide every change."""
+    """Compare topics.yaml with the cluster and decide every change (ACLs too, unless
+    live_acls is None: a cluster without an authorizer)."""
     changes: list[Change] = []
     refusals: list[str] = []
     capped = 0
@@ -79,6 +127,9 @@ def make_plan(
         )
     if any(c.action == "add-partitions" for c in changes):
         notes.append("adding partitions moves keys: per-key order is kept only after the change")
+    if live_acls is not None:
+        missing = [acl for acl in wanted_acls(topology) if acl not in live_acls]
+        changes += [Change(acl.name, "add-acl", str(acl), acl=acl) for acl in missing]
     return Plan(changes, refusals, notes)
 
 

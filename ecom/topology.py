@@ -66,6 +66,18 @@ class ServiceSpec(BaseModel):
     description: str = ""
     sends: tuple[str, ...] = ()
     receives: tuple[str, ...] = ()
+    # Who runs as this service on a secure cluster, and what it needs besides its events.
+    principals: tuple[str, ...] = ()
+    # Consumer groups (a trailing * is a prefix): for every principal, or per principal.
+    groups: tuple[str, ...] | dict[str, tuple[str, ...]] = ()
+    owns: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+
+    def groups_of(self, principal: str) -> tuple[str, ...]:
+        """Return the consumer groups one of this service's principals uses."""
+        if isinstance(self.groups, dict):
+            return self.groups.get(principal, ())
+        return self.groups
 
 
 class Topic(BaseModel):
@@ -218,6 +230,10 @@ def parse_services(document: Any, specs: list[TopicSpec], source: str) -> list[S
         unknown = sorted(set(service.sends + service.receives) - known)
         if unknown:
             raise TopologyError(f"{source}: services.{name}: no topic carries {unknown[0]}")
+        topics = {spec.name for spec in specs}
+        missing = sorted(set(service.owns + service.writes) - topics)
+        if missing:
+            raise TopologyError(f"{source}: services.{name}: no topic {missing[0]!r}")
         services.append(service)
     return services
 

@@ -39,7 +39,7 @@ import faust
 from faust.types import TP, EventT
 
 from ecom.errors import DecodeError, InvalidEvent
-from ecom.kafka import BytesProducer, DeadLetters, Failed, OutcomeCallback
+from ecom.kafka import BytesProducer, DeadLetters, Failed, OutcomeCallback, security_for
 from ecom.process import instance_id
 from ecom.settings import Settings
 from ecom.topology import Topology
@@ -92,7 +92,24 @@ def make_app(service: str, topology: Topology, bootstrap: str, settings: Setting
         broker_session_timeout=10.0,
         broker_heartbeat_interval=1.0,
         stream_wait_empty=True,
+        broker_credentials=_credentials(bootstrap),
     )
+
+
+def _credentials(bootstrap: str) -> faust.auth.Credentials | None:
+    """The worker's security settings (ecom.kafka.security) in faust's terms."""
+    security = security_for(bootstrap)
+    context = security.ssl_context()
+    if "SASL" in security.protocol:
+        return faust.SASLCredentials(
+            username=security.settings["sasl.username"],
+            password=security.settings["sasl.password"],
+            ssl_context=context,
+            mechanism=security.settings.get("sasl.mechanisms", "SCRAM-SHA-512"),
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
 
 
 TAKE, DUPLICATE, GAP, STALE = "take", "duplicate", "gap", "stale"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +36,9 @@ from ecom.kafka import (
     consumer_config,
     log_ends,
 )
+from ecom.kafka.security import write_private
 from ecom.settings import Settings
-from ecom.topics_plan import make_plan
+from ecom.topics_plan import wanted_acls
 from ecom.topology import Topology
 from producers.producer import EventProducer
 from schemas import Event
@@ -60,14 +62,16 @@ class KafkaCluster:
         """Create every topic of topics.yaml under a prefix (a fresh one by default)."""
         topology = Topology.load(REPO / "topics.yaml", prefix=prefix or unique() + "-")
         admin = self.admin()
-        brokers = admin.broker_count()
-        admin.execute(make_plan(topology, {}, brokers, dev=brokers < 3))
+        admin.execute(admin.plan(topology, dev=admin.broker_count() < 3))
         return topology
 
     def delete(self, topology: Topology) -> None:
         """Delete a topology's topics (set ECOM_TEST_KEEP_TOPICS to keep them)."""
         if not os.environ.get("ECOM_TEST_KEEP_TOPICS"):
-            self.admin().delete([t.name for t in topology.topics()])
+            admin = self.admin()
+            admin.delete([t.name for t in topology.topics()])
+            if admin.has_authorizer():
+                admin.revoke(wanted_acls(topology))
 
     def producer(self, **overrides: Any) -> BytesProducer:
         """A delivery-tracked producer of bytes (idempotent, acks=all)."""
@@ -130,6 +134,16 @@ def _compose_cluster(request: pytest.FixtureRequest) -> KafkaCluster:
     compose = DockerCompose(str(REPO), services=["kafka-1", "kafka-2", "kafka-3"], wait=True)
     compose.start()
     request.addfinalizer(compose.stop)
+    # The cluster is secure: the session runs as its admin, with the CA copied out.
+    folder = Path(tempfile.mkdtemp(prefix="ecom-compose-"))
+    ca, _, _ = compose.exec_in_container(["cat", "/secrets/tls/ca.pem"], "kafka-1")
+    admin, _, _ = compose.exec_in_container(
+        ["cat", "/secrets/credentials/admin.properties"], "kafka-1"
+    )
+    (folder / "ca.pem").write_text(ca)
+    credentials = folder / "admin.properties"
+    write_private(credentials, admin.replace("/secrets/tls/ca.pem", str(folder / "ca.pem")))
+    os.environ["ECOM_KAFKA_CREDENTIALS"] = str(credentials)
     return KafkaCluster("localhost:9092,localhost:9093,localhost:9094", "docker-compose")
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from ecom.cli.output import echo_table
 from ecom.cluster import LocalCluster, kafka_version
+from ecom.kafka.security import SERVICES
 from ecom.settings import get_settings
 
 
@@ -20,10 +23,50 @@ def cluster() -> None:
 
 @cluster.command()
 @click.option("--brokers", type=click.Choice(["1", "3"]), help="Node count (default 3).")
-def up(brokers: str | None) -> None:
-    """Start the cluster (fetching jars and formatting storage the first time)."""
-    _local().up(int(brokers) if brokers else None, report=click.echo)
-    click.echo(f"bootstrap servers: {_local().bootstrap_servers()}")
+@click.option("--insecure", is_flag=True,
+              help="Plaintext, no authentication, no ACLs: quick experiments only.")  # fmt: skip
+def up(brokers: str | None, insecure: bool) -> None:
+    """Start the cluster (fetching jars and formatting storage the first time).
+
+    By default the cluster is secure: TLS with a private CA, SCRAM-SHA-512 users (one
+    per service) and ACLs; `ecom cluster credentials SERVICE` shows a service's settings.
+    """
+    local = _local()
+    local.up(int(brokers) if brokers else None, report=click.echo, insecure=insecure)
+    click.echo(f"bootstrap servers: {local.bootstrap_servers()}")
+    if local.is_secure():
+        click.echo(
+            "secure: SASL_SSL (SCRAM-SHA-512, TLS with the CA in "
+            f"{local.tls_dir / 'ca.pem'}), ACLs on; credentials: `ecom cluster credentials`"
+        )
+    else:
+        click.echo("INSECURE: plaintext, no authentication, no ACLs (--insecure)")
+
+
+@cluster.command()
+@click.argument("service", type=click.Choice(SERVICES))
+@click.option("--java", is_flag=True,
+              help="Java client properties (for Kafka's tools' --command-config).")  # fmt: skip
+def credentials(service: str, java: bool) -> None:
+    """Print one service's client settings as properties (librdkafka's, usable with
+    `kcat -F`, or Java's with --java). They hold a password: keep the output private."""
+    local = _local()
+    security = local.credentials(service)
+    settings = {"bootstrap.servers": local.bootstrap_servers()}
+    settings |= security.java() if java else security.librdkafka()
+    click.echo("".join(f"{key}={value}\n" for key, value in settings.items()), nl=False)
+
+
+@cluster.command(name="compose-secrets")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("ca_key", type=click.Path(file_okay=False, path_type=Path))
+def compose_secrets(out: Path, ca_key: Path) -> None:
+    """Make docker-compose.yml's certificates, SCRAM passwords and node settings in OUT,
+    the CA's key in CA_KEY (its `secrets` service runs this; what exists is kept)."""
+    from ecom.cluster.compose import write_compose_secrets
+
+    write_compose_secrets(out, ca_key)
+    click.echo(f"secrets for docker-compose.yml in {out}")
 
 
 @cluster.command()

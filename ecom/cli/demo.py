@@ -22,10 +22,9 @@ from consumers.store import open_store
 from ecom.apikeys import SCOPES, ApiKeys
 from ecom.cli.context import context
 from ecom.cli.output import bootstrap_option
-from ecom.kafka import TopicAdmin
+from ecom.kafka import TopicAdmin, security_for
 from ecom.process import Children, Spec
 from ecom.settings import Settings
-from ecom.topics_plan import make_plan
 from ecom.topology import Topology
 from producers.producer import EventProducer
 from producers.simulate import Shop, ShopPlan
@@ -106,9 +105,7 @@ def run(topology: Topology, bootstrap: str, settings: Settings, plan: ShopPlan, 
     """Run the demo; with stay, keep the services up until Ctrl-C."""
     report(f"applying {settings.topics_path.name} to {bootstrap} ...")
     admin = TopicAdmin(bootstrap)
-    brokers = admin.broker_count()
-    names = [t.name for t in topology.topics()]
-    admin.execute(make_plan(topology, admin.live_topics(names), brokers, dev=brokers < 3))
+    admin.execute(admin.plan(topology, dev=admin.broker_count() < 3))
     report("starting the services:")
     with services(settings, bootstrap, report):
         orders = _shop(topology, bootstrap, plan, rate, report)
@@ -131,7 +128,9 @@ def _shop(
         f"with {stock} units each, {plan.orders} orders at {rate:g}/s"
     )
     orders: list[str] = []
-    with EventProducer(topology, bootstrap, "/ecomstream/demo") as producer:
+    # The simulated customers publish as the CLI producer, not as the demo's admin.
+    customer = security_for(bootstrap, "producer").librdkafka()
+    with EventProducer(topology, bootstrap, "/ecomstream/demo", None, **customer) as producer:
         for event in shop.reference_events():
             producer.publish(event)
         producer.flush()

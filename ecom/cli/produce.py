@@ -13,6 +13,7 @@ import click
 from ecom.cli.context import context
 from ecom.cli.output import bootstrap_option
 from ecom.errors import BadInput
+from ecom.kafka import use_service
 from producers.input import TYPE_FIELD, build_event, parse_data_option, read_ndjson
 from producers.producer import EventProducer
 from producers.simulate import SIMULATED_ORDER_EVENTS, Shop, ShopPlan
@@ -31,6 +32,7 @@ def produce(
     event_type: str | None, data: str | None, path: str | None, bootstrap: str | None, source: str
 ) -> None:
     """Validate events and publish them: one with --data, or a whole file with --file."""
+    use_service("producer")
     if path and (event_type or data):
         raise BadInput("give either EVENT_TYPE --data JSON or --file PATH, not both")
     if path:
@@ -82,6 +84,7 @@ def simulate(
             click.echo(json.dumps({TYPE_FIELD: event.event_type, **event.model_dump(mode="json")}))
         return
     reference = list(shop.reference_events())
+    use_service("producer")
     ctx = context(bootstrap)
     with EventProducer(ctx.topology, ctx.bootstrap, "/ecomstream/simulate") as producer:
         producer.check_topics({e.event_type for e in reference} | SIMULATED_ORDER_EVENTS)

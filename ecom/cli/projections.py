@@ -11,6 +11,7 @@ from consumers.workers import run_workers
 from ecom import metrics
 from ecom.cli.context import context
 from ecom.cli.output import bootstrap_option, echo_table, store_option
+from ecom.kafka import use_service
 
 METRICS_PORT = 9400
 
@@ -30,6 +31,7 @@ def projections() -> None:
 def run_command(names: tuple[str, ...], metrics_port: int, store_url: str | None,
                 bootstrap: str | None) -> None:  # fmt: skip
     """Run projections (all, or the NAMES given) until SIGTERM / Ctrl-C."""
+    use_service("projections")
     ctx = context(bootstrap, store_url)
     metrics.serve(metrics_port)
     run_workers(by_names(list(names)), ctx.store_url, ctx.topology, ctx.bootstrap, click.echo)
@@ -74,6 +76,7 @@ def replay(name: str, until: str | None, resume: bool, drop: bool, gc: bool,
     (default 1) are dropped."""
     from consumers.replay import Replay, drop_retired
 
+    use_service("replay")
     ctx = context(bootstrap, store_url)
     with open_store(ctx.store_url) as store:
         if gc:

@@ -7,6 +7,7 @@ import click
 from ecom.apikeys import ApiKeys
 from ecom.cli.context import context
 from ecom.cli.output import bootstrap_option
+from ecom.kafka import use_service
 
 host_option = click.option("--host", default="127.0.0.1", show_default=True)
 
@@ -26,6 +27,7 @@ def commands(host: str, port: int, bootstrap: str | None) -> None:
 
     from producers.api import create_app
 
+    use_service("commands")
     ctx = context(bootstrap)
     settings = ctx.settings
     app = create_app(

@@ -10,7 +10,7 @@ from ecom.cli.context import context
 from ecom.cli.output import bootstrap_option, echo_table
 from ecom.errors import PlanRefused
 from ecom.kafka import TopicAdmin
-from ecom.topics_plan import Plan, make_plan
+from ecom.topics_plan import Plan
 from ecom.topology import Topology
 
 file_option = click.option(
@@ -39,11 +39,11 @@ def topics() -> None:
 def apply(
     bootstrap: str | None, path: Path | None, prefix: str | None, dry_run: bool, dev: bool
 ) -> None:
-    """Create missing topics, add partitions, align configs; refuse the impossible."""
+    """Create missing topics, add partitions, align configs, grant the services' ACLs
+    (on a cluster with an authorizer); refuse the impossible."""
     topology = load_topology(path, prefix)
     admin = TopicAdmin(context(bootstrap).bootstrap)
-    names = [t.name for t in topology.topics()]
-    plan = make_plan(topology, admin.live_topics(names), admin.broker_count(), dev)
+    plan = admin.plan(topology, dev)
     if plan.refusals:
         more = len(plan.refusals) - 1
         also = f"; and {more} more refusal(s) like it" if more else ""

@@ -8,6 +8,7 @@ import click
 
 from ecom.cli.context import context
 from ecom.cli.output import bootstrap_option
+from ecom.kafka import use_service
 from ecom.process import Spec, Supervisor, on_signals
 from ecom.topology import FLOW_SERVICES as SERVICES
 
@@ -24,6 +25,8 @@ def worker(name: str, bootstrap: str | None, verbose: bool) -> None:
         _run_all(ctx.bootstrap, verbose)
         return
     from streams.worker import run
+
+    use_service(name)
 
     run(name, ctx.topology, ctx.bootstrap, ctx.settings, verbose)
 

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ecom.kafka.security import BROKER_USER, MECHANISM
+
 POM_PATH = Path(__file__).with_name("pom.xml")
 LOG4J_PATH = Path(__file__).with_name("log4j2.properties")
 CONTROLLER_PORT_OFFSET = 100
@@ -79,6 +81,64 @@ def node_settings(address: NodeAddress, voters: str, data_dir: Path) -> dict[str
         "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
         "log.dirs": str(data_dir),
     }
+
+
+SCRAM_LOGIN = "org.apache.kafka.common.security.scram.ScramLoginModule"
+
+
+def node_common_name(node_id: int) -> str:
+    """The subject of a node's certificate; its principal is `User:CN=<this>`."""
+    return f"ecom-kafka-node-{node_id}"
+
+
+def secure_settings(
+    keystore: str,
+    truststore: str,
+    broker_password: str,
+    super_users: list[str],
+    client_listeners: tuple[str, ...] = ("SASL_SSL",),
+) -> dict[str, str]:
+    """Return what makes a node secure: clients and brokers on SASL_SSL with SCRAM,
+    controllers on mutual TLS (SCRAM cannot run between KRaft controllers), the
+    StandardAuthorizer denying whatever no ACL allows. The listeners' addresses are the
+    caller's (loopback here, container names in docker-compose.yml)."""
+    jaas = f'{SCRAM_LOGIN} required username="{BROKER_USER}" password="{broker_password}";'
+    protocols = ",".join(f"{name}:SASL_SSL" for name in client_listeners)
+    settings = {
+        "inter.broker.listener.name": client_listeners[0],
+        "listener.security.protocol.map": f"CONTROLLER:SSL,{protocols}",
+        "sasl.enabled.mechanisms": MECHANISM,
+        "sasl.mechanism.inter.broker.protocol": MECHANISM,
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": keystore,
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": truststore,
+        "listener.name.controller.ssl.client.auth": "required",
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "allow.everyone.if.no.acl.found": "false",
+        "super.users": ";".join(super_users),
+    }
+    for name in client_listeners:
+        settings[f"listener.name.{name.lower()}.scram-sha-512.sasl.jaas.config"] = jaas
+    return settings
+
+
+def secure_listeners(address: NodeAddress) -> dict[str, str]:
+    """The local cluster's loopback listeners of a secure node."""
+    return {
+        "listeners": (
+            f"SASL_SSL://127.0.0.1:{address.broker_port},"
+            f"CONTROLLER://127.0.0.1:{address.controller_port}"
+        ),
+        "advertised.listeners": f"SASL_SSL://127.0.0.1:{address.broker_port}",
+    }
+
+
+def super_users(nodes: int) -> list[str]:
+    """The brokers' own principals (SCRAM between brokers, certificates between
+    controllers) and the admin."""
+    certificates = [f"User:CN={node_common_name(i)}" for i in range(1, nodes + 1)]
+    return [f"User:{BROKER_USER}", "User:admin", *certificates]
 
 
 def render_properties(settings: dict[str, str]) -> str:

@@ -3,8 +3,13 @@
 Layout of the cluster folder (default `.kafka/` in the checkout):
 
     lib/                 Kafka's jars, fetched once by Maven
-    cluster.json         node count, cluster id, port base
+    cluster.json         node count, cluster id, port base, secure or not
     node-N/              server.properties, data/, logs/server.log, stdout.log, pid
+    tls/                 the private CA (ca.pem, ca-key.pem) and each node's key + chain
+    credentials/         each service's client settings and SCRAM password (mode 0600)
+
+A secure cluster (the default) authenticates every client with SCRAM-SHA-512 over TLS
+and authorizes it by ACL; `--insecure` makes today's plaintext cluster instead.
 
 Processes are found again by the pid file, and only trusted when that pid's command
 line names the node's own server.properties, so we never signal a stranger.
@@ -16,6 +21,7 @@ import base64
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -27,9 +33,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ecom.cluster import config
-from ecom.cluster.tools import ensure_jars, find_java
+from ecom.cluster.tls import make_ca, make_node_certificate
+from ecom.cluster.tools import ensure_jars, find_java, java_argfile
 from ecom.errors import BadInput, ClusterError, PortInUse
 from ecom.kafka import registered_brokers
+from ecom.kafka.security import (
+    BROKER_USER,
+    MECHANISM,
+    SERVICES,
+    ClientSecurity,
+    credentials_dir,
+    credentials_file,
+    read_properties,
+    write_private,
+)
 from ecom.settings import Settings
 
 Report = Callable[[str], None]
@@ -133,6 +150,15 @@ class LocalCluster:
             return None
         return state
 
+    def is_secure(self) -> bool:
+        """Tell whether the cluster was made secure (TLS, SCRAM, ACLs)."""
+        state = self._state()
+        return bool(state and state.get("secure"))
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.root / "tls"
+
     def broker_count(self) -> int | None:
         """Return the node count the cluster was created with, if it exists."""
         state = self._state()
@@ -168,7 +194,9 @@ class LocalCluster:
 
     # -- commands ------------------------------------------------------------------
 
-    def up(self, brokers: int | None = None, report: Report = _quiet) -> None:
+    def up(
+        self, brokers: int | None = None, report: Report = _quiet, insecure: bool = False
+    ) -> None:
         """Create the cluster if needed and start every node that is not running."""
         existing = self.broker_count()
         if existing and brokers and brokers != existing:
@@ -176,10 +204,16 @@ class LocalCluster:
                 f"the local cluster in {self.root} has {existing} nodes; "
                 f"run `ecom cluster down --wipe` before asking for {brokers}"
             )
+        if existing and insecure == self.is_secure():
+            kind = "secure" if self.is_secure() else "insecure"
+            raise BadInput(
+                f"the local cluster in {self.root} is {kind}; run `ecom cluster down --wipe` "
+                f"before asking for {'an insecure' if insecure else 'a secure'} one"
+            )
         if brokers not in (None, 1, 3):
             raise BadInput(f"--brokers must be 1 or 3, not {brokers}")
         if existing is None:
-            self._create(brokers or 3)
+            self._create(brokers or 3, secure=not insecure)
         stopped = [node for node in self.nodes() if node.pid() is None]
         if not stopped:
             report(f"cluster already running: {self.bootstrap_servers()}")
@@ -247,6 +281,8 @@ class LocalCluster:
         if wipe:
             for node in self.nodes():
                 shutil.rmtree(node.folder, ignore_errors=True)
+            shutil.rmtree(self.tls_dir, ignore_errors=True)
+            shutil.rmtree(credentials_dir(self.root), ignore_errors=True)
             self.state_file.unlink(missing_ok=True)
             report(f"deleted the cluster's data in {self.root} (jars kept)")
 
@@ -293,10 +329,57 @@ class LocalCluster:
 
     # -- steps ---------------------------------------------------------------------
 
-    def _create(self, brokers: int) -> None:
+    def credentials(self, service: str) -> ClientSecurity:
+        """Return one service's client settings on the secure cluster."""
+        if not self.is_secure():
+            where = "no local cluster" if self.broker_count() is None else "the local cluster"
+            raise BadInput(f"{where} in {self.root} has no credentials: it is not a secure one")
+        if service not in SERVICES:
+            raise BadInput(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
+        return ClientSecurity(read_properties(credentials_file(self.root, service)))
+
+    def _create(self, brokers: int, secure: bool) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        state = {"brokers": brokers, "cluster_id": _new_cluster_id(), "port_base": self.port_base}
+        shutil.rmtree(credentials_dir(self.root), ignore_errors=True)
+        if secure:
+            self._make_secrets(brokers)
+        state = {
+            "brokers": brokers,
+            "cluster_id": _new_cluster_id(),
+            "port_base": self.port_base,
+            "secure": secure,
+        }
         self.state_file.write_text(json.dumps(state, indent=2) + "\n")
+
+    def _make_secrets(self, brokers: int) -> None:
+        """The CA, each node's certificate, and a random password per principal."""
+        make_ca(self.tls_dir)
+        for node_id in range(1, brokers + 1):
+            hosts = ["localhost", "127.0.0.1", f"kafka-{node_id}"]
+            name = config.node_common_name(node_id)
+            make_node_certificate(self.tls_dir, name, hosts, self.tls_dir / f"node-{node_id}.pem")
+        for user in (*SERVICES, BROKER_USER):
+            settings = {
+                "security.protocol": "SASL_SSL",
+                "sasl.mechanisms": MECHANISM,
+                "sasl.username": user,
+                "sasl.password": secrets.token_urlsafe(24),
+                "ssl.ca.location": str((self.tls_dir / "ca.pem").resolve()),
+            }
+            header = f"# client settings of {user} on the local cluster (librdkafka names)\n"
+            write_private(credentials_file(self.root, user), header + _render(settings))
+
+    def _password(self, user: str) -> str:
+        return read_properties(credentials_file(self.root, user))["sasl.password"]
+
+    def _secure_settings(self, node: Node) -> dict[str, str]:
+        settings = config.secure_settings(
+            str((self.tls_dir / f"node-{node.node_id}.pem").resolve()),
+            str((self.tls_dir / "ca.pem").resolve()),
+            self._password(BROKER_USER),
+            config.super_users(len(self.nodes())),
+        )
+        return settings | config.secure_listeners(node.address)
 
     def _cluster_id(self) -> str:
         state = self._state()
@@ -311,24 +394,34 @@ class LocalCluster:
         for node in nodes:
             settings = config.cluster_settings(len(everyone))
             settings |= config.node_settings(node.address, voters, node.data_dir)
+            if self.is_secure():
+                settings |= self._secure_settings(node)
             node.logs_dir.mkdir(parents=True, exist_ok=True)
-            node.properties.write_text(config.render_properties(settings))
+            write_private(node.properties, config.render_properties(settings))
             if not (node.data_dir / "meta.properties").is_file():
                 formats.append((node, self._format(node, java)))
         for node, process in formats:
             output, _ = process.communicate()
+            (node.folder / "format.args").unlink(missing_ok=True)
             if process.returncode != 0:
                 last = (output.strip().splitlines() or ["no output"])[-1]
                 raise ClusterError(f"formatting node {node.node_id}'s storage failed: {last}")
 
     def _format(self, node: Node, java: str) -> subprocess.Popen[str]:
-        command = [
-            java, *self._tool_options(node), "kafka.tools.StorageTool", "format",
+        arguments = [
+            *self._tool_options(node), "kafka.tools.StorageTool", "format",
             "--cluster-id", self._cluster_id(), "--config", str(node.properties),
             "--ignore-formatted",
         ]  # fmt: skip
+        if self.is_secure():
+            for user in (*SERVICES, BROKER_USER):
+                scram = f"{MECHANISM}=[name={user},password={self._password(user)}]"
+                arguments += ["--add-scram", scram]
+        # The passwords go in a private argument file (java @file), never on a command line.
+        argfile = node.folder / "format.args"
+        write_private(argfile, java_argfile(arguments))
         return subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            [java, f"@{argfile}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
 
     def _tool_options(self, node: Node) -> list[str]:
@@ -377,6 +470,10 @@ class LocalCluster:
                     f"their logs end with:\n{tails}"
                 )
             time.sleep(0.25)
+
+
+def _render(settings: dict[str, str]) -> str:
+    return "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
 def _new_cluster_id() -> str:

@@ -80,3 +80,9 @@ def ensure_jars(lib_dir: Path, log_path: Path) -> None:
             f"(exit {result.returncode}); see {log_path}"
         )
     (lib_dir / ".complete").write_text(kafka_version() + "\n")
+
+
+def java_argfile(arguments: list[str]) -> str:
+    """Render arguments for `java @file`: one per line, quoted (a path may hold spaces)."""
+    quoted = ('"' + a.replace("\\", "\\\\").replace('"', '\\"') + '"' for a in arguments)
+    return "\n".join(quoted) + "\n"

@@ -8,6 +8,7 @@
     producer     the one delivery-tracked producer of bytes
     deadletters  dead letters with Spring's kafka_dlt-* headers
     reader       read whole topics from the start in a background thread
+    security     who a client is: TLS, SCRAM, per-service credentials
 
 The wings use confluent-kafka's consumer, message and partition types through the names
 re-exported here.
@@ -28,6 +29,7 @@ from ecom.kafka.errors import is_transient, kafka_error, reason
 from ecom.kafka.groups import GroupAdmin, GroupInfo, Member
 from ecom.kafka.producer import BytesProducer, Delivery, Headers, Outcome, OutcomeCallback
 from ecom.kafka.reader import TopicReader, read_to_end
+from ecom.kafka.security import ClientSecurity, security_for, use_service
 from ecom.kafka.topics import TopicAdmin, scratch_topology
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "PRODUCER_DEFAULTS",
     "Admin",
     "BytesProducer",
+    "ClientSecurity",
     "Consumer",
     "DeadLetters",
     "Delivery",
@@ -63,4 +66,6 @@ __all__ = [
     "reason",
     "registered_brokers",
     "scratch_topology",
+    "security_for",
+    "use_service",
 ]

@@ -13,7 +13,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from ecom.errors import BadInput
 from ecom.kafka.config import client_config
-from ecom.kafka.errors import is_transient, kafka_error
+from ecom.kafka.errors import is_transient, kafka_error, unreachable
 
 T = TypeVar("T")
 Partition = tuple[str, int]
@@ -46,7 +46,8 @@ class Admin:
         try:
             return self.admin.list_topics(timeout=METADATA_TIMEOUT_S)
         except KafkaException as error:
-            raise kafka_error(f"cannot reach Kafka at {self.bootstrap}", error) from error
+            self.admin.poll(0)  # serves error_cb: was it a refusal?
+            raise unreachable(self.bootstrap, error) from error
 
     def cluster_id(self) -> str:
         """Return the cluster's id (a new one after a wipe)."""
@@ -153,7 +154,7 @@ def log_ends(bootstrap: str, topics: Iterable[str], timeout: float = 15.0) -> di
 def registered_brokers(bootstrap: str) -> set[int]:
     """Return the node ids the cluster lists as brokers now (none if it does not answer)."""
     quick = {"log_level": 0, "socket.connection.setup.timeout.ms": 1000}
-    admin = AdminClient({"bootstrap.servers": bootstrap, **quick})
+    admin = AdminClient(client_config(bootstrap, **quick))
     try:
         return set(admin.list_topics(timeout=1.5).brokers)
     except KafkaException:

@@ -8,7 +8,11 @@ command prints one clear error instead of a screenful of connection retries.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
+
+from ecom.kafka.errors import note_client_error
+from ecom.kafka.security import security_for
 
 LIBRDKAFKA_LOG = logging.getLogger("ecom.librdkafka")
 
@@ -50,7 +54,9 @@ def client_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
         "client.id": "ecomstream",
         "logger": LIBRDKAFKA_LOG,
         "socket.connection.setup.timeout.ms": 5000,
+        "error_cb": partial(note_client_error, bootstrap),
     }
+    config.update(security_for(bootstrap).librdkafka())
     config.update(overrides)
     return config
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from confluent_kafka import KafkaError, KafkaException
 
 from ecom.errors import KafkaUnavailable
@@ -21,6 +23,27 @@ TRANSIENT = {
     KafkaError._TRANSPORT,
     KafkaError._NOENT,  # "no leaders found": a new topic's leaders not in metadata yet
 }
+
+
+# The last authentication or TLS failure librdkafka reported per cluster: a refused
+# password only ever shows up as a transport failure on the request that needed it.
+REFUSALS: dict[str, tuple[float, str]] = {}
+REFUSAL_KEPT_S = 60.0
+_REFUSED_CODES = {KafkaError._AUTHENTICATION, KafkaError._SSL}
+
+
+def note_client_error(bootstrap: str, error: KafkaError) -> None:
+    """librdkafka's error_cb: remember why a cluster refused us."""
+    if error.code() in _REFUSED_CODES:
+        REFUSALS[bootstrap] = (time.monotonic(), str(error.str()))
+
+
+def unreachable(bootstrap: str, error: BaseException) -> KafkaUnavailable:
+    """The error for a cluster that did not answer, saying so when it just refused us."""
+    noted, refusal = REFUSALS.get(bootstrap, (0.0, ""))
+    if refusal and time.monotonic() - noted < REFUSAL_KEPT_S:
+        return KafkaUnavailable(f"Kafka at {bootstrap} refused this client: {refusal}")
+    return kafka_error(f"cannot reach Kafka at {bootstrap}", error)
 
 
 def kafka_error(what: str, error: BaseException | KafkaError) -> KafkaUnavailable:

@@ -16,7 +16,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from ecom.errors import DeliveryFailed
 from ecom.kafka.config import producer_config
-from ecom.kafka.errors import kafka_error
+from ecom.kafka.errors import kafka_error, note_client_error, unreachable
 
 Headers = list[tuple[str, str | bytes | None]]
 
@@ -106,7 +106,8 @@ class BytesProducer:
         try:
             metadata = self._producer.list_topics(timeout=timeout)
         except KafkaException as error:
-            raise kafka_error(f"cannot reach Kafka at {self.bootstrap}", error) from error
+            self._producer.poll(0)  # serves error_cb: was it a refusal?
+            raise unreachable(self.bootstrap, error) from error
         return [
             name
             for name in names
@@ -150,6 +151,7 @@ class BytesProducer:
         return report
 
     def _on_error(self, error: KafkaError) -> None:
+        note_client_error(self.bootstrap, error)
         if error.fatal():
             self.fatal = error.str()
 

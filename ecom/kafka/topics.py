@@ -1,4 +1,5 @@
-"""Read the live topics of a cluster and carry out a topic plan (ecom.topics_plan)."""
+"""Read the live topics (and ACLs) of a cluster and carry out a topic plan
+(ecom.topics_plan)."""
 
 from __future__ import annotations
 
@@ -9,22 +10,75 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
     AlterConfigOpType,
     ConfigEntry,
     ConfigResource,
     NewPartitions,
     NewTopic,
+    ResourcePatternType,
+    ResourceType,
 )
 
 from ecom.errors import KafkaUnavailable
 from ecom.kafka.admin import Admin
 from ecom.kafka.errors import kafka_error
-from ecom.topics_plan import LiveTopic, Plan, make_plan
+from ecom.topics_plan import Acl, LiveTopic, Plan, make_plan, wanted_acls
 from ecom.topology import Topology
+
+_RESOURCES = {"topic": ResourceType.TOPIC, "group": ResourceType.GROUP}
+_PATTERNS = {"literal": ResourcePatternType.LITERAL, "prefixed": ResourcePatternType.PREFIXED}
+_OPERATIONS = {
+    "read": AclOperation.READ,
+    "write": AclOperation.WRITE,
+    "describe": AclOperation.DESCRIBE,
+}
 
 
 class TopicAdmin(Admin):
     """Topic-level admin operations on one cluster."""
+
+    def plan(self, topology: Topology, dev: bool = False) -> Plan:
+        """Compare topics.yaml with this cluster: its topics, and its ACLs if it has an
+        authorizer."""
+        names = [t.name for t in topology.topics()]
+        live = self.live_topics(names)
+        # Topics that are all new have no ACLs yet worth reading (granting one twice is
+        # harmless): ask only whether the cluster has an authorizer.
+        acls = self.live_acls(probe=not live)
+        return make_plan(topology, live, self.broker_count(), dev, acls)
+
+    def live_acls(self, probe: bool = False) -> set[Acl] | None:
+        """Return the cluster's ALLOW rules we know how to name (None: no authorizer);
+        with probe, an empty set if it has one."""
+        if not self.has_authorizer():
+            return None
+        if probe:
+            return set()
+        # confluent-kafka's stubs want strings where None means "any".
+        everything = AclBindingFilter(
+            ResourceType.ANY, None, ResourcePatternType.ANY,  # type: ignore[arg-type]
+            None, None, AclOperation.ANY, AclPermissionType.ANY,  # type: ignore[arg-type]
+        )  # fmt: skip
+        try:
+            bindings = self.admin.describe_acls(everything, request_timeout=30).result()
+        except KafkaException as error:
+            raise kafka_error("cannot read the cluster's ACLs", error) from error
+        return {acl for binding in bindings if (acl := _acl(binding)) is not None}
+
+    def has_authorizer(self) -> bool:
+        """Tell whether the brokers authorize requests (authorizer.class.name is set)."""
+        broker = min(self.metadata().brokers)
+        resource = ConfigResource(ConfigResource.Type.BROKER, str(broker))
+        try:
+            entries = self.admin.describe_configs([resource])[resource].result()
+        except KafkaException as error:
+            raise kafka_error("cannot read the brokers' settings", error) from error
+        entry = entries.get("authorizer.class.name")
+        return bool(entry is not None and entry.value)
 
     def live_topics(self, names: Iterable[str] | None = None) -> dict[str, LiveTopic]:
         """Return the cluster's topics (all non-internal ones, or those named)."""
@@ -91,6 +145,19 @@ class TopicAdmin(Admin):
         for validate_only in (True, False):
             self._run(creates, grows, alters, validate_only)
         self.wait_until_ready({c.topic: c.partitions for c in plan.changes if c.partitions})
+        self._grant([c.acl for c in plan.changes if c.acl is not None])
+
+    def _grant(self, acls: list[Acl]) -> None:
+        if not acls:
+            return
+        bindings = [
+            AclBinding(
+                _RESOURCES[acl.resource], acl.name, _PATTERNS[acl.pattern], acl.principal, "*",
+                _OPERATIONS[acl.operation], AclPermissionType.ALLOW,
+            )
+            for acl in acls
+        ]  # fmt: skip
+        _wait_all(self.admin.create_acls(bindings, request_timeout=30), "grant")
 
     def _run(
         self,
@@ -129,6 +196,19 @@ class TopicAdmin(Admin):
                 )
             time.sleep(0.2)
 
+    def revoke(self, acls: list[Acl]) -> None:
+        """Delete these ACLs (those already gone are fine)."""
+        if not acls:
+            return
+        filters = [
+            AclBindingFilter(
+                _RESOURCES[acl.resource], acl.name, _PATTERNS[acl.pattern], acl.principal, "*",
+                _OPERATIONS[acl.operation], AclPermissionType.ALLOW,
+            )
+            for acl in acls
+        ]  # fmt: skip
+        _wait_all(self.admin.delete_acls(filters, request_timeout=30), "revoke")
+
     def delete(self, names: list[str]) -> None:
         """Delete topics; topics already gone are fine."""
         if not names:
@@ -139,6 +219,18 @@ class TopicAdmin(Admin):
             except KafkaException as error:
                 if not _unknown_topic(error):
                     raise kafka_error(f"could not delete topic {name}", error) from error
+
+
+def _acl(binding: AclBinding) -> Acl | None:
+    """Our name for a binding, or None for one topics.yaml could never ask for."""
+    resource = {v: k for k, v in _RESOURCES.items()}.get(binding.restype)  # type: ignore[arg-type]
+    pattern = {v: k for k, v in _PATTERNS.items()}.get(binding.resource_pattern_type)  # type: ignore[arg-type]
+    operation = {v: k for k, v in _OPERATIONS.items()}.get(binding.operation)  # type: ignore[arg-type]
+    if None in (resource, pattern, operation) or binding.host != "*":
+        return None
+    if binding.permission_type != AclPermissionType.ALLOW:
+        return None
+    return Acl(binding.principal, resource, binding.name, pattern, operation)  # type: ignore[arg-type]
 
 
 def _unknown_topic(error: KafkaException) -> bool:
@@ -173,9 +265,10 @@ def scratch_topology(topology: Topology, bootstrap: str, label: str) -> Iterator
     """Create every topic of topics.yaml under a fresh prefix; delete them afterwards."""
     scratch = topology.with_prefix(f"{label}-{int(time.time())}-")
     admin = TopicAdmin(bootstrap)
-    brokers = admin.broker_count()
-    admin.execute(make_plan(scratch, {}, brokers, dev=brokers < 3))
+    admin.execute(admin.plan(scratch, dev=admin.broker_count() < 3))
     try:
         yield scratch
     finally:
         admin.delete([t.name for t in scratch.topics()])
+        if admin.has_authorizer():
+            admin.revoke(wanted_acls(scratch))

@@ -88,10 +88,14 @@ def test_a_node_that_cannot_start_is_reported_with_its_log(
 
 @pytest.fixture
 def one_broker(local_cluster: LocalCluster, tmp_path: Path) -> Iterator[dict[str, str]]:
-    """A second, 1-node cluster on other ports; wiped afterwards."""
+    """A second, 1-node cluster on other ports, plaintext (--insecure); wiped afterwards."""
     env = scratch_cluster_env(tmp_path, local_cluster)
-    result = run_cli("cluster", "up", "--brokers", "1", env=env, timeout=180)
+    result = run_cli("cluster", "up", "--brokers", "1", "--insecure", env=env, timeout=180)
     assert result.returncode == 0, result.stderr
+    assert "INSECURE: plaintext, no authentication, no ACLs" in result.stdout
+    refused = run_cli("cluster", "up", env=env)
+    assert refused.returncode == 2
+    assert "is insecure; run `ecom cluster down --wipe`" in refused.stderr
     yield env
     run_cli("cluster", "down", "--wipe", env=env, timeout=120)
 

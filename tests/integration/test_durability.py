@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 
 from ecom.cluster import LocalCluster
-from ecom.kafka import TopicAdmin
+from ecom.kafka import TopicAdmin, client_config
 from ecom.topology import Topology
 from tests.conftest import KafkaCluster
 from tests.support import run_cli, wait_for
@@ -52,10 +52,8 @@ def _produce(producer: Producer, topic: str, sequence: range, acks: Acks) -> Non
 
 
 def _read_back(bootstrap: str, topic: str, group: str, expected: int) -> dict[str, list[int]]:
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
-         "enable.auto.commit": False}
-    )  # fmt: skip
+    settings = {"group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False}
+    consumer = Consumer(client_config(bootstrap, **settings))
     consumer.subscribe([topic])
     seen: dict[str, list[int]] = defaultdict(list)
     count = 0
@@ -97,10 +95,10 @@ def test_acknowledged_records_survive_a_broker_kill(
     topic = topology.topic("orders").name
     spec = topology.topic("orders").spec
     assert (spec.replication_factor, spec.min_insync_replicas) == (3, 2)
+    settings = {"acks": "all", "enable.idempotence": True, "linger.ms": 5}
     producer = Producer(
-        {"bootstrap.servers": kafka.bootstrap, "acks": "all", "enable.idempotence": True,
-         "linger.ms": 5, "delivery.timeout.ms": 120000}
-    )  # fmt: skip
+        client_config(kafka.bootstrap, **settings, **{"delivery.timeout.ms": 120000})
+    )
     acks = Acks()
     _produce(producer, topic, range(PER_PHASE), acks)
 

@@ -11,8 +11,8 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from bench.base import run_kafka_tool
-from ecom.kafka import GroupAdmin
+from bench.base import client_properties, run_kafka_tool
+from ecom.kafka import GroupAdmin, client_config
 from tests.conftest import KafkaCluster
 from tests.support import run_cli, unique, wait_for
 
@@ -27,9 +27,9 @@ OLD_MS = NOW_MS - 48 * HOUR_MS  # the first half of each partition is two days o
 def topic(kafka: KafkaCluster) -> Iterator[str]:
     """Three partitions of 20 records (old, then recent), partition 0 trimmed to start at 3."""
     name = unique("offsets-")
-    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    admin = AdminClient(client_config(kafka.bootstrap))
     admin.create_topics([NewTopic(name, 3, 1)])[name].result()
-    producer = Producer({"bootstrap.servers": kafka.bootstrap})
+    producer = Producer(client_config(kafka.bootstrap))
     for partition in range(3):
         for i in range(20):
             at = OLD_MS + i * 1000 if i < 10 else NOW_MS - HOUR_MS + i * 1000
@@ -42,7 +42,7 @@ def topic(kafka: KafkaCluster) -> Iterator[str]:
 
 def commit(bootstrap: str, group: str, offsets: dict[tuple[str, int], int]) -> None:
     """Commit offsets for a group that then has no members."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    consumer = Consumer(client_config(bootstrap, **{"group.id": group}))
     moved = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
     consumer.commit(offsets=moved, asynchronous=False)
     consumer.close()
@@ -56,6 +56,7 @@ def ours(bootstrap: str, group: str, *args: str) -> dict[tuple[str, int], int]:
 
 def kafkas(bootstrap: str, group: str, *args: str) -> dict[tuple[str, int], int]:
     output = run_kafka_tool(GROUP_TOOL, "--bootstrap-server", bootstrap, "--group", group,
+                            *client_properties(bootstrap, "--command-config"),
                             "--reset-offsets", "--dry-run", "--export", *args)  # fmt: skip
     return parse_csv(output)
 
@@ -132,7 +133,7 @@ def test_reset_is_refused_while_the_group_has_a_live_member(
     group = unique("live-")
     commit(kafka.bootstrap, group, {(topic, 0): 4})
     consumer = Consumer(
-        {"bootstrap.servers": kafka.bootstrap, "group.id": group, "enable.auto.commit": False}
+        client_config(kafka.bootstrap, **{"group.id": group, "enable.auto.commit": False})
     )
     consumer.subscribe([topic])
     admin = GroupAdmin(kafka.bootstrap)

@@ -136,6 +136,11 @@ def test_orders_wait_out_a_payment_outage_and_unpaid_ones_expire(
         finals = follower.wait_final({o.order_id for o in first}, timeout=120)
         assert {type(e).__name__ for e in finals.values()} == {"OrderExpired"}
         workers.start_worker("payment")
+        # The second orders' 8 s deadlines start when they are published: only once the
+        # payment worker holds its partitions, or a slow start would expire them.
+        group = GroupAdmin(kafka.bootstrap)
+        app = topology.flow_app("payment")
+        wait_for(lambda: _holds_partitions(group, app), 120, "the payment worker's partitions")
         now = datetime.now(UTC)  # a deadline runs from an order's own time
         second = [
             o.model_copy(update={"order_id": o.order_id + "-b", "occurred_at": now,
@@ -282,3 +287,8 @@ def test_finished_orders_leave_the_worker_state_as_tombstones(
             return all(key in last and last[key] is None for key in wanted)
 
         wait_for(all_gone, 120, "a tombstone for every finished order", interval=1)
+
+
+def _holds_partitions(admin: GroupAdmin, group: str) -> bool:
+    info = admin.describe(group)
+    return info.state == "STABLE" and any(member.partitions for member in info.members)

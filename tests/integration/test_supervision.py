@@ -96,7 +96,9 @@ def test_a_worker_asked_to_stop_stops_even_when_its_broker_is_gone(
     local_cluster: LocalCluster, tmp_path: Path
 ) -> None:
     env = scratch_cluster_env(tmp_path, local_cluster) | {"KAFKA_BOOTSTRAP_SERVERS": ""}
-    assert run_cli("cluster", "up", "--brokers", "1", env=env, timeout=180).returncode == 0
+    # Plaintext: this test's own admin client knows only the session cluster's credentials.
+    up = run_cli("cluster", "up", "--brokers", "1", "--insecure", env=env, timeout=180)
+    assert up.returncode == 0
     try:
         assert run_cli("topics", "apply", "--dev", env=env).returncode == 0
         scratch = LocalCluster(Path(env["ECOM_CLUSTER_DIR"]), int(env["ECOM_CLUSTER_PORT_BASE"]))

@@ -73,3 +73,9 @@ def test_a_store_url_password_never_reaches_a_message() -> None:
     assert refused.returncode == 2
     assert "hunter2" not in refused.stderr
     assert "mysql://shop:***@db/view" in refused.stderr
+
+
+def test_a_query_string_password_is_redacted_too() -> None:
+    assert redact("postgresql://db/view?user=a&password=hunter2&x=1") == (
+        "postgresql://db/view?user=a&password=***&x=1"
+    )
