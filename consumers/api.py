@@ -17,17 +17,25 @@ import orjson
 from fastapi import FastAPI, Query
 from fastapi.responses import Response
 
+from consumers.health import readiness
 from consumers.queries import MAX_PAGE, QueryView
 from consumers.store import Store
 from ecom.apikeys import MAX_BODY_BYTES, ApiKeys, protect
 from ecom.metrics import instrument
+from ecom.settings import Settings, get_settings
 
 Limit = Query(50, ge=1, le=MAX_PAGE, description="Items per page.")
 After = Query(None, description="The `next` value of the previous page.")
 
 
-def create_app(store: Store, api_keys: ApiKeys, max_body: int = MAX_BODY_BYTES) -> FastAPI:
+def create_app(
+    store: Store,
+    api_keys: ApiKeys,
+    max_body: int = MAX_BODY_BYTES,
+    settings: Settings | None = None,
+) -> FastAPI:
     """Build the query API over one view database, open to `queries` keys."""
+    settings = settings or get_settings()
     view = QueryView(store)
     app = FastAPI(
         title="ecomstream query view",
@@ -79,6 +87,20 @@ def create_app(store: Store, api_keys: ApiKeys, max_body: int = MAX_BODY_BYTES) 
     async def get_inventory(product_id: str) -> Response:
         """A product's stock: on hand, reserved, available, sold."""
         return found(view.inventory(product_id), f"stock of {product_id}")
+
+    @app.get("/livez", tags=["health"])
+    async def livez() -> Response:
+        """The process answers (nothing about the view: see /readyz)."""
+        return _json({"status": "alive"})
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz() -> Response:
+        """200 when the view is fit to serve; 503 with the reasons when a projection lags
+        too long, its runner is gone, Kafka does not answer it, or the store is down."""
+        reasons = readiness(store, settings)
+        if reasons:
+            return _json({"status": "not ready", "reasons": reasons}, 503)
+        return _json({"status": "ready"})
 
     @app.get("/health", tags=["health"])
     async def health() -> Response:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from consumers.engine import Engine
+from consumers.health import Pulse
 from consumers.projection import Envelope, Position, Projection
 from consumers.store import OffsetRow, Store
 from ecom import faults, metrics
@@ -41,6 +42,7 @@ from ecom.kafka import (
     Failed,
     Headers,
     KafkaError,
+    KafkaException,
     Message,
     TopicPartition,
     consumer_config,
@@ -102,6 +104,7 @@ class ProjectionRunner:
         self._checked_switch = time.monotonic()
         self._checked_topics = time.monotonic()
         self._topic_ids: dict[str, str] = {}
+        self.pulse: Pulse | None = None
 
     # -- start-up checks -----------------------------------------------------------------
 
@@ -174,6 +177,8 @@ class ProjectionRunner:
         self.check_binding()
         settings = get_settings()
         with held_instance_id(settings.instances_path, self.group, settings.host_id) as instance:
+            if not self.replayed:  # a replay's lag says nothing of the view being served
+                self.pulse = Pulse(self.store, self.projection.name, instance, settings)
             consumer = Consumer(self._consumer_config(instance))
             try:
                 self._loop(consumer, on_batch)
@@ -199,6 +204,15 @@ class ProjectionRunner:
                 self._seek_to_stored(consumer, consumer.assignment())
             self._follow_switch(consumer)
             self._recheck_topics()
+            if self.pulse is not None:
+                self.pulse.tick(lambda: self._kafka_answers(consumer))
+
+    def _kafka_answers(self, consumer: Consumer) -> bool:
+        try:
+            consumer.list_topics(next(iter(self._logical)), timeout=2)
+        except KafkaException:
+            return False
+        return True
 
     def dead_letters(self, marks: Headers | None = None) -> DeadLetters:
         """Return where this runner parks what it cannot decode or apply."""
@@ -338,6 +352,8 @@ class ProjectionRunner:
             if row.high_watermark is not None:
                 lag = max(0, row.high_watermark - row.next_offset)
                 metrics.LAG.labels(self.group, row.topic, str(row.partition)).set(lag)
+                if self.pulse is not None:
+                    self.pulse.note_lag(row.topic, row.partition, lag)
 
     def fresh(self, message: Message) -> bool:
         """Drop errors we ride out, and records the view already holds."""

@@ -18,7 +18,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -58,6 +58,19 @@ META_TABLES = {
             "next_offset": "BIGINT",
             "high_watermark": "BIGINT",
             "event_time": "TEXT",
+        },
+    ),
+    # What each running runner last said of itself: readiness is read from here.
+    "ecom_runners": Table(
+        "ecom_runners",
+        ("projection", "instance"),
+        {
+            "projection": "TEXT",
+            "instance": "TEXT",
+            "beat_at": "DOUBLE PRECISION",
+            "lag": "BIGINT",
+            "caught_up_at": "DOUBLE PRECISION",
+            "kafka_down_since": "DOUBLE PRECISION",
         },
     ),
 }
@@ -218,6 +231,17 @@ class Store:
         return (
             f"CREATE TABLE IF NOT EXISTS {name} ({columns}, PRIMARY KEY ({', '.join(table.key)}))"
         )
+
+    # -- heartbeats --------------------------------------------------------------------
+
+    def beat(self, beat: Heartbeat) -> None:
+        """Record what a runner says of itself now."""
+        with self.transaction() as connection:
+            connection.execute(self.sql(HEARTBEAT_UPSERT), astuple(beat))
+
+    def heartbeats(self) -> list[Heartbeat]:
+        rows = self.fetch("SELECT * FROM ecom_runners ORDER BY projection, instance")
+        return [Heartbeat(**row) for row in rows]
 
     # -- generations -------------------------------------------------------------------
 
@@ -460,6 +484,26 @@ class Store:
                 digest.update(json.dumps(_record(row), sort_keys=True, default=str).encode())
         return digest.hexdigest()
 
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """A runner's word on itself: when, how far behind, since when caught up (lag at most
+    the readiness threshold) and since when Kafka has not answered (None: it does)."""
+
+    projection: str
+    instance: str
+    beat_at: float
+    lag: int
+    caught_up_at: float
+    kafka_down_since: float | None
+
+
+HEARTBEAT_UPSERT = (
+    "INSERT INTO ecom_runners (projection, instance, beat_at, lag, caught_up_at, "
+    "kafka_down_since) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (projection, instance) DO UPDATE "
+    "SET beat_at = excluded.beat_at, lag = excluded.lag, caught_up_at = excluded.caught_up_at, "
+    "kafka_down_since = excluded.kafka_down_since"
+)
 
 OFFSETS_UPSERT = (
     "INSERT INTO ecom_offsets (projection, generation, topic, kafka_partition, "

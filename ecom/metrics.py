@@ -2,13 +2,17 @@
 group, route, method, status, phase): never an order, user or product id.
 
 The APIs serve them at their own `/metrics`; the projection runners on
-`--metrics-port` / ECOM_METRICS_PORT (see README for the defaults).
+`--metrics-port` / ECOM_METRICS_PORT (see README for the defaults), with /livez and
+/readyz beside them.
 """
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 from collections.abc import Awaitable, Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from fastapi import FastAPI, Request, Response
 from prometheus_client import (
@@ -18,8 +22,9 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
-    start_http_server,
 )
+
+from ecom.errors import PortInUse
 
 REGISTRY = CollectorRegistry()
 _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -27,6 +32,23 @@ _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5
 RECORDS_CONSUMED = Counter(
     "ecom_records_consumed", "Records read from Kafka and handled.",
     ["service", "topic"], registry=REGISTRY,
+)  # fmt: skip
+RECORDS_PRODUCED = Counter(
+    "ecom_records_produced", "Records Kafka acknowledged, by the service that sent them.",
+    ["service", "topic"], registry=REGISTRY,
+)  # fmt: skip
+DELIVERIES_FAILED = Counter(
+    "ecom_deliveries_failed", "Records Kafka did not acknowledge.",
+    ["service", "topic"], registry=REGISTRY,
+)  # fmt: skip
+CHECKPOINT_SECONDS = Histogram(
+    "ecom_checkpoint_commit_seconds",
+    "Order flow: from a checkpoint sealed to its outputs, state and offsets committed.",
+    ["service"], buckets=_SECONDS, registry=REGISTRY,
+)  # fmt: skip
+REWINDS = Counter(
+    "ecom_rewinds", "Order flow: seeks back to a partition's cursor after a gap.",
+    ["service"], registry=REGISTRY,
 )  # fmt: skip
 DEAD_LETTERS = Counter(
     "ecom_dead_letters", "Records parked in a dead-letter topic, by the topic they came from.",
@@ -54,10 +76,46 @@ HTTP_SECONDS = Histogram(
 )  # fmt: skip
 
 
-def serve(port: int) -> None:
-    """Serve /metrics on 127.0.0.1:port from a background thread (0: do not serve)."""
-    if port:
-        start_http_server(port, addr="127.0.0.1", registry=REGISTRY)
+def serve(port: int, ready: Callable[[], list[str]] | None = None) -> None:
+    """Serve /metrics, /livez and /readyz on 127.0.0.1:port from a background thread
+    (0: do not serve). `ready` returns why the process is not ready (nothing: it is)."""
+    if not port:
+        return
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.startswith("/metrics"):
+                body, content_type = exposition()
+                self._send(200, body, content_type)
+            elif self.path == "/livez":
+                self._send(200, b'{"status": "alive"}')
+            elif self.path == "/readyz":
+                reasons = ready() if ready is not None else []
+                answer = (
+                    {"status": "not ready", "reasons": reasons} if reasons else {"status": "ready"}
+                )
+                self._send(503 if reasons else 200, json.dumps(answer).encode())
+            else:
+                self._send(404, b'{"detail": "not found"}')
+
+        def _send(self, status: int, body: bytes, kind: str = "application/json") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            """Scrapes are not news."""
+
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    except OSError as error:
+        raise PortInUse(
+            f"cannot serve metrics on 127.0.0.1:{port} ({error.strerror}); pick another "
+            "with --metrics-port / ECOM_METRICS_PORT (0 turns them off)"
+        ) from error
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
 
 
 def exposition() -> tuple[bytes, str]:

@@ -55,6 +55,13 @@ class Settings(BaseSettings):
     # The HTTP APIs: where their keys are kept, and the largest request body they read.
     api_keys_file: Path | None = None
     max_body_bytes: int = Field(default=1_048_576, ge=1)
+    # Readiness of the view: stale when a projection lags more than ready_max_lag records
+    # for longer than ready_grace_s, when Kafka has not answered its runner for that long,
+    # or when no runner of it has been heard from in runner_gone_s.
+    ready_max_lag: int = Field(default=1000, ge=0)
+    ready_grace_s: float = Field(default=30.0, ge=0)
+    runner_gone_s: float = Field(default=15.0, gt=0)
+    heartbeat_s: float = Field(default=2.0, gt=0)
 
     @property
     def store_url(self) -> str:

@@ -125,6 +125,7 @@ def create_app(
         producer = EventProducer(topology, bootstrap, "/ecomstream/api", **LOW_LATENCY)
         state["publisher"] = Publisher(producer)
         state["keys"] = IdempotencyKeys(idempotency or Path(":memory:"))
+        app.state.services = state  # what /readyz reads (and tests look at)
         yield
         state.pop("publisher").close()
         state.pop("keys").close()
@@ -185,6 +186,26 @@ def create_app(
     async def health() -> dict[str, str]:
         """Tell that the API runs (nothing about the cluster: this route is open)."""
         return {"status": "ok"}
+
+    @app.get("/livez")
+    async def livez() -> dict[str, str]:
+        """The process answers (nothing about Kafka: see /readyz)."""
+        return {"status": "alive"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """200 when a command would be accepted; 503 when the producer hit a fatal error
+        or the cluster does not answer."""
+        publisher: Publisher = state["publisher"]
+        producer = publisher.producer.producer
+        reasons = []
+        if producer.fatal:
+            reasons.append(f"the producer hit a fatal error: {producer.fatal}")
+        elif not await asyncio.to_thread(producer.answers):
+            reasons.append("Kafka does not answer")
+        if reasons:
+            return JSONResponse({"status": "not ready", "reasons": reasons}, status_code=503)
+        return JSONResponse({"status": "ready"})
 
     return app
 

@@ -38,6 +38,7 @@ from typing import Any, Generic, TypeVar
 import faust
 from faust.types import TP, EventT
 
+from ecom import metrics
 from ecom.errors import DecodeError, InvalidEvent
 from ecom.kafka import BytesProducer, DeadLetters, Failed, OutcomeCallback, security_for
 from ecom.process import instance_id
@@ -220,7 +221,7 @@ class Flow(Generic[R]):
             for record in records:
                 await stream.ack(record)
 
-        committer = self._committer = Committer(self.producer, self.table, ack)
+        committer = self._committer = Committer(self.producer, self.table, ack, self._committed)
         commits = asyncio.ensure_future(committer.run())
         commits.add_done_callback(self._committer_done)
         loop = asyncio.get_running_loop()
@@ -259,6 +260,7 @@ class Flow(Generic[R]):
                 await self._rewind(message.tp, cursor, offset)
                 continue
             checkpoint.records.append(record)  # acked with this checkpoint
+            metrics.RECORDS_CONSUMED.labels(self.service, topic).inc()
             if verdict == DUPLICATE:
                 self.counts["duplicates-skipped"] += 1
                 continue
@@ -277,6 +279,7 @@ class Flow(Generic[R]):
             self.service, tp.topic, tp.partition, offset, cursor,
         )  # fmt: skip
         self.counts["rewinds"] += 1
+        metrics.REWINDS.labels(self.service).inc()
         await self.app.consumer.seek(tp, cursor)
 
     def _decode(self, record: EventT[Any], checkpoint: Checkpoint) -> Event | None:
@@ -344,6 +347,7 @@ class Flow(Generic[R]):
             self.service, message.topic, message.partition, message.offset, error,
         )  # fmt: skip
         self.counts["dead-letters"] += 1
+        metrics.DEAD_LETTERS.labels(self.service, message.topic).inc()
         found: Any = message.headers or []
         failed = Failed(
             message.topic,
@@ -356,6 +360,9 @@ class Flow(Generic[R]):
             list(found.items()) if isinstance(found, dict) else list(found),
         )
         self.dead_letters.send(failed, error, on_outcome=self._tracker())
+
+    def _committed(self, _: Checkpoint, seconds: float) -> None:
+        metrics.CHECKPOINT_SECONDS.labels(self.service).observe(seconds)
 
     def _tracker(self) -> Callable[[Any], None]:
         if self._current is not None:

@@ -45,6 +45,10 @@ from schemas import Event
 from tests.postgres import create_database, postgres_server
 from tests.support import REPO, run_cli, unique, wait_for
 
+# Processes the tests start serve no metrics unless a test gives them a port: two
+# runners or workers at once would want the same default one.
+os.environ.setdefault("ECOM_METRICS_PORT", "0")
+
 
 @dataclass
 class KafkaCluster:

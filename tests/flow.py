@@ -48,11 +48,13 @@ class Workers(Children):
         }
         self.logs = os.environ.get("ECOM_TEST_WORKER_LOGS")  # a folder, to debug a flow test
         self.killed = 0
+        self.metrics_ports: dict[str, int] = {}  # worker name -> its /metrics port
 
     def start_worker(self, name: str) -> None:
         service = name.split("-")[0]
         log = Path(self.logs) / f"{name}-{time.time():.0f}.log" if self.logs else None
-        args = ("worker", service, *(["-v"] if self.logs else []))
+        port = self.metrics_ports.get(name, 0)
+        args = ("worker", service, "--metrics-port", str(port), *(["-v"] if self.logs else []))
         self.start(Spec(name, args, self.env, log, cwd=REPO))
 
     def restart(self, name: str) -> None:

@@ -31,10 +31,15 @@ def projections() -> None:
 def run_command(names: tuple[str, ...], metrics_port: int, store_url: str | None,
                 bootstrap: str | None) -> None:  # fmt: skip
     """Run projections (all, or the NAMES given) until SIGTERM / Ctrl-C."""
+    from consumers.health import readiness
+
     use_service("projections")
     ctx = context(bootstrap, store_url)
-    metrics.serve(metrics_port)
-    run_workers(by_names(list(names)), ctx.store_url, ctx.topology, ctx.bootstrap, click.echo)
+    chosen = by_names(list(names))
+    health_store = open_store(ctx.store_url)
+    wanted = {p.name for p in chosen}
+    metrics.serve(metrics_port, lambda: readiness(health_store, ctx.settings, wanted))
+    run_workers(chosen, ctx.store_url, ctx.topology, ctx.bootstrap, click.echo)
 
 
 @projections.command(name="list")

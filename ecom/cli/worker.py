@@ -6,36 +6,49 @@ import threading
 
 import click
 
+from ecom import metrics
 from ecom.cli.context import context
 from ecom.cli.output import bootstrap_option
+from ecom.errors import BadInput
 from ecom.kafka import use_service
 from ecom.process import Spec, Supervisor, on_signals
 from ecom.topology import FLOW_SERVICES as SERVICES
+
+# Each worker's own default, so that `worker all` on one host serves four of them.
+METRICS_PORTS = {"inventory": 9401, "pricing": 9402, "payment": 9403, "order": 9404}
 
 
 @click.command()
 @click.argument("name", type=click.Choice([*SERVICES, "all"]))
 @bootstrap_option
 @click.option("-v", "--verbose", is_flag=True, help="faust's own logs.")
-def worker(name: str, bootstrap: str | None, verbose: bool) -> None:
+@click.option("--metrics-port", type=click.IntRange(0, 65535), envvar="ECOM_METRICS_PORT",
+              help="Serve /metrics and /livez on 127.0.0.1:PORT (0: off; default "
+                   "inventory 9401, pricing 9402, payment 9403, order 9404).")  # fmt: skip
+def worker(name: str, bootstrap: str | None, verbose: bool, metrics_port: int | None) -> None:
     """Run one order-flow worker until SIGTERM; `all` runs the four, each in its own
     process, restarting one that dies (and giving up, naming it, if it keeps dying)."""
     ctx = context(bootstrap)
     if name == "all":
-        _run_all(ctx.bootstrap, verbose)
+        if metrics_port:
+            raise BadInput("`worker all` serves each worker on its own port; give none, or 0")
+        _run_all(ctx.bootstrap, verbose, metrics_port)
         return
     from streams.worker import run
 
     use_service(name)
+    metrics.serve(METRICS_PORTS[name] if metrics_port is None else metrics_port)
 
     run(name, ctx.topology, ctx.bootstrap, ctx.settings, verbose)
 
 
-def _run_all(bootstrap: str, verbose: bool) -> None:
+def _run_all(bootstrap: str, verbose: bool, metrics_port: int | None) -> None:
     stopping = threading.Event()
     with Supervisor(click.echo) as supervisor, on_signals(stopping.set):
         for service in SERVICES:
-            args = ("worker", service, "--bootstrap", bootstrap, *(["-v"] if verbose else []))
+            port = METRICS_PORTS[service] if metrics_port is None else 0
+            args = ("worker", service, "--bootstrap", bootstrap, "--metrics-port", str(port),
+                    *(["-v"] if verbose else []))  # fmt: skip
             supervisor.start(Spec(service, args, inherit=True))
         pids = ", ".join(f"{n} {c.pid}" for n, c in supervisor.running.items())
         click.echo(f"running workers (pids: {pids}); SIGTERM or Ctrl-C stops them")

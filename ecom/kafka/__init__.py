@@ -14,7 +14,14 @@ The wings use confluent-kafka's consumer, message and partition types through th
 re-exported here.
 """
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from ecom.kafka.admin import Admin, Partition, log_ends, registered_brokers
 from ecom.kafka.config import (
@@ -47,6 +54,7 @@ __all__ = [
     "GroupInfo",
     "Headers",
     "KafkaError",
+    "KafkaException",
     "Member",
     "Message",
     "Outcome",

@@ -14,9 +14,11 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from ecom import metrics
 from ecom.errors import DeliveryFailed
 from ecom.kafka.config import producer_config
 from ecom.kafka.errors import kafka_error, note_client_error, unreachable
+from ecom.kafka.security import current_service
 
 Headers = list[tuple[str, str | bytes | None]]
 
@@ -41,6 +43,7 @@ class BytesProducer:
 
     def __init__(self, bootstrap: str, **overrides: Any) -> None:
         self.bootstrap = bootstrap
+        self.service = current_service()  # the label of what it sends
         settings = {"error_cb": self._on_error} | overrides
         self._producer = Producer(producer_config(bootstrap, **settings))
         self._lock = threading.Lock()
@@ -101,6 +104,14 @@ class BytesProducer:
         """Return how many records await their delivery report."""
         return len(self._producer)
 
+    def answers(self, timeout: float = 2.0) -> bool:
+        """Tell whether the cluster answers a metadata request now."""
+        try:
+            self._producer.list_topics(timeout=timeout)
+        except KafkaException:
+            return False
+        return True
+
     def missing_topics(self, names: list[str], timeout: float = 10.0) -> list[str]:
         """Return the topics among names that do not exist (fail fast before sending)."""
         try:
@@ -127,14 +138,20 @@ class BytesProducer:
     # -- delivery reports ------------------------------------------------------------
 
     def _report(self, error: KafkaError | None, message: Message) -> None:
+        self._count(error, message)
         if error is not None:
             with self._lock:
                 self._failures.append(_failure(error, message))
         else:
             self.acknowledged += 1
 
+    def _count(self, error: KafkaError | None, message: Message) -> None:
+        counter = metrics.DELIVERIES_FAILED if error is not None else metrics.RECORDS_PRODUCED
+        counter.labels(self.service, message.topic() or "").inc()
+
     def _reporter(self, on_outcome: OutcomeCallback) -> DeliveryReport:
         def report(error: KafkaError | None, message: Message) -> None:
+            self._count(error, message)
             if error is not None:
                 on_outcome(DeliveryFailed(f"record not acknowledged: {_failure(error, message)}"))
                 return

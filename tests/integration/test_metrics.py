@@ -1,11 +1,13 @@
 """Prometheus metrics: the APIs count requests by route, a projection runner counts what
-it consumed (equal to the log it read) and reports its lag."""
+it consumed (equal to the log it read) and reports its lag, the order-flow workers count
+what they sent (equal to what the log grew by)."""
 
 from __future__ import annotations
 
 import re
 import socket
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -13,9 +15,11 @@ from fastapi.testclient import TestClient
 
 from consumers.api import create_app
 from consumers.store import open_store
-from ecom.topology import Topology
-from schemas import OrderCreated
+from ecom.topology import FLOW_SERVICES, Topology
+from producers.simulate import Shop, ShopPlan
+from schemas import Event, OrderCreated
 from tests.conftest import KafkaCluster
+from tests.flow import Workers
 from tests.runners import runner_process, shop_log
 from tests.support import keyed, wait_for
 
@@ -93,3 +97,49 @@ def test_a_runner_counts_what_it_consumed_as_the_log_says(
 
 def consumed_of(text: str, group: str, topic: str) -> float:
     return _value(text, "ecom_records_consumed_total", service=group, topic=topic)
+
+
+@pytest.mark.kafka
+def test_the_order_flow_workers_count_what_they_send_as_the_log_says(
+    kafka: KafkaCluster, topology: Topology, tmp_path: Path
+) -> None:
+    plan = ShopPlan(users=20, products=5, orders=40, seed=7, min_stock=50, max_stock=50)
+    events = list(Shop(plan).events())
+    seeded = Counter(topology.for_event(e.event_type).name for e in events)
+    ports = {service: _free_port() for service in FLOW_SERVICES}
+    env = {"ECOM_GATEWAY_LEDGER": str(tmp_path / "ledger.db")}
+    with Workers(topology, kafka.bootstrap, env) as workers:
+        workers.metrics_ports = ports
+        for service in FLOW_SERVICES:
+            workers.start_worker(service)
+        kafka.seed(topology, events)
+        names = [t.name for t in topology.topics()]
+
+        def sent_equals_log() -> dict[str, float] | None:
+            texts = {service: _scrape(port) for service, port in ports.items()}
+            ends = Counter[str]()
+            for (topic, _), end in kafka.ends(names).items():
+                ends[topic] += end
+            sent = {
+                topic: sum(_value(t, "ecom_records_produced_total", service=s, topic=topic)
+                           for s, t in texts.items())
+                for topic in names
+            }  # fmt: skip
+            grew = {topic: ends[topic] - seeded[topic] for topic in names}
+            return sent if sent == grew and grew[topology.topic("orders").name] > 0 else None
+
+        sent = wait_for(sent_equals_log, 180, "the workers' counts to equal the log's growth", 1)
+        texts = {service: _scrape(port) for service, port in ports.items()}
+    orders = topology.topic("orders").name
+    assert sent[orders] > len(_orders_of(events)), "every order got at least one flow event"
+    for service, text in texts.items():
+        consumed = sum(_value(text, "ecom_records_consumed_total", service=service, topic=t)
+                       for t in names)  # fmt: skip
+        assert consumed > 0, f"{service} counted nothing it read"
+        assert _value(text, "ecom_checkpoint_commit_seconds_count", service=service) >= 1
+    scraped = "".join(texts.values())
+    assert not [o.order_id for o in _orders_of(events) if o.order_id in scraped], "no id labels"
+
+
+def _orders_of(events: list[Event]) -> list[OrderCreated]:
+    return [e for e in events if isinstance(e, OrderCreated)]
