@@ -13,7 +13,7 @@ from typing import Literal
 
 from ecom.topology import Topic, Topology
 
-Action = Literal["create", "add-partitions", "alter-configs", "add-acl"]
+Action = Literal["create", "add-partitions", "alter-configs", "add-acl", "remove-acl"]
 
 
 @dataclass(frozen=True)
@@ -128,9 +128,30 @@ def make_plan(
     if any(c.action == "add-partitions" for c in changes):
         notes.append("adding partitions moves keys: per-key order is kept only after the change")
     if live_acls is not None:
-        missing = [acl for acl in wanted_acls(topology) if acl not in live_acls]
+        wanted = wanted_acls(topology)
+        missing = [acl for acl in wanted if acl not in live_acls]
         changes += [Change(acl.name, "add-acl", str(acl), acl=acl) for acl in missing]
+        stale = sorted(acl for acl in live_acls - set(wanted) if _governed(topology, acl))
+        changes += [Change(acl.name, "remove-acl", str(acl), acl=acl) for acl in stale]
     return Plan(changes, refusals, notes)
+
+
+def _governed(topology: Topology, acl: Acl) -> bool:
+    """Tell whether topics.yaml decides this ACL: one of its principals, on one of its
+    topics or on one of the groups its services name (under this prefix only, so other
+    environments on the cluster keep theirs)."""
+    principals = {f"User:{p}" for s in topology.services for p in s.principals}
+    if acl.principal not in principals:
+        return False
+    if acl.resource == "topic":
+        return acl.name in {t.name for t in topology.topics()}
+    groups = {
+        topology.prefix + group.rstrip("*")
+        for service in topology.services
+        for principal in service.principals
+        for group in service.groups_of(principal)
+    }
+    return acl.name in groups
 
 
 def _effective(topic: Topic, brokers: int, dev: bool) -> tuple[int, dict[str, str]]:

@@ -145,7 +145,8 @@ class TopicAdmin(Admin):
         for validate_only in (True, False):
             self._run(creates, grows, alters, validate_only)
         self.wait_until_ready({c.topic: c.partitions for c in plan.changes if c.partitions})
-        self._grant([c.acl for c in plan.changes if c.acl is not None])
+        self._grant([c.acl for c in plan.changes if c.acl is not None and c.action == "add-acl"])
+        self.revoke([c.acl for c in plan.changes if c.acl is not None and c.action == "remove-acl"])
 
     def _grant(self, acls: list[Acl]) -> None:
         if not acls:

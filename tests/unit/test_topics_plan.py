@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from ecom.topics_plan import LiveTopic, make_plan
-from ecom.topology import Topology, parse_specs
+from ecom.topics_plan import Acl, LiveTopic, make_plan, wanted_acls
+from ecom.topology import Topology, parse_services, parse_specs
 
 
 def _topology(partitions: int = 6, replicas: int = 3, min_isr: int = 2) -> Topology:
@@ -88,3 +88,44 @@ def test_config_drift_is_altered_and_unmanaged_configs_left_alone() -> None:
 def test_min_isr_above_replication_factor_is_refused() -> None:
     plan = make_plan(_topology(replicas=2, min_isr=3), {}, brokers=3)
     assert "above the replication factor" in plan.refusals[0]
+
+
+def _shop() -> Topology:
+    doc = {
+        "defaults": {"partitions": 6, "replication_factor": 3},
+        "topics": {
+            "users": {"key": "user_id", "events": ["UserCreated"]},
+            "orders": {"key": "order_id", "events": ["OrderCreated"]},
+        },
+        "services": {
+            "api": {"principals": ["commands"], "sends": ["UserCreated", "OrderCreated"]},
+            "views": {"principals": ["projections", "replay"],
+                      "receives": ["UserCreated", "OrderCreated"],
+                      "groups": {"projections": ["ecom-projection-*"],
+                                 "replay": ["ecom-replay-*"]}},
+        },
+    }  # fmt: skip
+    specs = parse_specs(doc, "test")
+    return Topology(specs, "", parse_services(doc, specs, "test"))
+
+
+def test_acls_follow_the_services_and_only_what_they_govern_is_revoked() -> None:
+    shop = _shop()
+    wanted = set(wanted_acls(shop))
+    assert Acl("User:commands", "topic", "orders", "literal", "write") in wanted
+    assert Acl("User:projections", "topic", "users", "literal", "read") in wanted
+    assert Acl("User:replay", "group", "ecom-replay-", "prefixed", "read") in wanted
+    assert Acl("User:replay", "group", "ecom-projection-", "prefixed", "read") not in wanted
+    assert not any(a.principal == "User:commands" and a.operation == "read" for a in wanted)
+    live = dict.fromkeys(("users", "orders"), LiveTopic("x", 6, 3, {}))
+    assert make_plan(shop, live, 3, live_acls=None).is_empty, "no authorizer: no ACLs"
+    assert make_plan(shop, live, 3, live_acls=wanted).is_empty, "idempotent"
+    stale = Acl("User:projections", "topic", "orders", "literal", "write")
+    foreign = Acl("User:projections", "group", "t1-ecom-projection-", "prefixed", "read")
+    someone = Acl("User:alice", "topic", "orders", "literal", "write")
+    plan = make_plan(shop, live, 3, live_acls=wanted | {stale, foreign, someone})
+    assert [(c.action, c.detail) for c in plan.changes] == [
+        ("remove-acl", "User:projections write topic orders")
+    ]
+    missing = make_plan(shop, live, 3, live_acls=wanted - {stale} - {wanted_acls(shop)[0]})
+    assert [c.action for c in missing.changes] == ["add-acl"]
