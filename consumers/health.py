@@ -78,10 +78,11 @@ def _stale(name: str, beats: list[Heartbeat], now: float, settings: Settings) ->
     down = [now - b.kafka_down_since for b in live if b.kafka_down_since is not None]
     if down and max(down) > grace:
         reasons.append(f"{name}: Kafka has not answered its runner for {max(down):.0f}s")
-    behind = max(live, key=lambda b: now - b.caught_up_at)
-    if now - behind.caught_up_at > grace:
+    # Behind as of its last word: a runner silent for a while is the other rules' case.
+    behind = max(live, key=lambda b: b.beat_at - b.caught_up_at)
+    if behind.beat_at - behind.caught_up_at > grace:
         reasons.append(
             f"{name}: {behind.lag} records behind, over {settings.ready_max_lag} "
-            f"for {now - behind.caught_up_at:.0f}s"
+            f"for {behind.beat_at - behind.caught_up_at:.0f}s"
         )
     return reasons

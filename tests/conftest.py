@@ -129,6 +129,8 @@ def _local_cluster(request: pytest.FixtureRequest) -> KafkaCluster:
             run_cli("cluster", "down", *(["--wipe"] if created else []), timeout=120)
 
     request.addfinalizer(stop)
+    # Children find the cluster (and its credentials) whatever ECOM_HOME a test gives them.
+    os.environ.setdefault("ECOM_CLUSTER_DIR", str(local.root.resolve()))
     return KafkaCluster(local.bootstrap_servers(), "local", local)
 
 

@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 from consumers.api import create_app as query_app
 from consumers.health import readiness
 from consumers.store import Heartbeat, open_store
-from ecom.process import stop
+from ecom.cluster import LocalCluster
+from ecom.process import Spec, spawn, stop
 from ecom.settings import Settings
 from ecom.topology import Topology
 from producers.api import create_app as command_app
@@ -20,7 +21,7 @@ from tests.conftest import KafkaCluster
 from tests.integration.test_metrics import _free_port
 from tests.postgres import create_database
 from tests.runners import runner_process, shop_log
-from tests.support import keyed, unique, wait_for
+from tests.support import REPO, keyed, run_cli, scratch_cluster_env, unique, wait_for
 
 FAST = Settings(ready_max_lag=10, ready_grace_s=5, runner_gone_s=3, heartbeat_s=0.5)
 
@@ -72,7 +73,9 @@ def test_readiness_names_a_lagging_view_a_silent_cluster_and_a_dead_store(
     store.beat(Heartbeat("orders", "a", now - 1, 0, now - 1, None))
     assert readiness(store, FAST, now=now) == []
     store.beat(Heartbeat("orders", "a", now - 1, 500, now - 9, None))
-    assert readiness(store, FAST, now=now) == ["orders: 500 records behind, over 10 for 9s"]
+    assert readiness(store, FAST, now=now) == ["orders: 500 records behind, over 10 for 8s"]
+    store.beat(Heartbeat("orders", "a", now - 2, 0, now - 3, None))
+    assert readiness(store, FAST, now=now) == [], "caught up when it last spoke"
     store.beat(Heartbeat("orders", "a", now - 1, 0, now - 1, now - 7))
     assert readiness(store, FAST, now=now) == ["orders: Kafka has not answered its runner for 7s"]
     store.beat(Heartbeat("orders", "b", now - 1, 0, now - 1, None))
@@ -111,3 +114,55 @@ def test_the_command_api_is_not_ready_when_kafka_is_gone_or_its_producer_failed(
         answer = client.get("/readyz")
         assert (answer.status_code, answer.json()["reasons"]) == (503, ["Kafka does not answer"])
         assert client.get("/livez").status_code == 200
+
+
+@pytest.mark.local_cluster
+def test_a_runner_is_not_ready_while_its_broker_is_gone_and_ready_again_after(
+    local_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    env = scratch_cluster_env(tmp_path, local_cluster) | {"KAFKA_BOOTSTRAP_SERVERS": ""}
+    up = run_cli("cluster", "up", "--brokers", "1", "--insecure", env=env, timeout=180)
+    assert up.returncode == 0, up.stderr
+    port = _free_port()
+    runner_env = env | {
+        "ECOM_METRICS_PORT": str(port), "ECOM_HEARTBEAT_S": "0.5", "ECOM_READY_GRACE_S": "2",
+        "ECOM_RUNNER_GONE_S": "60", "ECOM_STORE": f"sqlite:///{tmp_path / 'view.db'}",
+    }  # fmt: skip
+    scratch = LocalCluster(Path(env["ECOM_CLUSTER_DIR"]), int(env["ECOM_CLUSTER_PORT_BASE"]))
+    readyz = f"http://127.0.0.1:{port}/readyz"
+    try:
+        assert run_cli("topics", "apply", "--dev", env=env).returncode == 0
+        assert run_cli("produce", "StockAdjusted", "--data", STOCK, env=env).returncode == 0
+        args = ("projections", "run", "inventory")
+        runner = spawn(Spec("projections", args, runner_env, cwd=REPO))
+        try:
+            wait_for(lambda: _status(readyz) == 200, 120, "a ready runner")
+            scratch.kill(1)
+            _, body = wait_for(lambda: _answer_if(readyz, 503), 120, "not ready")
+            reasons = " ".join(body["reasons"])  # type: ignore[arg-type]
+            assert "inventory: Kafka has not answered its runner" in reasons
+            assert _status(f"http://127.0.0.1:{port}/livez") == 200, "alive all the same"
+            scratch.start(1)
+            wait_for(lambda: _status(readyz) == 200, 180, "ready again")
+        finally:
+            stop(runner)
+    finally:
+        run_cli("cluster", "down", "--wipe", env=env, timeout=120)
+
+
+STOCK = '{"product_id": "p-1", "quantity": 5}'
+
+
+def _status(url: str) -> int:
+    try:
+        return httpx.get(url, timeout=5).status_code
+    except httpx.HTTPError:
+        return 0
+
+
+def _answer_if(url: str, status: int) -> tuple[int, dict[str, object]] | None:
+    try:
+        answer = httpx.get(url, timeout=5)
+    except httpx.HTTPError:
+        return None
+    return (answer.status_code, answer.json()) if answer.status_code == status else None
