@@ -24,12 +24,14 @@ jars: install
 	$(BIN)/ecom cluster fetch
 
 # Tools the integration tests drive from the outside: docker-compose (to validate
-# docker-compose.yml without a Docker engine) and a PostgreSQL server (the tests start
-# their own). Installed with apt-get when we may.
+# docker-compose.yml without a Docker engine), a PostgreSQL server (the tests start
+# their own) and Chromium with its driver (the live page's test). Installed with apt-get
+# when we may.
 system-deps:
 	@command -v docker-compose >/dev/null || ./.ci/apt-install docker-compose
 	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
 		|| ./.ci/apt-install postgresql
+	@command -v chromedriver >/dev/null || ./.ci/apt-install chromium chromium-driver
 
 lint: install
 	$(BIN)/ruff check .

@@ -15,9 +15,10 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Query
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 
 from consumers.health import readiness
+from consumers.live import PAGE, Live
 from consumers.queries import MAX_PAGE, QueryView
 from consumers.store import Store
 from ecom.apikeys import MAX_BODY_BYTES, ApiKeys, protect
@@ -33,8 +34,10 @@ def create_app(
     api_keys: ApiKeys,
     max_body: int = MAX_BODY_BYTES,
     settings: Settings | None = None,
+    live: Live | None = None,
 ) -> FastAPI:
-    """Build the query API over one view database, open to `queries` keys."""
+    """Build the query API over one view database, open to `queries` keys; with live,
+    the live page at / and its numbers at /live."""
     settings = settings or get_settings()
     view = QueryView(store)
     app = FastAPI(
@@ -87,6 +90,20 @@ def create_app(
     async def get_inventory(product_id: str) -> Response:
         """A product's stock: on hand, reserved, available, sold."""
         return found(view.inventory(product_id), f"stock of {product_id}")
+
+    if live is not None:
+        page = PAGE.read_text()
+
+        @app.get("/", include_in_schema=False)
+        async def live_page() -> HTMLResponse:
+            """The shop, live (the page asks /live for its numbers with your key)."""
+            return HTMLResponse(page)
+
+        @app.get("/live", tags=["live"])
+        async def live_numbers() -> Response:
+            """What the live page shows: orders per status and over time, stock, every
+            group's lag, dead letters, the newest events, time to an order's final state."""
+            return _json(live.snapshot())
 
     @app.get("/livez", tags=["health"])
     async def livez() -> Response:

@@ -145,6 +145,30 @@ class QueryView:
             result.append(item)
         return result
 
+    # -- the live page -------------------------------------------------------------------
+
+    def shop(self, products: int) -> dict[str, Any]:
+        """Return orders per status, the stock of the first products, and every
+        projection's lag: what the live page shows from the view."""
+        with self.store.snapshot() as read:
+            generations = self._generations(read)
+            statuses: dict[str, int] = {}
+            generation = generations.get("orders")
+            if generation is not None:
+                table = table_name(Order.TABLE, generation)
+                for row in read(f"SELECT status, COUNT(*) AS n FROM {table} GROUP BY status", []):
+                    statuses[row["status"]] = int(row["n"])
+            stock = _select(read, generations, Stock, "1 = 1", [], "product_id", products)
+            lags = _freshness(read, generations, sorted(generations))
+            return {
+                "orders": statuses,
+                "stock": [
+                    {k: r[k] for k in ("product_id", "available", "reserved", "sold")}
+                    for r in stock
+                ],
+                "projections": {name: info["lag"] for name, info in lags.items()},
+            }
+
     # -- health --------------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:

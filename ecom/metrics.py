@@ -54,6 +54,10 @@ DEAD_LETTERS = Counter(
     "ecom_dead_letters", "Records parked in a dead-letter topic, by the topic they came from.",
     ["service", "topic"], registry=REGISTRY,
 )  # fmt: skip
+RESTARTS = Counter(
+    "ecom_restarts", "Times the supervisor restarted this process, by why it had exited.",
+    ["service", "reason"], registry=REGISTRY,
+)  # fmt: skip
 FENCED = Counter(
     "ecom_fenced_batches", "Batches the store refused because another runner wrote first.",
     ["service"], registry=REGISTRY,
@@ -116,6 +120,13 @@ def serve(port: int, ready: Callable[[], list[str]] | None = None) -> None:
             "with --metrics-port / ECOM_METRICS_PORT (0 turns them off)"
         ) from error
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+
+
+def count_restarts(service: str, reasons: dict[str, int]) -> None:
+    """Start the restart counter where the supervisor's count stands (a restarted
+    process continues the count of the one before)."""
+    for reason, times in reasons.items():
+        RESTARTS.labels(service, reason).inc(times)
 
 
 def exposition() -> tuple[bytes, str]:

@@ -15,6 +15,7 @@ import contextlib
 import ctypes
 import fcntl
 import itertools
+import json
 import logging
 import os
 import signal
@@ -23,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any, Self
@@ -182,6 +183,7 @@ class Supervisor(Children):
         super().__init__(report)
         self.policy = policy or RestartPolicy()
         self.restarts: dict[str, int] = {}
+        self.reasons: dict[str, dict[str, int]] = {}  # name -> exit reason -> restarts
         self._failures: dict[str, list[float]] = {}
         self._due: dict[str, tuple[float, Spec]] = {}
 
@@ -215,8 +217,38 @@ class Supervisor(Children):
                 f"(last exit code {code}); gave up{where}"
             )
         backoff = min(policy.max_backoff_s, policy.first_backoff_s * 2 ** (len(recent) - 1))
-        self.report(f"{name} exited with code {code}; restarting in {backoff:.0f}s{where}")
-        self._due[name] = (now + backoff, child.spec)
+        reason = exit_reason(code)
+        self.report(
+            f"{name} exited with code {code} ({reason}); restarting in {backoff:.0f}s{where}"
+        )
+        reasons = self.reasons.setdefault(name, {})
+        reasons[reason] = reasons.get(reason, 0) + 1
+        # The child counts its own restarts from this, so its counter never goes back.
+        env = {**child.spec.env, RESTARTS_ENV: json.dumps(reasons)}
+        self._due[name] = (now + backoff, replace(child.spec, env=env))
+
+
+RESTARTS_ENV = "ECOM_RESTARTS"
+EXIT_REASONS = {75: "delivery-unacknowledged", 70: "internal-error", 1: "error"}
+
+
+def exit_reason(code: int) -> str:
+    """Name why a child exited, for a bounded metric label."""
+    if code < 0:
+        try:
+            return f"signal-{signal.Signals(-code).name.lower()}"
+        except ValueError:
+            return f"signal-{-code}"
+    return EXIT_REASONS.get(code, f"exit-{code}")
+
+
+def restarts_so_far() -> dict[str, int]:
+    """Return why this process's supervisor restarted it so far (reason -> times)."""
+    try:
+        counts = json.loads(os.environ.get(RESTARTS_ENV, "{}"))
+    except ValueError:
+        return {}
+    return {str(k): int(v) for k, v in counts.items()} if isinstance(counts, dict) else {}
 
 
 @contextlib.contextmanager

@@ -61,7 +61,23 @@ def wanted_acls(topology: Topology) -> list[Acl]:
                 prefixed = group.endswith("*")
                 name = topology.prefix + group.rstrip("*")
                 wanted.add(Acl(principal, "group", name, _pattern(prefixed), "read"))
+            if service.watches:
+                wanted |= _watcher_acls(topology, principal)
     return sorted(wanted)
+
+
+def _watcher_acls(topology: Topology, principal: str) -> set[Acl]:
+    """Read every topic, describe every group the services use: no writes, no joins."""
+    acls = {Acl(principal, "group", topology.watch_group(), "literal", "describe")}
+    for topic in topology.topics():
+        acls.add(Acl(principal, "topic", topic.name, "literal", "read"))
+        acls.add(Acl(principal, "topic", topic.name, "literal", "describe"))
+    for service in topology.services:
+        for user in service.principals:
+            for group in service.groups_of(user):
+                name = topology.prefix + group.rstrip("*")
+                acls.add(Acl(principal, "group", name, _pattern(group.endswith("*")), "describe"))
+    return acls
 
 
 def _pattern(prefixed: bool) -> Literal["literal", "prefixed"]:

@@ -72,6 +72,8 @@ class ServiceSpec(BaseModel):
     groups: tuple[str, ...] | dict[str, tuple[str, ...]] = ()
     owns: tuple[str, ...] = ()
     writes: tuple[str, ...] = ()
+    # A watcher reads every topic and describes every group the services use (read-only).
+    watches: bool = False
 
     def groups_of(self, principal: str) -> tuple[str, ...]:
         """Return the consumer groups one of this service's principals uses."""
@@ -170,6 +172,10 @@ class Topology:
     def replay_group(self, projection: str) -> str:
         """Return the group id a replay of a projection reads under (it never joins)."""
         return f"{self.prefix}ecom-replay-{projection}"
+
+    def watch_group(self) -> str:
+        """Return the group id the live page's watch names (it never joins it)."""
+        return f"{self.prefix}ecom-watch"
 
     def flow_app(self, service: str) -> str:
         """Return the app id (and consumer group) of an order-flow service."""

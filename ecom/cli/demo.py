@@ -16,12 +16,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import click
+import httpx
 
 from consumers.queries import QueryView
 from consumers.store import open_store
 from ecom.apikeys import SCOPES, ApiKeys
 from ecom.cli.context import context
 from ecom.cli.output import bootstrap_option
+from ecom.errors import ProcessFailed
 from ecom.kafka import TopicAdmin, security_for
 from ecom.process import Children, Spec
 from ecom.settings import Settings
@@ -106,12 +108,15 @@ def run(topology: Topology, bootstrap: str, settings: Settings, plan: ShopPlan, 
     report(f"applying {settings.topics_path.name} to {bootstrap} ...")
     admin = TopicAdmin(bootstrap)
     admin.execute(admin.plan(topology, dev=admin.broker_count() < 3))
+    auth = _demo_keys(settings)
     report("starting the services:")
     with services(settings, bootstrap, report):
+        _wait_answering(settings.query_url)
+        report(f"\nthe shop, live: {settings.query_url}/#key={auth['queries']}")
         orders = _shop(topology, bootstrap, plan, rate, report)
         view = QueryView(open_store(settings.store_url))
         _wait_final(view, orders, report)
-        _report(view, orders, settings, report)
+        _report(view, orders, settings, auth, report)
         if stay:
             report("\nthe shop keeps running: press Ctrl-C to stop everything")
             _wait_for_interrupt()
@@ -171,7 +176,8 @@ def _wait_final(view: QueryView, orders: list[str], report: Report, timeout: flo
         time.sleep(1)
 
 
-def _report(view: QueryView, orders: list[str], settings: Settings, report: Report) -> None:
+def _report(view: QueryView, orders: list[str], settings: Settings, auth: dict[str, str],
+            report: Report) -> None:  # fmt: skip
     counts = _statuses(view, orders)
     reasons: Counter[str] = Counter()
     for order_id in orders:
@@ -190,12 +196,12 @@ def _report(view: QueryView, orders: list[str], settings: Settings, report: Repo
     lags = view.health()["projections"]
     report("projection lag: " + ", ".join(f"{name} {info['lag']}" for name, info in lags.items()))
     order = orders[0]
-    auth = _demo_keys(settings)
     report(f"""
 where to look (the APIs want a key: curl -H 'Authorization: Bearer KEY' ...):
   query API key   {auth["queries"]}
   command API key {auth["commands"]}
   (made for this run as demo-queries / demo-commands; `ecom keys` makes your own)
+  {settings.query_url}/#key={auth["queries"]}   the shop, live, in a browser
   {settings.query_url}/orders/{order}      an order, its timeline and payment
   {settings.query_url}/orders?status=confirmed
   {settings.query_url}/products            prices, taxes and stock
@@ -218,6 +224,19 @@ def _demo_keys(settings: Settings) -> dict[str, str]:
         made[scope] = keys.create(name, scope)
     keys.close()
     return made
+
+
+def _wait_answering(url: str, timeout: float = 60) -> None:
+    """Wait until the query API answers, so the live page sees the shop from its start."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(f"{url}/livez", timeout=2).raise_for_status()
+            return
+        except httpx.HTTPError as error:
+            if time.monotonic() > deadline:
+                raise ProcessFailed(f"the query API at {url} did not answer: {error}") from None
+            time.sleep(0.2)
 
 
 def _port(url: str) -> str:

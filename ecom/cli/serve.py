@@ -45,14 +45,30 @@ def commands(host: str, port: int, bootstrap: str | None) -> None:
 @host_option
 @click.option("--port", type=int, default=8001, show_default=True)
 @click.option("--store", "store_url", help="View database URL (default ECOM_STORE).")
-def query_command(host: str, port: int, store_url: str | None) -> None:
-    """Serve the query view: orders, products, stock, health (docs at /docs)."""
+@bootstrap_option
+@click.option(
+    "--no-watch", is_flag=True, help="Do not watch Kafka for the live page (view numbers only)."
+)
+def query_command(
+    host: str, port: int, store_url: str | None, bootstrap: str | None, no_watch: bool
+) -> None:
+    """Serve the query view: orders, products, stock, health (docs at /docs), and the
+    live page of the shop at /."""
     import uvicorn
 
     from consumers.api import create_app
+    from consumers.live import Live, order_watch
+    from consumers.queries import QueryView
     from consumers.store import open_store
 
-    ctx = context(store=store_url)
+    use_service("monitor")  # the live page's watch reads as the read-only monitor
+    ctx = context(bootstrap, store=store_url)
+    store = open_store(ctx.store_url)
+    watch = None if no_watch else order_watch(ctx.topology, ctx.bootstrap)
+    live = Live(QueryView(store), watch).start()
     keys = ApiKeys(ctx.settings.api_keys_path)
-    app = create_app(open_store(ctx.store_url), keys, ctx.settings.max_body_bytes)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    app = create_app(store, keys, ctx.settings.max_body_bytes, live=live)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        live.stop()

@@ -11,7 +11,7 @@ from ecom.cli.context import context
 from ecom.cli.output import bootstrap_option
 from ecom.errors import BadInput
 from ecom.kafka import use_service
-from ecom.process import Spec, Supervisor, on_signals
+from ecom.process import Spec, Supervisor, on_signals, restarts_so_far
 from ecom.topology import FLOW_SERVICES as SERVICES
 
 # Each worker's own default, so that `worker all` on one host serves four of them.
@@ -37,6 +37,7 @@ def worker(name: str, bootstrap: str | None, verbose: bool, metrics_port: int | 
     from streams.worker import run
 
     use_service(name)
+    metrics.count_restarts(name, restarts_so_far())
     metrics.serve(METRICS_PORTS[name] if metrics_port is None else metrics_port)
 
     run(name, ctx.topology, ctx.bootstrap, ctx.settings, verbose)

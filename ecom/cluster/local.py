@@ -36,7 +36,7 @@ from ecom.cluster import config
 from ecom.cluster.tls import make_ca, make_node_certificate
 from ecom.cluster.tools import ensure_jars, find_java, java_argfile
 from ecom.errors import BadInput, ClusterError, PortInUse
-from ecom.kafka import registered_brokers
+from ecom.kafka import Admin, registered_brokers
 from ecom.kafka.security import (
     BROKER_USER,
     MECHANISM,
@@ -217,6 +217,7 @@ class LocalCluster:
         stopped = [node for node in self.nodes() if node.pid() is None]
         if not stopped:
             report(f"cluster already running: {self.bootstrap_servers()}")
+            self._add_missing_users(report)
             return
         java = find_java()
         for node in stopped:
@@ -230,6 +231,7 @@ class LocalCluster:
         for node in stopped:
             self._launch(node, java)
         self._wait_registered(self.nodes(), started)
+        self._add_missing_users(report)
         took = time.monotonic() - started
         report(f"cluster up in {took:.1f}s: {self.bootstrap_servers()}")
 
@@ -359,15 +361,29 @@ class LocalCluster:
             name = config.node_common_name(node_id)
             make_node_certificate(self.tls_dir, name, hosts, self.tls_dir / f"node-{node_id}.pem")
         for user in (*SERVICES, BROKER_USER):
-            settings = {
-                "security.protocol": "SASL_SSL",
-                "sasl.mechanisms": MECHANISM,
-                "sasl.username": user,
-                "sasl.password": secrets.token_urlsafe(24),
-                "ssl.ca.location": str((self.tls_dir / "ca.pem").resolve()),
-            }
-            header = f"# client settings of {user} on the local cluster (librdkafka names)\n"
-            write_private(credentials_file(self.root, user), header + _render(settings))
+            self._write_credentials(user)
+
+    def _write_credentials(self, user: str) -> None:
+        settings = {
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanisms": MECHANISM,
+            "sasl.username": user,
+            "sasl.password": secrets.token_urlsafe(24),
+            "ssl.ca.location": str((self.tls_dir / "ca.pem").resolve()),
+        }
+        header = f"# client settings of {user} on the local cluster (librdkafka names)\n"
+        write_private(credentials_file(self.root, user), header + _render(settings))
+
+    def _add_missing_users(self, report: Report) -> None:
+        """Give a secure cluster made by an older version the services it lacks."""
+        missing = [s for s in SERVICES if not credentials_file(self.root, s).exists()]
+        if not self.is_secure() or not missing:
+            return
+        admin = Admin(self.bootstrap_servers())  # cluster tools run as admin
+        for user in missing:
+            self._write_credentials(user)
+            admin.add_scram_user(user, self._password(user))
+            report(f"added the principal {user} (credentials/{user}.properties)")
 
     def _password(self, user: str) -> str:
         return read_properties(credentials_file(self.root, user))["sasl.password"]

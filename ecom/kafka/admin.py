@@ -9,7 +9,13 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from confluent_kafka import KafkaException, TopicCollection, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.admin import (
+    AdminClient,
+    OffsetSpec,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
 
 from ecom.errors import BadInput
 from ecom.kafka.config import client_config
@@ -40,6 +46,17 @@ class Admin:
                 time.sleep(0.2)
 
     # -- the cluster -------------------------------------------------------------------
+
+    def add_scram_user(self, user: str, password: str) -> None:
+        """Create (or reset) a SCRAM-SHA-512 user."""
+        info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
+        upsert = UserScramCredentialUpsertion(user, info, password.encode())
+
+        def request() -> None:
+            for future in self.admin.alter_user_scram_credentials([upsert]).values():
+                future.result()
+
+        self.call(f"add the SCRAM user {user}", request)
 
     def metadata(self) -> Any:
         """Return the cluster's metadata (brokers, topics, partitions); one attempt."""

@@ -6,20 +6,24 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from consumers.api import create_app
+from consumers.live import PRODUCTS_SHOWN, Live, order_watch
 from consumers.projections import PROJECTIONS
+from consumers.queries import QueryView
 from consumers.store import open_store
 from ecom.kafka import scratch_topology
+from ecom.kafka.watch import KEEP
 from ecom.topology import Topology
 from schemas import Event, OrderCreated, ProductCreated
 from tests.conftest import KafkaCluster
 from tests.postgres import create_database
 from tests.runners import run_until_caught_up, shop_log
-from tests.support import REPO, keyed, run_cli, unique
+from tests.support import REPO, keyed, run_cli, unique, wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -151,3 +155,44 @@ def test_cli_gives_the_same_answers(shop: Shop) -> None:
     missing = run_cli("query", "order", "nope", env=env)
     assert missing.returncode == 2
     assert missing.stderr == "error: order nope is not in the view (yet)\n"
+
+
+def test_the_live_page_and_its_numbers(shop: Shop, kafka: KafkaCluster) -> None:
+    keys, auth = keyed("queries")
+    watch = order_watch(shop.topology, kafka.bootstrap)
+    with open_store(shop.store_url) as store:
+        live = Live(QueryView(store), watch).start()
+        try:
+            with TestClient(create_app(store, keys, live=live)) as client:
+                page = client.get("/")
+                assert page.status_code == 200, "the page itself is open"
+                assert "the shop, live" in page.text
+                assert "http" not in page.text.split("<body")[1]
+                assert client.get("/live").status_code == 401, "its numbers want a key"
+                orders_topic = shop.topology.topic("orders").name
+                numbers = wait_for(
+                    lambda: _watched(client.get("/live", headers=auth).json(), orders_topic),
+                    30,
+                    "the watch to measure the groups and read the newest orders",
+                )
+                scraped = client.get("/metrics").text
+        finally:
+            live.stop()
+    assert numbers["orders"] == {"created": len(shop.orders())}
+    assert numbers["history"][0][1] == len(shop.orders()), "[time, total, confirmed, ...]"
+    assert len(numbers["stock"]) == min(PRODUCTS_SHOWN, len(numbers["stock"])) > 0
+    kafka_side = numbers["kafka"]
+    assert kafka_side["error"] is None
+    latest = kafka_side["latest"][orders_topic]
+    assert {r["type"] for r in latest} <= set(shop.topology.topic("orders").spec.events)
+    assert set(kafka_side["dead_letters"].values()) == {0}
+    assert kafka_side["latency_ms"]["orders"] == 0, "no order reached a final state"
+    group = shop.topology.projection_group("orders")
+    labels = f'consumergroup="{group}",partition="0",topic="{orders_topic}"'
+    lag = f"kafka_consumergroup_lag{{{labels}}} 0.0"
+    assert lag in scraped, "every group's lag, in the query API's metrics"
+
+
+def _watched(numbers: dict[str, Any], topic: str) -> dict[str, Any] | None:
+    watched = numbers["kafka"]
+    return numbers if watched.get("updated") and len(watched["latest"][topic]) == KEEP else None

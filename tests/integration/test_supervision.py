@@ -4,19 +4,21 @@ to stop stops, even with no broker to talk to."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ecom.cluster import LocalCluster
 from ecom.kafka import GroupAdmin
-from ecom.process import Spec, kill, spawn, stop, wait
+from ecom.process import RESTARTS_ENV, RestartPolicy, Spec, Supervisor, kill, spawn, stop, wait
 from ecom.topology import FLOW_SERVICES, Topology
 from tests.conftest import KafkaCluster
-from tests.support import REPO, run_cli, scratch_cluster_env, wait_for
+from tests.support import REPO, free_port, run_cli, scratch_cluster_env, wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -90,6 +92,40 @@ def test_a_child_that_keeps_dying_stops_the_supervisor_naming_it(
     assert "error: " in log
     assert "exited 5 times within 60s" in log.splitlines()[-1]
     assert any(s in log.splitlines()[-1] for s in FLOW_SERVICES)
+
+
+def test_a_restarted_worker_counts_its_restarts_by_reason(
+    kafka: KafkaCluster, topology: Topology
+) -> None:
+    args = ("worker", "pricing", "--bootstrap", kafka.bootstrap)
+    env = {"ECOM_TOPIC_PREFIX": topology.prefix, "ECOM_FAULTS": "crash-at-worker-start"}
+    fast = RestartPolicy(first_backoff_s=0.1, max_backoff_s=0.1, max_failures=10)
+    with Supervisor(policy=fast) as supervisor:
+        supervisor.start(Spec("pricing", (*args, "--metrics-port", "0"), env, cwd=REPO))
+
+        def restarted_twice() -> bool:
+            supervisor.check()
+            return supervisor.restarts.get("pricing", 0) >= 2
+
+        wait_for(restarted_twice, 60, "two restarts", 0.05)
+        handed = supervisor.running["pricing"].spec.env
+    assert supervisor.reasons == {"pricing": {"signal-sigkill": 2}}
+    assert json.loads(handed[RESTARTS_ENV]) == {"signal-sigkill": 2}, "the child is told"
+    port = free_port()
+    told = {**handed, "ECOM_FAULTS": ""}
+    child = spawn(Spec("pricing", (*args, "--metrics-port", str(port)), told, cwd=REPO))
+    try:
+        line = 'ecom_restarts_total{reason="signal-sigkill",service="pricing"} 2.0'
+        wait_for(lambda: line in _scrape(port), 60, "the worker's restart count")
+    finally:
+        stop(child)
+
+
+def _scrape(port: int) -> str:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return ""
 
 
 def test_a_worker_asked_to_stop_stops_even_when_its_broker_is_gone(

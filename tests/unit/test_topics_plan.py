@@ -103,6 +103,8 @@ def _shop() -> Topology:
                       "receives": ["UserCreated", "OrderCreated"],
                       "groups": {"projections": ["ecom-projection-*"],
                                  "replay": ["ecom-replay-*"]}},
+            "flow": {"principals": ["payment"], "groups": ["order-flow-payment"]},
+            "page": {"principals": ["monitor"], "watches": True},
         },
     }  # fmt: skip
     specs = parse_specs(doc, "test")
@@ -129,3 +131,16 @@ def test_acls_follow_the_services_and_only_what_they_govern_is_revoked() -> None
     ]
     missing = make_plan(shop, live, 3, live_acls=wanted - {stale} - {wanted_acls(shop)[0]})
     assert [c.action for c in missing.changes] == ["add-acl"]
+
+
+def test_the_watcher_reads_and_describes_everything_and_changes_nothing() -> None:
+    shop = _shop()
+    mine = {a for a in wanted_acls(shop) if a.principal == "User:monitor"}
+    assert {a.operation for a in mine} == {"read", "describe"}, "no write"
+    topics = {t.name for t in shop.topics()}
+    assert {a.name for a in mine if a.resource == "topic" and a.operation == "read"} == topics
+    groups = {(a.name, a.pattern, a.operation) for a in mine if a.resource == "group"}
+    assert ("order-flow-payment", "literal", "describe") in groups
+    assert ("ecom-projection-", "prefixed", "describe") in groups
+    assert ("ecom-watch", "literal", "describe") in groups
+    assert all(operation == "describe" for _, _, operation in groups), "joins no group"
