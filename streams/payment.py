@@ -1,7 +1,7 @@
 """Payment worker: takes payment for orders that are reserved and priced.
 
 On OrderPaymentRequested it opens a payment (PaymentCreated) and asks the payment
-gateway (streams.gateway) with an idempotency key derived from the payment id:
+gateway (ecom.gateway) with an idempotency key derived from the payment id:
 PaymentAuthorized or PaymentFailed. The requests of a batch go to the gateway together,
 as a real gateway's calls would overlap. If the order expired or was cancelled before it
 could be confirmed, an authorized payment is refunded (PaymentRefunded), also under an
@@ -22,6 +22,7 @@ from typing import Any, Self
 import faust
 from faust.types import StreamT
 
+from ecom.gateway import Charge, Gateway
 from schemas import (
     Event,
     OrderCancelled,
@@ -34,7 +35,6 @@ from schemas import (
     PaymentRefunded,
 )
 from streams.flow import Flow, Input, derived_id
-from streams.gateway import Charge, Gateway
 from streams.state import Retention
 
 TICK_S = 1.0

@@ -19,12 +19,12 @@ import faust
 
 from ecom import faults
 from ecom.errors import BadInput
+from ecom.gateway import Gateway
 from ecom.settings import Settings
 from ecom.topology import FLOW_SERVICES as SERVICES
 from ecom.topology import Topology
 from streams import inventory, order, payment, pricing
 from streams.flow import Flow, make_app
-from streams.gateway import Gateway
 from streams.replica import Reference, Users
 
 LOG = logging.getLogger("ecom.streams")

@@ -15,6 +15,7 @@ import click
 from ecom.cli.asyncapi import asyncapi
 from ecom.cli.bench import bench
 from ecom.cli.cluster import cluster
+from ecom.cli.compare import compare
 from ecom.cli.demo import demo
 from ecom.cli.keys import keys
 from ecom.cli.offsets import offsets
@@ -58,6 +59,7 @@ cli.add_command(offsets)
 cli.add_command(replay)
 cli.add_command(demo)
 cli.add_command(asyncapi)
+cli.add_command(compare)
 
 
 def main() -> None:

@@ -13,11 +13,11 @@ import orjson
 import pytest
 
 from ecom.errors import DeliveryFailed, ProcessFailed
+from ecom.gateway import Charge, Ledger
 from ecom.kafka import Delivery, Outcome
 from ecom.process import RestartPolicy, Spec, Supervisor, claim_slot
 from streams.checkpoint import Checkpoint, Committer, Deliveries
 from streams.flow import DUPLICATE, GAP, STALE, TAKE, Lineup
-from streams.gateway import Charge, Ledger
 from streams.pricing import Priced
 from streams.replica import History
 from streams.state import CURSOR, Change, Retention, Table

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
+from ecom.gateway import declined
 from schemas import (
     Codec,
     Event,
@@ -23,7 +24,6 @@ from schemas import (
 from schemas.errors import NotPriceable
 from schemas.rules.pricing import Book, Price, price_order, tax_of
 from streams.flow import derived_id
-from streams.gateway import declined
 from streams.order import OrderState, step
 from tests.samples import sample
 

@@ -2,7 +2,7 @@
 
     schemas       the contracts: import nothing of the project but themselves
     ecom          the floor (all of ecom but ecom.cli): imports no wing, no CLI, no bench
-    producers, consumers, streams
+    producers, consumers, streams, chain
                   the wings: import the floor and the contracts, never each other
     ecom.cli, bench
                   the roof: the only importers of wings
@@ -18,8 +18,8 @@ from functools import cache
 import grimp
 import pytest
 
-PACKAGES = ("schemas", "ecom", "producers", "consumers", "streams", "bench")
-WINGS = ("producers", "consumers", "streams")
+PACKAGES = ("schemas", "ecom", "producers", "consumers", "streams", "chain", "bench")
+WINGS = ("producers", "consumers", "streams", "chain")
 ROOF = ("ecom.cli", "ecom.__main__", "bench")
 
 

@@ -1,4 +1,5 @@
-"""A simulated payment gateway, the kind a real one would be to talk to.
+"""A simulated payment gateway, the kind a real one would be to talk to: the payment
+worker of the order flow and the synchronous chain's payment service both call it.
 
 Its answers are deterministic (the same order always gets the same answer; a share of
 orders is declined, ECOM_GATEWAY_DECLINE_SHARE) and take a while (ECOM_GATEWAY_LATENCY_MS).
