@@ -23,8 +23,8 @@ def test_payment_down_fails_the_chain_and_only_delays_the_flow(
     env = {"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap, "ECOM_HOME": str(tmp_path)}
     # 4 orders/s for 12 s; payment is down from 3 s to 8 s: about 20 orders arrive while
     # it is down, so the chain must refuse some by construction, however slow this box is.
-    result = run_cli("compare", "sync-async", "--scenario", "payment-down", "--rate", "4",
-                     "--seconds", "12", "--down-s", "5", "--json", env=env, timeout=400)  # fmt: skip
+    args = ("--scenario", "payment-down", "--rate", "4", "--seconds", "12", "--down-s", "5")
+    result = run_cli("compare", "sync-async", *args, "--json", env=env, timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = {row["design"]: row for row in json.loads(result.stdout)}
     assert set(rows) == {"sync", "async"}
