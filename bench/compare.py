@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -32,6 +34,7 @@ import httpx
 from bench.base import percentile
 from bench.flow import Finals
 from chain.services import SERVICES as CHAIN_SERVICES
+from ecom.errors import ProcessFailed
 from ecom.kafka import LOW_LATENCY, Outcome, scratch_topology
 from ecom.kafka.producer import Delivery
 from ecom.process import Children, Spec
@@ -118,18 +121,20 @@ def reference_and_orders(setup: Setup) -> tuple[list[Event], OrderCreated, list[
 
 
 def compare(scenarios: list[str], setup: Setup, topology: Topology, bootstrap: str,
-            home: Path, report: Report) -> list[Row]:  # fmt: skip
+            home: Path, topics_file: Path, report: Report) -> list[Row]:  # fmt: skip
     """Run every scenario through both designs; return the rows."""
     rows = []
     for scenario in scenarios:
         for design in ("sync", "async"):
             report(f"{scenario}: {design} ...")
             folder = home / f"{scenario}-{design}"
-            folder.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(folder, ignore_errors=True)  # same seed, same shop: start afresh
+            folder.mkdir(parents=True)
+            env = _env(scenario, topics_file)
             if design == "sync":
-                row = run_sync(scenario, setup, folder)
+                row = run_sync(scenario, setup, folder, env)
             else:
-                row = run_async(scenario, setup, topology, bootstrap, folder)
+                row = run_async(scenario, setup, topology, bootstrap, folder, env)
             report(f"  {_line(row)}")
             rows.append(row)
     return rows
@@ -138,12 +143,11 @@ def compare(scenarios: list[str], setup: Setup, topology: Topology, bootstrap: s
 # -- the synchronous chain ---------------------------------------------------------------
 
 
-def run_sync(scenario: str, setup: Setup, home: Path) -> Row:
+def run_sync(scenario: str, setup: Setup, home: Path, env: dict[str, str]) -> Row:
     """Run one scenario through the four HTTP services."""
     _, warm_up, orders = reference_and_orders(setup)
     ports = {name: _free_port() for name in CHAIN_SERVICES}
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-    env = _env(scenario, home)
     specs = {
         name: Spec(
             f"chain-{name}",
@@ -157,6 +161,8 @@ def run_sync(scenario: str, setup: Setup, home: Path) -> Row:
                 str(setup.seed),
                 "--urls",
                 json.dumps(urls),
+                "--data",
+                str(home),
             ),
             env,
             home / f"chain-{name}.log",
@@ -164,10 +170,10 @@ def run_sync(scenario: str, setup: Setup, home: Path) -> Row:
         for name, port in ports.items()
     }
     with Children() as children:
-        for _name, spec in specs.items():
+        for spec in specs.values():
             children.start(spec)
-        for url in urls.values():
-            _wait_answering(url)
+        for name, url in urls.items():
+            _wait_answering(url, partial(_alive, children, specs[name]))
         by_name = {specs[n].name: urls[n] for n in specs}
         fault = _fault(scenario, setup, children, specs["payment"], specs["inventory"], by_name)
         tally = asyncio.run(_offer_sync(urls["orders"], warm_up, orders, setup, fault))
@@ -213,11 +219,12 @@ async def _run_faults(fault: Fault, start: float) -> None:
 # -- the event flow ------------------------------------------------------------------------
 
 
-def run_async(scenario: str, setup: Setup, topology: Topology, bootstrap: str, home: Path) -> Row:
+def run_async(scenario: str, setup: Setup, topology: Topology, bootstrap: str, home: Path,
+              env: dict[str, str]) -> Row:  # fmt: skip
     """Run one scenario through the four order-flow workers, on scratch topics."""
     reference, warm_up, orders = reference_and_orders(setup)
     with scratch_topology(topology, bootstrap, "cmp") as scratch, Children() as children:
-        env = {"ECOM_TOPIC_PREFIX": scratch.prefix, **_env(scenario, home),
+        env = {**env, "ECOM_TOPIC_PREFIX": scratch.prefix,
                "ECOM_GATEWAY_LEDGER": str(home / "ledger.db")}  # fmt: skip
         specs = {
             name: Spec(
@@ -237,7 +244,12 @@ def run_async(scenario: str, setup: Setup, topology: Topology, bootstrap: str, h
                 producer.publish(event)
             producer.publish(warm_up)
             producer.flush()
-            _wait(lambda: warm_up.order_id in finals.arrived, 180, "the workers to start")
+
+            def started() -> bool:
+                alive = all(_alive(children, spec) for spec in specs.values())
+                return alive and warm_up.order_id in finals.arrived
+
+            _wait(started, 180, "the workers to take a first order")
             fault = _fault(scenario, setup, children, specs["payment"], specs["inventory"], {})
             tally = _offer_async(producer, orders, setup, fault)
             _wait_finals(tally, finals, setup)
@@ -254,11 +266,12 @@ def _offer_async(producer: EventProducer, orders: list[OrderCreated], setup: Set
     faults = threading.Thread(target=lambda: asyncio.run(_run_faults(fault, start)), daemon=True)
     faults.start()
     for number, order in enumerate(orders):
-        time.sleep(max(0.0, start + number / setup.rate - time.monotonic()))
+        # Wait by polling, so each acknowledgement is noted when it comes, not at the next send.
+        while (wait := start + number / setup.rate - time.monotonic()) > 0:
+            producer.poll(min(wait, 0.005))
         seen = tally[order.order_id]
         seen.offered_at = time.monotonic()
         producer.publish(order, on_outcome=_acknowledged(seen))
-        producer.poll(0)
     producer.flush()
     faults.join()
     return tally
@@ -313,10 +326,10 @@ def _fault(scenario: str, setup: Setup, children: Children, payment: Spec, inven
     return fault
 
 
-def _env(scenario: str, home: Path) -> dict[str, str]:
+def _env(scenario: str, topics_file: Path) -> dict[str, str]:
     latency = SLOW_GATEWAY_MS if scenario == "payment-slow" else 5
     return {
-        "ECOM_HOME": str(home),
+        "ECOM_TOPICS_FILE": str(topics_file),
         "ECOM_GATEWAY_LATENCY_MS": str(latency),
         "ECOM_GATEWAY_DECLINE_SHARE": str(DECLINE_SHARE),
         # Long enough that an outage delays payments instead of expiring the orders.
@@ -408,14 +421,23 @@ def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
+            raise ProcessFailed(f"timed out waiting for {what}")
         time.sleep(0.05)
 
 
-def _wait_answering(url: str, timeout: float = 60) -> None:
+def _alive(children: Children, spec: Spec) -> bool:
+    """True while a child runs; a child that died says so, naming its log."""
+    if not children.alive(spec.name):
+        raise ProcessFailed(f"{spec.name} exited; see {spec.log}")
+    return True
+
+
+def _wait_answering(
+    url: str, alive: Callable[[], bool] = lambda: True, timeout: float = 60
+) -> None:
     def answers() -> bool:
         try:
-            return httpx.get(f"{url}/livez", timeout=1).status_code == 200
+            return alive() and httpx.get(f"{url}/livez", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 

@@ -207,7 +207,7 @@ def _query_server(store_url: str) -> Iterator[QueryServer]:
         api_keys = ApiKeys(keys_file)
         key = api_keys.create("bench", "queries")
         api_keys.close()
-        args = ("serve", "query", "--port", str(port))
+        args = ("serve", "query", "--port", str(port), "--no-watch")  # measure the API alone
         env = {"ECOM_API_KEYS_FILE": str(keys_file), "ECOM_STORE": store_url}
         server = children.start(Spec("query-api", args, env))
         deadline = time.monotonic() + 30

@@ -29,10 +29,9 @@ PRODUCTS_SHOWN = 50
 
 def order_watch(topology: Topology, bootstrap: str) -> Watch:
     """A watch of every event and dead-letter topic and of the services' groups."""
-    kinds = {"domain", "internal"}
-    topics = [t.name for t in topology.topics() if t.spec.kind in kinds]
-    dead = [t.name for t in topology.topics() if t.spec.kind == "dlq"]
-    groups = [topology.flow_app("*"), topology.projection_group("*")]
+    topics = [t.name for t in topology.watched_topics() if t.spec.kind != "dlq"]
+    dead = [t.name for t in topology.watched_topics() if t.spec.kind == "dlq"]
+    groups = topology.watched_groups()
     journey = Journey(topology.topic("orders").name, "OrderCreated", FINAL_EVENT_TYPES)
     return Watch(bootstrap, topics, dead, groups, journey, topology.watch_group())
 
@@ -47,6 +46,7 @@ class Live:
         self.history: deque[list[float]] = deque(maxlen=HISTORY)
         self._shop: dict[str, Any] = {}
         self._error: str | None = None
+        self._lock = threading.Lock()  # the sampler writes what the event loop reads
         self._stop = threading.Event()
         self._sample()  # the first sample is taken before anyone can ask
         self._thread = threading.Thread(target=self._run, name="live", daemon=True)
@@ -59,12 +59,15 @@ class Live:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
         if self.watch is not None:
             self.watch.stop()
 
     def snapshot(self) -> dict[str, Any]:
         """Return everything the page shows, as JSON-ready data."""
-        answer = {**self._shop, "history": list(self.history), "store_error": self._error}
+        with self._lock:
+            answer = {**self._shop, "history": list(self.history), "store_error": self._error}
         answer["kafka"] = self._kafka()
         return answer
 
@@ -76,18 +79,22 @@ class Live:
         try:
             shop = self.view.shop(PRODUCTS_SHOWN)
         except Exception as error:  # noqa: BLE001 - the page shows it; the next sample retries
-            self._error = str(error).splitlines()[0][:300]
+            with self._lock:
+                self._error = str(error).splitlines()[0][:300]
             return
         orders = shop["orders"]
         outcome = [orders.get(status, 0) for status in ("confirmed", "cancelled", "expired")]
-        self.history.append([round(time.time(), 1), sum(orders.values()), *outcome])
-        self._shop, self._error = shop, None
+        with self._lock:
+            self.history.append([round(time.time(), 1), sum(orders.values()), *outcome])
+            self._shop, self._error = shop, None
 
     def _kafka(self) -> dict[str, Any]:
         if self.watch is None:
-            return {"error": "not watched (ecom serve query --no-watch)"}
+            return {"watched": False, "error": None}
         seen = self.watch.view()
         return {
+            "watched": True,
+            "tailing": seen.tailing,
             "error": seen.error,
             "updated": seen.updated,
             "groups": [

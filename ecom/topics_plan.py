@@ -67,16 +67,15 @@ def wanted_acls(topology: Topology) -> list[Acl]:
 
 
 def _watcher_acls(topology: Topology, principal: str) -> set[Acl]:
-    """Read every topic, describe every group the services use: no writes, no joins."""
+    """What the live page's watch does, and no more: read the topics it tails (never the
+    workers' state), describe the groups whose lag it shows, look up its own group."""
     acls = {Acl(principal, "group", topology.watch_group(), "literal", "describe")}
-    for topic in topology.topics():
+    for topic in topology.watched_topics():
         acls.add(Acl(principal, "topic", topic.name, "literal", "read"))
         acls.add(Acl(principal, "topic", topic.name, "literal", "describe"))
-    for service in topology.services:
-        for user in service.principals:
-            for group in service.groups_of(user):
-                name = topology.prefix + group.rstrip("*")
-                acls.add(Acl(principal, "group", name, _pattern(group.endswith("*")), "describe"))
+    for group in topology.watched_groups():
+        acls.add(Acl(principal, "group", group.rstrip("*"), _pattern(group.endswith("*")),
+                     "describe"))  # fmt: skip
     return acls
 
 
@@ -167,6 +166,7 @@ def _governed(topology: Topology, acl: Acl) -> bool:
         for principal in service.principals
         for group in service.groups_of(principal)
     }
+    groups |= {topology.watch_group(), *(g.rstrip("*") for g in topology.watched_groups())}
     return acl.name in groups
 
 

@@ -177,6 +177,14 @@ class Topology:
         """Return the group id the live page's watch names (it never joins it)."""
         return f"{self.prefix}ecom-watch"
 
+    def watched_topics(self) -> list[Topic]:
+        """The topics the live page's watch tails: events and dead letters, not state."""
+        return [t for t in self.topics() if t.spec.kind in ("domain", "internal", "dlq")]
+
+    def watched_groups(self) -> list[str]:
+        """The groups whose lag the watch shows (a trailing * is a prefix)."""
+        return [self.flow_app("*"), self.projection_group("*")]
+
     def flow_app(self, service: str) -> str:
         """Return the app id (and consumer group) of an order-flow service."""
         return f"{self.prefix}{FLOW_APP}{service}"

@@ -28,6 +28,7 @@ import asyncio
 import logging
 import os
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -231,7 +232,10 @@ class Flow(Generic[R]):
                 checkpoint = self._current = Checkpoint(Deliveries(loop))
                 inputs = await self._accept(records, checkpoint)
                 if inputs:
+                    started = time.perf_counter()
                     await handle(inputs)
+                    handled = time.perf_counter() - started
+                    metrics.BATCH_SECONDS.labels(self.service, "handle").observe(handled)
                 checkpoint.changes = self.table.take_changes()
                 checkpoint.outputs.seal()
                 self._current = None

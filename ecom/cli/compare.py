@@ -47,8 +47,9 @@ def sync_async(scenarios: tuple[str, ...], rate: float, seconds: float, down_s: 
     setup = runs.Setup(rate, seconds, down_s, seed)
     home = ctx.settings.home / ".ecom" / "compare"
     report = (lambda _: None) if as_json else click.echo
-    rows = runs.compare(list(scenarios or SCENARIO_NAMES), setup, ctx.topology, ctx.bootstrap,
-                        home, report)  # fmt: skip
+    wanted = list(scenarios or SCENARIO_NAMES)
+    topics = ctx.settings.topics_path
+    rows = runs.compare(wanted, setup, ctx.topology, ctx.bootstrap, home, topics, report)
     click.echo(runs.as_json(rows) if as_json else "\n" + runs.table(rows))
 
 
@@ -57,7 +58,9 @@ def sync_async(scenarios: tuple[str, ...], rate: float, seconds: float, down_s: 
 @click.option("--port", type=int, required=True)
 @click.option("--seed", type=int, required=True)
 @click.option("--urls", required=True, help="JSON: service -> base URL.")
-def chain_service(service: str, port: int, seed: int, urls: str) -> None:
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for the service's SQLite files.")  # fmt: skip
+def chain_service(service: str, port: int, seed: int, urls: str, data: Path) -> None:
     """One service of the synchronous chain (`sync-async` starts them)."""
     import uvicorn
 
@@ -66,6 +69,5 @@ def chain_service(service: str, port: int, seed: int, urls: str) -> None:
 
     ctx = context()
     reference, _, _ = reference_and_orders(Setup(1, 4, 1, seed))
-    home = Path(ctx.settings.home)
-    app = build(service, reference, home, ctx.settings, json.loads(urls))
+    app = build(service, reference, data, ctx.settings, json.loads(urls))
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")

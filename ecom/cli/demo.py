@@ -16,14 +16,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import click
-import httpx
 
 from consumers.queries import QueryView
 from consumers.store import open_store
 from ecom.apikeys import SCOPES, ApiKeys
 from ecom.cli.context import context
 from ecom.cli.output import bootstrap_option
-from ecom.errors import ProcessFailed
 from ecom.kafka import TopicAdmin, security_for
 from ecom.process import Children, Spec
 from ecom.settings import Settings
@@ -111,7 +109,7 @@ def run(topology: Topology, bootstrap: str, settings: Settings, plan: ShopPlan, 
     auth = _demo_keys(settings)
     report("starting the services:")
     with services(settings, bootstrap, report):
-        _wait_answering(settings.query_url)
+        _wait_watching(settings.query_url, auth["queries"], report)
         report(f"\nthe shop, live: {settings.query_url}/#key={auth['queries']}")
         orders = _shop(topology, bootstrap, plan, rate, report)
         view = QueryView(open_store(settings.store_url))
@@ -226,17 +224,24 @@ def _demo_keys(settings: Settings) -> dict[str, str]:
     return made
 
 
-def _wait_answering(url: str, timeout: float = 60) -> None:
-    """Wait until the query API answers, so the live page sees the shop from its start."""
+def _wait_watching(url: str, key: str, report: Report, timeout: float = 60) -> None:
+    """Wait until the query API answers and its live page watches the log, so the page
+    times every order of the run."""
+    import httpx
+
     deadline = time.monotonic() + timeout
-    while True:
+    last = "no answer"
+    while time.monotonic() < deadline:
         try:
-            httpx.get(f"{url}/livez", timeout=2).raise_for_status()
-            return
-        except httpx.HTTPError as error:
-            if time.monotonic() > deadline:
-                raise ProcessFailed(f"the query API at {url} did not answer: {error}") from None
-            time.sleep(0.2)
+            answer = httpx.get(f"{url}/live", headers={"Authorization": f"Bearer {key}"}, timeout=2)
+            kafka = answer.json()["kafka"] if answer.status_code == 200 else {}
+            if kafka.get("tailing") or kafka.get("watched") is False:
+                return
+            last = kafka.get("error") or f"HTTP {answer.status_code}"
+        except (httpx.HTTPError, ValueError, KeyError) as error:
+            last = str(error)
+        time.sleep(0.2)
+    report(f"  (the live page does not watch Kafka yet: {last}; going on)")
 
 
 def _port(url: str) -> str:

@@ -361,14 +361,14 @@ class LocalCluster:
             name = config.node_common_name(node_id)
             make_node_certificate(self.tls_dir, name, hosts, self.tls_dir / f"node-{node_id}.pem")
         for user in (*SERVICES, BROKER_USER):
-            self._write_credentials(user)
+            self._write_credentials(user, secrets.token_urlsafe(24))
 
-    def _write_credentials(self, user: str) -> None:
+    def _write_credentials(self, user: str, password: str) -> None:
         settings = {
             "security.protocol": "SASL_SSL",
             "sasl.mechanisms": MECHANISM,
             "sasl.username": user,
-            "sasl.password": secrets.token_urlsafe(24),
+            "sasl.password": password,
             "ssl.ca.location": str((self.tls_dir / "ca.pem").resolve()),
         }
         header = f"# client settings of {user} on the local cluster (librdkafka names)\n"
@@ -379,10 +379,11 @@ class LocalCluster:
         missing = [s for s in SERVICES if not credentials_file(self.root, s).exists()]
         if not self.is_secure() or not missing:
             return
-        admin = Admin(self.bootstrap_servers())  # cluster tools run as admin
+        admin = Admin(self.bootstrap_servers(), overrides=self.credentials("admin").librdkafka())
         for user in missing:
-            self._write_credentials(user)
-            admin.add_scram_user(user, self._password(user))
+            password = secrets.token_urlsafe(24)
+            admin.add_scram_user(user, password)  # the file only once the cluster knows it
+            self._write_credentials(user, password)
             report(f"added the principal {user} (credentials/{user}.properties)")
 
     def _password(self, user: str) -> str:

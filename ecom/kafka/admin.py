@@ -29,10 +29,12 @@ METADATA_TIMEOUT_S = 10.0
 class Admin:
     """One cluster's admin client; every request retried while its error is transient."""
 
-    def __init__(self, bootstrap: str, timeout: float = 15.0) -> None:
+    def __init__(
+        self, bootstrap: str, timeout: float = 15.0, overrides: dict[str, Any] | None = None
+    ) -> None:
         self.bootstrap = bootstrap
         self.timeout = timeout
-        self.admin = AdminClient(client_config(bootstrap))
+        self.admin = AdminClient(client_config(bootstrap, **(overrides or {})))
 
     def call(self, what: str, request: Callable[[], T]) -> T:
         """Run a request; retry transient errors until the timeout, map the rest."""

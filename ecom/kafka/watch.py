@@ -4,7 +4,8 @@ from a first event to a final one (an order from OrderCreated to its outcome), m
 between the records' log timestamps.
 
 It assigns partitions (it never joins a group) and describes groups, so on a secure
-cluster it needs only the `monitor` principal's READ and DESCRIBE. One background thread.
+cluster it needs only the `monitor` principal's READ and DESCRIBE. One background thread;
+a failure is shown, never raised, and the watch tries again.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ecom.kafka.groups import GroupAdmin
 KEEP = 8  # newest records shown per topic
 PENDING_MAX = 50_000  # started entities remembered while waiting for their final event
 WINDOW_S = 10.0  # rates are averaged over this many seconds
+RETRY_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -53,13 +55,14 @@ class View:
     """What the watch knows now (a copy is handed out)."""
 
     lag: dict[tuple[str, str], int] = field(default_factory=dict)  # (group, topic) -> lag
-    dead_letters: dict[str, int] = field(default_factory=dict)  # topic -> records in it
+    dead_letters: dict[str, int | None] = field(default_factory=dict)  # None: not visible
     latest: dict[str, list[Seen]] = field(default_factory=dict)
     latencies_ms: list[int] = field(default_factory=list)  # newest journeys' times
     started_per_s: float = 0.0
     finished_per_s: float = 0.0
     error: str | None = None
-    updated: float = 0.0
+    updated: float = 0.0  # when lag and dead letters were last measured (epoch s)
+    tailing: bool = False  # every visible partition's tail is assigned
 
 
 class Watch:
@@ -77,19 +80,19 @@ class Watch:
         self.interval = interval
         self._view = View()
         self._latest: dict[str, deque[Seen]] = {t: deque(maxlen=KEEP) for t in self.topics}
+        self._positions: dict[Partition, int] = {}  # next offset to read, kept across retries
+        self._new_from: dict[Partition, int] = {}  # the log end when first assigned
         self._pending: OrderedDict[str, int] = OrderedDict()
         self._latencies: deque[int] = deque(maxlen=1000)
         self._arrivals: deque[tuple[float, bool]] = deque()  # (when, finished?)
+        self._exported: set[tuple[str, str, str]] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._tailing = threading.Event()  # set once the tails are assigned (or it failed)
         self._thread = threading.Thread(target=self._run, name="watch", daemon=True)
 
-    def start(self, timeout: float = 30.0) -> Watch:
-        """Start watching; return once the tails are assigned, so every record appended
-        after this returns is seen (if Kafka does not answer, its error is the view's)."""
+    def start(self) -> Watch:
+        """Start watching in the background (never waits for Kafka)."""
         self._thread.start()
-        self._tailing.wait(timeout)
         return self
 
     def stop(self) -> None:
@@ -112,6 +115,7 @@ class Watch:
                 finished / WINDOW_S,
                 self._view.error,
                 self._view.updated,
+                self._view.tailing,
             )
 
     # -- the thread ----------------------------------------------------------------------
@@ -121,30 +125,45 @@ class Watch:
             try:
                 self._follow()
             except Exception as error:  # noqa: BLE001 - shown on the page; tried again
-                with self._lock:
-                    self._view.error = str(error).splitlines()[0][:300]
-                self._tailing.set()
-                self._stop.wait(self.interval * 5)
+                self._failed("watching", error)
+                self._stop.wait(RETRY_S)
+
+    def _failed(self, what: str, error: BaseException | str) -> None:
+        with self._lock:
+            self._view.error = f"{what}: {str(error).splitlines()[0][:300]}"
 
     def _follow(self) -> None:
         admin = GroupAdmin(self.bootstrap, timeout=10)
         settings = {"group.id": self.group_id, "enable.auto.commit": False}
         consumer = Consumer(client_config(self.bootstrap, **settings))
         try:
-            ends = admin.log_ends(self.topics)
-            tail = [TopicPartition(t, p, max(0, end - KEEP)) for (t, p), end in ends.items()]
-            consumer.assign(tail)
-            self._tailing.set()
-            next_poll = 0.0
+            consumer.assign(self._tails(admin.log_ends(self.topics)))
+            with self._lock:
+                self._view.tailing = True
+            next_measure = 0.0
             while not self._stop.is_set():
                 for message in consumer.consume(500, timeout=0.2):
-                    if message.error() is None:
+                    if (error := message.error()) is not None:
+                        self._failed(f"reading {message.topic()}", error.str())
+                    else:
                         self._note(message)
-                if time.monotonic() >= next_poll:
-                    self._measure(admin)
-                    next_poll = time.monotonic() + self.interval
+                if time.monotonic() >= next_measure:
+                    self._measure_safely(admin)
+                    next_measure = time.monotonic() + self.interval
         finally:
+            with self._lock:
+                self._view.tailing = False
             consumer.close()
+
+    def _tails(self, ends: dict[Partition, int]) -> list[TopicPartition]:
+        """Where to read each partition from: on from what was seen (after a retry), else
+        the last few records; records at or past today's end are the new ones."""
+        tails = []
+        for (topic, partition), end in sorted(ends.items()):
+            self._new_from.setdefault((topic, partition), end)
+            start = self._positions.get((topic, partition), max(0, end - KEEP))
+            tails.append(TopicPartition(topic, partition, start))
+        return tails
 
     def _note(self, message: Message) -> None:
         headers = dict(message.headers() or [])
@@ -153,9 +172,12 @@ class Watch:
         _, at_ms = message.timestamp()
         seen = Seen(message.topic() or "", message.partition() or 0, message.offset() or 0,
                     key, kind, at_ms)  # fmt: skip
+        where = (seen.topic, seen.partition)
         with self._lock:
+            self._positions[where] = seen.offset + 1
             self._latest[seen.topic].append(seen)
-            if seen.topic == self.journey.topic:
+            # The tail read at start is history: only records new since then are timed.
+            if seen.topic == self.journey.topic and seen.offset >= self._new_from.get(where, 0):
                 self._time_journey(seen)
 
     def _time_journey(self, seen: Seen) -> None:
@@ -171,21 +193,42 @@ class Watch:
         while self._arrivals and now - self._arrivals[0][0] > WINDOW_S:
             self._arrivals.popleft()
 
+    def _measure_safely(self, admin: GroupAdmin) -> None:
+        try:
+            self._measure(admin)
+        except Exception as error:  # noqa: BLE001 - the tail goes on; the next round retries
+            self._failed("measuring lag", error)
+        admin.admin.poll(0)  # serve the admin client's logs and error callbacks
+
     def _measure(self, admin: GroupAdmin) -> None:
         ends = admin.log_ends(self.topics)
+        visible = {topic for topic, _ in ends}
         starts = admin.starts([tp for tp in ends if tp[0] in self.dead_letter_topics])
-        dead = {t: 0 for t in self.dead_letter_topics}
+        dead: dict[str, int | None] = {
+            t: 0 if t in visible else None for t in self.dead_letter_topics
+        }
         for (topic, partition), start in starts.items():
-            dead[topic] += ends[(topic, partition)] - start
+            dead[topic] = (dead[topic] or 0) + ends[(topic, partition)] - start
         lag: dict[tuple[str, str], int] = {}
+        exported = set()
         for group in self._our_groups(admin):
             for (topic, partition), behind in _behind(admin.committed(group), ends).items():
                 lag[(group, topic)] = lag.get((group, topic), 0) + behind
-                metrics.LAG.labels(group, topic, str(partition)).set(behind)
+                labels = (group, topic, str(partition))
+                metrics.LAG.labels(*labels).set(behind)
+                exported.add(labels)
+        for gone in self._exported - exported:  # a group or topic that went away
+            metrics.LAG.remove(*gone)
+        self._exported = exported
+        invisible = sorted(set(self.topics) - visible)
         with self._lock:
             self._view.lag = lag
             self._view.dead_letters = dead
-            self._view.error = None
+            self._view.error = (
+                f"not visible (missing, or no DESCRIBE): {', '.join(invisible)}"
+                if invisible
+                else None
+            )
             self._view.updated = time.time()
 
     def _our_groups(self, admin: GroupAdmin) -> list[str]:
@@ -202,7 +245,8 @@ def _matches(name: str, pattern: str) -> bool:
 
 
 def _behind(committed: dict[Partition, int], ends: dict[Partition, int]) -> dict[Partition, int]:
-    """Lag per partition the group has committed on (a partition never committed: all)."""
+    """Lag per partition of the topics a group has committed on (a partition of such a
+    topic without a commit counts from its first offset, 0 here: nothing is deleted)."""
     topics = {topic for topic, _ in committed}
     return {tp: max(0, end - committed.get(tp, 0)) for tp, end in ends.items() if tp[0] in topics}
 

@@ -33,10 +33,10 @@ def test_bench_query_prints_apply_rates_and_read_latencies(cli_env: dict[str, st
 
 
 def test_bench_replay_prints_start_to_switch_and_the_ratio(cli_env: dict[str, str]) -> None:
-    result = run_cli("bench", "replay", "--events", "20000", env=cli_env, timeout=300)
+    result = run_cli("bench", "replay", "--events", "8000", env=cli_env, timeout=300)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert re.search(r"^published 20,000 events \([\d,]+ distinct keys\) in [\d.]+s", out, re.M)
+    assert re.search(r"^published 8,000 events \([\d,]+ distinct keys\) in [\d.]+s", out, re.M)
     views = re.findall(r"^  (\w+) +[\d,]+ records, start to switch +[\d.]+s = +[\d,]+/s; "
                        r"checksum [\d.]+s$", out, re.M)  # fmt: skip
     assert sorted(views) == ["catalogue", "inventory", "orders", "pricing"], out

@@ -24,7 +24,7 @@ from tests.conftest import KafkaCluster
 from tests.support import REPO, free_port, unique, wait_for
 
 pytestmark = pytest.mark.kafka
-ORDERS = 60
+ORDERS = 40
 PRODUCTS = 20
 ARTIFACTS = Path(os.environ.get("ECOM_TEST_ARTIFACTS", REPO / "test-artifacts"))
 
@@ -78,11 +78,11 @@ def test_demo_runs_the_shop_shows_it_live_and_stops(kafka: KafkaCluster, tmp_pat
         "ECOM_COMMANDS_PORT": str(free_port()),
         "ECOM_PAYMENT_TIMEOUT_S": "60",
     }
-    out = tmp_path / "demo.out"
+    out, err = tmp_path / "demo.out", tmp_path / "demo.err"
     args = ["demo", "--orders", str(ORDERS), "--rate", "20", "--seed", "5"]
-    with out.open("w") as sink:
+    with out.open("w") as sink, err.open("w") as errors:
         demo = subprocess.Popen([sys.executable, "-m", "ecom", *args], stdout=sink,
-                                stderr=subprocess.STDOUT, env=env, cwd=REPO, text=True)  # fmt: skip
+                                stderr=errors, env=env, cwd=REPO, text=True)  # fmt: skip
     try:
         found = wait_for(lambda: re.search(r"the shop, live: (\S+)", out.read_text()), 180,
                          "the demo to print the live page's address")  # fmt: skip
@@ -96,7 +96,7 @@ def test_demo_runs_the_shop_shows_it_live_and_stops(kafka: KafkaCluster, tmp_pat
             assert driver.save_screenshot(str(ARTIFACTS / "live-page.png"))
         wait_for(lambda: "press Ctrl-C" in out.read_text(), 120, "the demo's report")
         demo.send_signal(signal.SIGTERM)
-        assert demo.wait(120) == 0, out.read_text()[-3000:]
+        assert demo.wait(120) == 0, err.read_text()[-3000:] + out.read_text()[-2000:]
     finally:
         if demo.poll() is None:
             demo.kill()

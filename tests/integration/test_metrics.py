@@ -137,6 +137,7 @@ def test_the_order_flow_workers_count_what_they_send_as_the_log_says(
                        for t in names)  # fmt: skip
         assert consumed > 0, f"{service} counted nothing it read"
         assert _value(text, "ecom_checkpoint_commit_seconds_count", service=service) >= 1
+        assert _value(text, "ecom_batch_phase_seconds_count", service=service, phase="handle") >= 1
     scraped = "".join(texts.values())
     assert not [o.order_id for o in _orders_of(events) if o.order_id in scraped], "no id labels"
 

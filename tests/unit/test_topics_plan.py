@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import yaml
+
 from ecom.topics_plan import Acl, LiveTopic, make_plan, wanted_acls
 from ecom.topology import Topology, parse_services, parse_specs
+from tests.support import REPO
 
 
 def _topology(partitions: int = 6, replicas: int = 3, min_isr: int = 2) -> Topology:
@@ -140,7 +143,24 @@ def test_the_watcher_reads_and_describes_everything_and_changes_nothing() -> Non
     topics = {t.name for t in shop.topics()}
     assert {a.name for a in mine if a.resource == "topic" and a.operation == "read"} == topics
     groups = {(a.name, a.pattern, a.operation) for a in mine if a.resource == "group"}
-    assert ("order-flow-payment", "literal", "describe") in groups
-    assert ("ecom-projection-", "prefixed", "describe") in groups
-    assert ("ecom-watch", "literal", "describe") in groups
-    assert all(operation == "describe" for _, _, operation in groups), "joins no group"
+    assert groups == {
+        ("order-flow-", "prefixed", "describe"),
+        ("ecom-projection-", "prefixed", "describe"),
+        ("ecom-watch", "literal", "describe"),
+    }, "describes the groups it shows, joins none"
+    stale = Acl("User:monitor", "group", "ecom-replay-", "prefixed", "describe")
+    live = dict.fromkeys(("users", "orders"), LiveTopic("x", 6, 3, {}))
+    plan = make_plan(shop, live, 3, live_acls=set(wanted_acls(shop)) | {stale})
+    assert [c.detail for c in plan.changes] == ["User:monitor describe group ecom-replay-*"]
+
+
+def test_the_watcher_never_reads_the_workers_state() -> None:
+    doc = yaml.safe_load((REPO / "topics.yaml").read_text())
+    specs = parse_specs(doc, "topics.yaml")
+    topology = Topology(specs, "", parse_services(doc, specs, "topics.yaml"))
+    read = {a.name for a in wanted_acls(topology) if a.principal == "User:monitor"
+            and a.operation == "read"}  # fmt: skip
+    changelogs = {t.name for t in topology.topics() if t.spec.kind == "changelog"}
+    assert changelogs
+    assert not read & changelogs
+    assert topology.topic("order-flow-dlq").name in read
