@@ -13,7 +13,7 @@ chain, Kafka's acknowledgement of OrderCreated for the flow), rejected at the do
 completed (reached a final state: confirmed or cancelled), lost (accepted and never
 final), p50/p99 from offering an order to its final state and to the client's answer,
 and recovery: from the fault's end (the service started again) until the first order
-offered after it reaches its final state.
+offered after it is confirmed (so it went through every service).
 """
 
 from __future__ import annotations
@@ -366,11 +366,13 @@ def _row(scenario: str, design: str, tally: dict[str, Order], fault: Fault) -> R
 
 
 def _recovery(orders: list[Order], fault: Fault) -> float | None:
-    """From the fault's end until the first order offered after it is final."""
+    """From the fault's end until the first order offered after it is confirmed (it went
+    through every service: a refused one may not have needed the one that was down)."""
     if fault.ended_at is None:
         return None
     ended = fault.ended_at
-    after = [o.final_at for o in orders if o.offered_at >= ended and o.final_at is not None]
+    confirmed = [o for o in orders if o.status == "confirmed" and o.final_at is not None]
+    after = [o.final_at for o in confirmed if o.offered_at >= ended and o.final_at]
     return round(min(after) - ended, 2) if after else None
 
 
