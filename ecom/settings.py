@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     ready_grace_s: float = Field(default=30.0, ge=0)
     runner_gone_s: float = Field(default=15.0, gt=0)
     heartbeat_s: float = Field(default=2.0, gt=0)
+    # `ecom worker all`: the first wait before restarting a worker that died (doubling).
+    restart_backoff_s: float = Field(default=1.0, ge=0)
 
     @property
     def store_url(self) -> str:

@@ -11,7 +11,7 @@ from ecom.cli.context import context
 from ecom.cli.output import bootstrap_option
 from ecom.errors import BadInput
 from ecom.kafka import use_service
-from ecom.process import Spec, Supervisor, on_signals, restarts_so_far
+from ecom.process import RestartPolicy, Spec, Supervisor, on_signals, restarts_so_far
 from ecom.topology import FLOW_SERVICES as SERVICES
 
 # Each worker's own default, so that `worker all` on one host serves four of them.
@@ -32,7 +32,7 @@ def worker(name: str, bootstrap: str | None, verbose: bool, metrics_port: int | 
     if name == "all":
         if metrics_port:
             raise BadInput("`worker all` serves each worker on its own port; give none, or 0")
-        _run_all(ctx.bootstrap, verbose, metrics_port)
+        _run_all(ctx.bootstrap, verbose, metrics_port, ctx.settings.restart_backoff_s)
         return
     from streams.worker import run
 
@@ -43,9 +43,10 @@ def worker(name: str, bootstrap: str | None, verbose: bool, metrics_port: int | 
     run(name, ctx.topology, ctx.bootstrap, ctx.settings, verbose)
 
 
-def _run_all(bootstrap: str, verbose: bool, metrics_port: int | None) -> None:
+def _run_all(bootstrap: str, verbose: bool, metrics_port: int | None, backoff: float) -> None:
     stopping = threading.Event()
-    with Supervisor(click.echo) as supervisor, on_signals(stopping.set):
+    policy = RestartPolicy(first_backoff_s=backoff)
+    with Supervisor(click.echo, policy) as supervisor, on_signals(stopping.set):
         for service in SERVICES:
             port = METRICS_PORTS[service] if metrics_port is None else 0
             args = ("worker", service, "--bootstrap", bootstrap, "--metrics-port", str(port),

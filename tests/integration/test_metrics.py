@@ -42,7 +42,9 @@ def test_the_query_api_counts_requests_by_route_and_status(tmp_path: Path) -> No
         TestClient(create_app(store, keys), headers=auth) as client,
     ):
         route = {"service": "query-api", "route": "/orders/{order_id}", "method": "GET"}
-        before = _value(client.get("/metrics").text, "ecom_http_requests_total", **route)
+        before = _value(
+            client.get("/metrics").text, "ecom_http_requests_total", **route, status="404"
+        )
         assert client.get("/orders/o-1").status_code == 404
         assert client.get("/orders/o-2").status_code == 404
         text = client.get("/metrics").text

@@ -80,7 +80,8 @@ def test_a_dead_child_is_restarted_and_a_killed_supervisor_takes_its_children_al
 def test_a_child_that_keeps_dying_stops_the_supervisor_naming_it(
     kafka: KafkaCluster, topology: Topology, tmp_path: Path
 ) -> None:
-    spec = _all(topology, kafka.bootstrap, ECOM_FAULTS="crash-at-worker-start")
+    spec = _all(topology, kafka.bootstrap, ECOM_FAULTS="crash-at-worker-start",
+                ECOM_RESTART_BACKOFF_S="0.2")  # fmt: skip
     supervisor = spawn(Spec(spec.name, spec.args, spec.env, tmp_path / "sup.log", REPO))
     try:
         code = wait(supervisor, 120)
