@@ -218,6 +218,7 @@ class LocalCluster:
         if not stopped:
             report(f"cluster already running: {self.bootstrap_servers()}")
             self._add_missing_users(report)
+            self._finalize_release(report)
             return
         java = find_java()
         for node in stopped:
@@ -232,6 +233,7 @@ class LocalCluster:
             self._launch(node, java)
         self._wait_registered(self.nodes(), started)
         self._add_missing_users(report)
+        self._finalize_release(report)
         took = time.monotonic() - started
         report(f"cluster up in {took:.1f}s: {self.bootstrap_servers()}")
 
@@ -350,6 +352,7 @@ class LocalCluster:
             "cluster_id": _new_cluster_id(),
             "port_base": self.port_base,
             "secure": secure,
+            "release": _release(),
         }
         self.state_file.write_text(json.dumps(state, indent=2) + "\n")
 
@@ -385,6 +388,30 @@ class LocalCluster:
             admin.add_scram_user(user, password)  # the file only once the cluster knows it
             self._write_credentials(user, password)
             report(f"added the principal {user} (credentials/{user}.properties)")
+
+    def _finalize_release(self, report: Report) -> None:
+        """Raise the features of a cluster formatted by an older Kafka to this one's
+        release, so share groups (share.version) work on it too."""
+        release = _release()
+        state = self._state() or {}
+        if state.get("release") == release:
+            return
+        options: list[str] = []
+        config_file = self.root / "credentials" / "admin-java.properties"
+        if self.is_secure():
+            java = self.credentials("admin").java()
+            write_private(config_file, "".join(f"{k}={v}\n" for k, v in java.items()))
+            options = ["--command-config", str(config_file)]
+        try:
+            self.run_tool(
+                "org.apache.kafka.tools.FeatureCommand",
+                "--bootstrap-server", self.bootstrap_servers(), *options,
+                "upgrade", "--release-version", release,
+            )  # fmt: skip
+        finally:
+            config_file.unlink(missing_ok=True)
+        report(f"upgraded the cluster's features to Kafka {release}")
+        self.state_file.write_text(json.dumps({**state, "release": release}, indent=2) + "\n")
 
     def _password(self, user: str) -> str:
         return read_properties(credentials_file(self.root, user))["sasl.password"]
@@ -487,6 +514,11 @@ class LocalCluster:
                     f"their logs end with:\n{tails}"
                 )
             time.sleep(0.25)
+
+
+def _release() -> str:
+    """The Kafka release of the pinned jars, as FeatureCommand names it (4.4)."""
+    return ".".join(config.kafka_version().split(".")[:2])
 
 
 def _render(settings: dict[str, str]) -> str:
