@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     heartbeat_s: float = Field(default=2.0, gt=0)
     # `ecom worker all`: the first wait before restarting a worker that died (doubling).
     restart_backoff_s: float = Field(default=1.0, ge=0)
+    # The notifications workers' simulated mail service: its latency, the share of
+    # sends that fail (each attempt draws anew), and where sent mail is recorded.
+    mail_latency_ms: float = Field(default=20.0, ge=0)
+    mail_failure_share: float = Field(default=0.05, ge=0, le=1)
+    mail_outbox: Path | None = None
 
     @property
     def store_url(self) -> str:
@@ -76,6 +81,10 @@ class Settings(BaseSettings):
     @property
     def gateway_ledger_path(self) -> Path:
         return self.gateway_ledger or self.home / ".ecom" / "gateway.db"
+
+    @property
+    def mail_outbox_path(self) -> Path:
+        return self.mail_outbox or self.home / ".ecom" / "outbox.db"
 
     @property
     def topics_path(self) -> Path:

@@ -35,7 +35,7 @@ class Acl:
     resource: Literal["topic", "group"]
     name: str
     pattern: Literal["literal", "prefixed"]
-    operation: Literal["read", "write", "describe"]
+    operation: Literal["read", "write", "describe", "alter-configs"]
 
     def __str__(self) -> str:
         star = "*" if self.pattern == "prefixed" else ""
@@ -61,6 +61,10 @@ def wanted_acls(topology: Topology) -> list[Acl]:
                 prefixed = group.endswith("*")
                 name = topology.prefix + group.rstrip("*")
                 wanted.add(Acl(principal, "group", name, _pattern(prefixed), "read"))
+            for group in service.share_groups:
+                name = topology.prefix + group
+                wanted.add(Acl(principal, "group", name, "literal", "read"))
+                wanted.add(Acl(principal, "group", name, "literal", "alter-configs"))
             if service.watches:
                 wanted |= _watcher_acls(topology, principal)
     return sorted(wanted)
@@ -166,6 +170,7 @@ def _governed(topology: Topology, acl: Acl) -> bool:
         for principal in service.principals
         for group in service.groups_of(principal)
     }
+    groups |= {topology.prefix + g for s in topology.services for g in s.share_groups}
     groups |= {topology.watch_group(), *(g.rstrip("*") for g in topology.watched_groups())}
     return acl.name in groups
 

@@ -72,6 +72,8 @@ class ServiceSpec(BaseModel):
     groups: tuple[str, ...] | dict[str, tuple[str, ...]] = ()
     owns: tuple[str, ...] = ()
     writes: tuple[str, ...] = ()
+    # Share groups (queues): members read its topics and may set the group's configs.
+    share_groups: tuple[str, ...] = ()
     # A watcher reads every topic and describes every group the services use (read-only).
     watches: bool = False
 
@@ -177,6 +179,10 @@ class Topology:
         """Return the group id the live page's watch names (it never joins it)."""
         return f"{self.prefix}ecom-watch"
 
+    def notifications_group(self) -> str:
+        """Return the share group of the notifications workers."""
+        return f"{self.prefix}{NOTIFICATIONS_GROUP}"
+
     def watched_topics(self) -> list[Topic]:
         """The topics the live page's watch tails: events and dead letters, not state."""
         return [t for t in self.topics() if t.spec.kind in ("domain", "internal", "dlq")]
@@ -209,6 +215,7 @@ class Topology:
 
 PROJECTION_GROUP = "ecom-projection-"
 FLOW_APP = "order-flow-"
+NOTIFICATIONS_GROUP = "ecom-notifications"
 FLOW_SERVICES = ("inventory", "pricing", "payment", "order")  # the order flow's workers
 
 

@@ -18,6 +18,7 @@ from ecom.cli.cluster import cluster
 from ecom.cli.compare import compare
 from ecom.cli.demo import demo
 from ecom.cli.keys import keys
+from ecom.cli.notifications import notifications
 from ecom.cli.offsets import offsets
 from ecom.cli.produce import produce, simulate
 from ecom.cli.projections import projections, replay
@@ -60,6 +61,7 @@ cli.add_command(replay)
 cli.add_command(demo)
 cli.add_command(asyncapi)
 cli.add_command(compare)
+cli.add_command(notifications)
 
 
 def main() -> None:

@@ -41,6 +41,13 @@ def cluster_settings(brokers: int) -> dict[str, str]:
         "transaction.state.log.replication.factor": replicas,
         "transaction.state.log.min.isr": min_isr,
         "transaction.state.log.num.partitions": "12",
+        # Share groups (queues) keep their state in a topic of their own.
+        "share.coordinator.state.topic.replication.factor": replicas,
+        "share.coordinator.state.topic.min.isr": min_isr,
+        "share.coordinator.state.topic.num.partitions": "12",
+        # Lets a share group hand a crashed worker's records out again after 1 s
+        # (a group sets its own lock time; Kafka's floor is otherwise 15 s).
+        "group.share.min.record.lock.duration.ms": "1000",
         # A laptop cluster: consumers should not wait 3 s for the first rebalance.
         "group.initial.rebalance.delay.ms": "0",
     }

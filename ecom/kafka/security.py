@@ -31,7 +31,7 @@ from ecom.settings import get_settings
 # The principals of the secure local cluster: one per service, plus the brokers' own.
 SERVICES = (
     "inventory", "pricing", "payment", "order", "projections", "replay", "commands",
-    "producer", "monitor", "admin",
+    "producer", "monitor", "notifications", "admin",
 )  # fmt: skip
 BROKER_USER = "broker"
 MECHANISM = "SCRAM-SHA-512"

@@ -35,6 +35,7 @@ _OPERATIONS = {
     "read": AclOperation.READ,
     "write": AclOperation.WRITE,
     "describe": AclOperation.DESCRIBE,
+    "alter-configs": AclOperation.ALTER_CONFIGS,
 }
 
 

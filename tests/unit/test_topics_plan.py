@@ -164,3 +164,23 @@ def test_the_watcher_never_reads_the_workers_state() -> None:
     assert changelogs
     assert not read & changelogs
     assert topology.topic("order-flow-dlq").name in read
+
+
+def test_a_share_group_member_reads_its_queue_and_sets_only_its_own_group() -> None:
+    doc = {
+        "defaults": {"partitions": 6, "replication_factor": 3},
+        "topics": {"orders": {"key": "order_id", "events": ["OrderConfirmed"]}},
+        "services": {"mail": {"principals": ["notifications"], "receives": ["OrderConfirmed"],
+                              "share_groups": ["ecom-notifications"]}},
+    }  # fmt: skip
+    specs = parse_specs(doc, "test")
+    shop = Topology(specs, "t1-", parse_services(doc, specs, "test"))
+    assert set(wanted_acls(shop)) == {
+        Acl("User:notifications", "topic", "t1-orders", "literal", "read"),
+        Acl("User:notifications", "group", "t1-ecom-notifications", "literal", "read"),
+        Acl("User:notifications", "group", "t1-ecom-notifications", "literal", "alter-configs"),
+    }
+    stale = Acl("User:notifications", "group", "t1-ecom-notifications", "literal", "write")
+    live = {"t1-orders": LiveTopic("t1-orders", 6, 3, {})}
+    plan = make_plan(shop, live, 3, live_acls=set(wanted_acls(shop)) | {stale})
+    assert [c.action for c in plan.changes] == ["remove-acl"], "its group is governed"

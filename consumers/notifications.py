@@ -1,0 +1,270 @@
+"""Confirmation mail: a work queue on a share group, where a queue is the right tool.
+
+Every OrderConfirmed on the orders topic is one mail to send. The workers are members
+of one share group, so there can be more of them than the topic has partitions, and a
+send that fails is simply released: the record comes back, perhaps to another worker,
+with its delivery count one higher. A record handed out more than `max_deliveries`
+times, or one that cannot be decoded, goes to the dead-letter topic and is rejected;
+every other event on the topic is accepted at once (it is not mail).
+
+Delivery is at least once (a worker that dies after sending, before its
+acknowledgement reached the broker, leaves the record to be handed out again), so the
+outbox records each order's mail once: a second delivery finds it sent and accepts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ecom import faults
+from ecom.errors import StoreError
+from ecom.kafka import Admin, BytesProducer, DeadLetters, Failed, Message
+from ecom.kafka.queue import (
+    ShareGroupSettings,
+    ShareQueue,
+    Verdict,
+    configure_share_group,
+    delivery_count,
+    share_queue,
+)
+from schemas import OrderConfirmed
+from schemas.codec import Codec
+from schemas.errors import DecodeError, InvalidEvent
+
+log = logging.getLogger(__name__)
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sent (
+    order_id TEXT PRIMARY KEY, amount_minor INTEGER NOT NULL, currency TEXT NOT NULL,
+    worker TEXT NOT NULL, delivery INTEGER NOT NULL, at TEXT NOT NULL);
+"""
+
+
+class MailFailed(Exception):
+    """The mail service did not take the mail this time."""
+
+
+def fails(order_id: str, delivery: int, share: float) -> bool:
+    """Tell whether the simulated mail service refuses this attempt (each attempt of an
+    order draws anew, so a retry may succeed)."""
+    digest = hashlib.sha256(f"{order_id}/{delivery}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
+class Outbox:
+    """The mail that went out, one row per order (SQLite, WAL; a connection per thread)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+                db.execute("PRAGMA journal_mode = WAL")
+                db.executescript(SCHEMA)
+            except (OSError, sqlite3.Error) as error:
+                raise StoreError(f"cannot open the mail outbox {self.path}: {error}") from error
+            self._local.db = db
+        return db
+
+    def was_sent(self, order_id: str) -> bool:
+        row = self._db.execute("SELECT 1 FROM sent WHERE order_id = ?", (order_id,)).fetchone()
+        return row is not None
+
+    def record(self, event: OrderConfirmed, worker: str, delivery: int) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO sent VALUES (?, ?, ?, ?, ?, ?)",
+            (event.order_id, event.total.amount_minor, event.total.currency, worker,
+             delivery, datetime.now(UTC).isoformat()),
+        )  # fmt: skip
+
+    def sent(self) -> dict[str, int]:
+        """Every order mailed, with the delivery that sent it."""
+        return dict(self._db.execute("SELECT order_id, delivery FROM sent").fetchall())
+
+
+@dataclass
+class Mailer:
+    """The simulated mail service: it takes a while and sometimes says no."""
+
+    latency_ms: float
+    failure_share: float
+    sleep: Callable[[float], None] = time.sleep
+
+    def send(self, event: OrderConfirmed, delivery: int) -> None:
+        if self.latency_ms:
+            self.sleep(self.latency_ms / 1000)
+        if fails(event.order_id, delivery, self.failure_share):
+            raise MailFailed(f"the mail service refused order {event.order_id}'s mail")
+
+
+@dataclass
+class Tally:
+    """What the workers did, for the log line and the tests."""
+
+    sent: int = 0
+    duplicates: int = 0
+    released: int = 0
+    dead: int = 0
+    skipped: int = 0
+    error: BaseException | None = None  # what stopped a member, if anything did
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, outcome: str) -> None:
+        with self.lock:
+            setattr(self, outcome, getattr(self, outcome) + 1)
+
+
+class NotificationWorker:
+    """One member of the share group: take, send, settle, commit; again."""
+
+    def __init__(
+        self,
+        name: str,
+        queue: ShareQueue,
+        mailer: Mailer,
+        outbox: Outbox,
+        dead_letters: DeadLetters,
+        max_deliveries: int,
+        tally: Tally,
+    ) -> None:
+        self.name = name
+        self.queue = queue
+        self.mailer = mailer
+        self.outbox = outbox
+        self.dead_letters = dead_letters
+        self.max_deliveries = max_deliveries
+        self.tally = tally
+        self.codec = Codec()
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.step(timeout=0.5)
+
+    def step(self, timeout: float) -> None:
+        """Settle one batch; dead letters are acknowledged before the rejections are."""
+        records = self.queue.take(timeout)
+        verdicts = [(message, self.handle(message)) for message in records]
+        if not verdicts:
+            return
+        self.dead_letters.flush()
+        for message, verdict in verdicts:
+            self.queue.settle(message, verdict)
+        faults.reach("notify-before-ack")
+        self.queue.commit()
+
+    def handle(self, message: Message) -> Verdict:
+        value = message.value()
+        kind = self.codec.event_type(value)
+        if kind is not None and kind != OrderConfirmed.event_type:
+            self.tally.add("skipped")
+            return "accept"
+        try:
+            event = self.codec.decode(value)
+        except (DecodeError, InvalidEvent) as error:
+            return self.give_up(message, error)
+        assert isinstance(event, OrderConfirmed)
+        return self.mail(message, event)
+
+    def mail(self, message: Message, event: OrderConfirmed) -> Verdict:
+        delivery = delivery_count(message)
+        if self.outbox.was_sent(event.order_id):
+            self.tally.add("duplicates")
+            return "accept"
+        if delivery > self.max_deliveries:
+            error = MailFailed(f"not sent in {self.max_deliveries} deliveries")
+            return self.give_up(message, error)
+        try:
+            self.mailer.send(event, delivery)
+        except MailFailed:
+            self.tally.add("released")
+            return "release"
+        self.outbox.record(event, self.name, delivery)
+        self.tally.add("sent")
+        return "accept"
+
+    def give_up(self, message: Message, error: Exception) -> Verdict:
+        log.warning("dead letter from %s: %s", message.topic(), error)
+        self.dead_letters.send(Failed.of(message), error)
+        self.tally.add("dead")
+        return "reject"
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    """How the notifications workers run."""
+
+    workers: int = 8
+    max_deliveries: int = 3
+    lock_ms: int = 30_000
+    batch: int = 10
+
+
+def run(
+    bootstrap: str,
+    group: str,
+    orders: str,
+    dead_letter_topic: str,
+    settings: QueueSettings,
+    mailer: Mailer,
+    outbox: Outbox,
+    stop: threading.Event,
+) -> Tally:
+    """Run the workers, one thread and one share-group member each, until stop is set.
+
+    The group's own delivery limit is one above ours, so the delivery past our limit
+    still reaches a worker (and goes to the dead letters) instead of being archived."""
+    limits = ShareGroupSettings(
+        start="earliest", lock_ms=settings.lock_ms, delivery_limit=settings.max_deliveries + 1
+    )
+    configure_share_group(Admin(bootstrap), group, limits)
+    tally = Tally()
+    with BytesProducer(bootstrap) as producer:
+        dead_letters = DeadLetters(producer, dead_letter_topic, group)
+        threads = []
+        for n in range(settings.workers):
+            args = (f"worker-{n}", bootstrap, group, orders, settings, mailer, outbox,
+                    dead_letters, tally, stop)  # fmt: skip
+            threads.append(threading.Thread(target=_member, args=args, name=f"notify-{n}"))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    if tally.error is not None:
+        raise tally.error
+    return tally
+
+
+def _member(
+    name: str,
+    bootstrap: str,
+    group: str,
+    orders: str,
+    settings: QueueSettings,
+    mailer: Mailer,
+    outbox: Outbox,
+    dead_letters: DeadLetters,
+    tally: Tally,
+    stop: threading.Event,
+) -> None:
+    try:
+        with share_queue(bootstrap, group, [orders], settings.batch) as queue:
+            worker = NotificationWorker(
+                name, queue, mailer, outbox, dead_letters, settings.max_deliveries, tally
+            )
+            worker.run(stop)
+    except Exception as error:  # noqa: BLE001 - any failure of one member stops them all
+        tally.error = error
+        stop.set()
