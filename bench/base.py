@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 import re
+import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ecom.cluster import LocalCluster
-from ecom.errors import EcomError
+from ecom.errors import EcomError, ProcessFailed
 from ecom.kafka import security_for
 from ecom.kafka.security import write_private
 from ecom.settings import get_settings
@@ -134,3 +137,19 @@ def percentile(sorted_values: list[float], share: float) -> float:
     if not sorted_values:
         return 0.0
     return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * share))]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll condition until it holds; ProcessFailed (one line) after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise ProcessFailed(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def free_port() -> int:
+    """A loopback port that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -31,10 +30,10 @@ from pathlib import Path
 
 import httpx
 
-from bench.base import percentile
+from bench.base import free_port, percentile, wait_until
 from bench.flow import Finals
 from chain.services import SERVICES as CHAIN_SERVICES
-from ecom.errors import ProcessFailed
+from ecom.errors import BadInput, ProcessFailed
 from ecom.kafka import LOW_LATENCY, Outcome, scratch_topology
 from ecom.kafka.producer import Delivery
 from ecom.process import Children, Spec
@@ -146,7 +145,7 @@ def compare(scenarios: list[str], setup: Setup, topology: Topology, bootstrap: s
 def run_sync(scenario: str, setup: Setup, home: Path, env: dict[str, str]) -> Row:
     """Run one scenario through the four HTTP services."""
     _, warm_up, orders = reference_and_orders(setup)
-    ports = {name: _free_port() for name in CHAIN_SERVICES}
+    ports = {name: free_port() for name in CHAIN_SERVICES}
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     specs = {
         name: Spec(
@@ -249,7 +248,7 @@ def run_async(scenario: str, setup: Setup, topology: Topology, bootstrap: str, h
                 alive = all(_alive(children, spec) for spec in specs.values())
                 return alive and warm_up.order_id in finals.arrived
 
-            _wait(started, 180, "the workers to take a first order")
+            wait_until(started, 180, "the workers to take a first order")
             fault = _fault(scenario, setup, children, specs["payment"], specs["inventory"], {})
             tally = _offer_async(producer, orders, setup, fault)
             _wait_finals(tally, finals, setup)
@@ -366,13 +365,14 @@ def _row(scenario: str, design: str, tally: dict[str, Order], fault: Fault) -> R
 
 
 def _recovery(orders: list[Order], fault: Fault) -> float | None:
-    """From the fault's end until the first order offered after it is confirmed (it went
-    through every service: a refused one may not have needed the one that was down)."""
+    """From the fault's end until the first order is confirmed after it: confirming
+    takes every service, the one that was down included. (Counting from the first order
+    offered after the end would depend on how long stopping and starting took.)"""
     if fault.ended_at is None:
         return None
     ended = fault.ended_at
-    confirmed = [o for o in orders if o.status == "confirmed" and o.final_at is not None]
-    after = [o.final_at for o in confirmed if o.offered_at >= ended and o.final_at]
+    confirmed = [o.final_at for o in orders if o.status == "confirmed" and o.final_at]
+    after = [at for at in confirmed if at >= ended]
     return round(min(after) - ended, 2) if after else None
 
 
@@ -419,14 +419,6 @@ def as_json(rows: list[Row]) -> str:
 # -- helpers ---------------------------------------------------------------------------
 
 
-def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise ProcessFailed(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def _alive(children: Children, spec: Spec) -> bool:
     """True while a child runs; a child that died says so, naming its log."""
     if not children.alive(spec.name):
@@ -443,10 +435,48 @@ def _wait_answering(
         except httpx.HTTPError:
             return False
 
-    _wait(answers, timeout, f"{url} to answer")
+    wait_until(answers, timeout, f"{url} to answer")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def check_charts() -> None:
+    """Refuse --chart before a run when matplotlib is missing, not after it."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as error:
+        raise BadInput("--chart needs matplotlib: pip install 'ecomstream[charts]'") from error
+
+
+def chart(rows: list[Row], path: Path) -> None:
+    """Draw the rows as a PNG: per scenario, the two designs side by side."""
+    check_charts()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    scenarios = list(dict.fromkeys(r.scenario for r in rows))
+    by = {(r.scenario, r.design): r for r in rows}
+    panels: list[tuple[str, Callable[[Row], float | None], str | None]] = [
+        ("orders rejected at the door", lambda r: r.rejected, None),
+        ("p99 to the client's answer (ms)", lambda r: r.answer_p99_ms, "log"),
+        ("p99 to the final state (ms)", lambda r: r.p99_ms, "log"),
+        ("recovery after the fault (s)", lambda r: r.recovery_s, None),
+    ]
+    figure, axes = pyplot.subplots(2, 2, figsize=(11, 7))
+    for axis, (title, value, scale) in zip(axes.flat, panels, strict=True):
+        for offset, design, colour in ((-0.2, "sync", "#c0504d"), (0.2, "async", "#4f81bd")):
+            heights = [value(by[s, design]) or 0 if (s, design) in by else 0 for s in scenarios]
+            label = "synchronous chain" if design == "sync" else "event flow"
+            axis.bar([i + offset for i in range(len(scenarios))], heights, 0.4, label=label,
+                     color=colour)  # fmt: skip
+        axis.set_title(title)
+        axis.set_xticks(range(len(scenarios)), scenarios, fontsize=8)
+        if scale:
+            axis.set_yscale(scale)
+    axes.flat[0].legend()
+    offered = rows[0].offered if rows else 0
+    figure.suptitle(f"ecom compare sync-async: {offered} orders per scenario and design")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    pyplot.close(figure)

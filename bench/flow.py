@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.base import CpuMeter, local_brokers, percentile
+from bench.base import CpuMeter, local_brokers, percentile, wait_until
 from ecom.kafka import LOW_LATENCY, Message, TopicReader, scratch_topology
 from ecom.process import Children, Spec
 from ecom.topology import FLOW_SERVICES, Topology
@@ -111,7 +111,7 @@ def run(topology: Topology, bootstrap: str, orders: int, rate: float, report: Re
                 producer.publish(event)
             producer.publish(warm_up)
             producer.flush()
-            _wait(lambda: warm_up.order_id in finals.arrived, 180, "the workers to start")
+            wait_until(lambda: warm_up.order_id in finals.arrived, 180, "the workers to start")
             offered = "full speed" if not rate else f"{rate:g}/s"
             report(f"workers ready; {orders:,} orders offered at {offered}")
             meter = CpuMeter()
@@ -119,7 +119,7 @@ def run(topology: Topology, bootstrap: str, orders: int, rate: float, report: Re
             started = time.monotonic()
             sent, send_s = _drive(producer, measured, rate)
             created = [e for e in measured if isinstance(e, OrderCreated)]
-            _wait(lambda: all(o.order_id in finals.arrived for o in created),
+            wait_until(lambda: all(o.order_id in finals.arrived for o in created),
                   120 + orders / 10, "every order to reach a final state")  # fmt: skip
             wall = time.monotonic() - started
             meter.stop()
@@ -146,14 +146,6 @@ def _drive(
         producer.poll(0)
     producer.flush()
     return sent, time.monotonic() - start
-
-
-def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def _result(orders: list[OrderCreated], sent: dict[str, float], send_s: float,

@@ -30,9 +30,12 @@ def compare() -> None:
               help="payment-down: how long the payment service is down.")  # fmt: skip
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+@click.option("--chart", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also draw the rows as a PNG here (needs matplotlib).")  # fmt: skip
 @bootstrap_option
 def sync_async(scenarios: tuple[str, ...], rate: float, seconds: float, down_s: float,
-               seed: int, as_json: bool, bootstrap: str | None) -> None:  # fmt: skip
+               seed: int, as_json: bool, chart: Path | None,
+               bootstrap: str | None) -> None:  # fmt: skip
     """The synchronous HTTP chain beside the event flow: accepted, rejected, completed,
     lost, latency and recovery, when nothing fails, when payment is slow or down, and
     when inventory restarts."""
@@ -43,6 +46,8 @@ def sync_async(scenarios: tuple[str, ...], rate: float, seconds: float, down_s: 
             f"--down-s {down_s:g} does not fit in --seconds {seconds:g}: the outage starts "
             "a quarter in and must end before the run does"
         )
+    if chart is not None:
+        runs.check_charts()
     ctx = context(bootstrap)
     setup = runs.Setup(rate, seconds, down_s, seed)
     home = ctx.settings.home / ".ecom" / "compare"
@@ -51,6 +56,10 @@ def sync_async(scenarios: tuple[str, ...], rate: float, seconds: float, down_s: 
     topics = ctx.settings.topics_path
     rows = runs.compare(wanted, setup, ctx.topology, ctx.bootstrap, home, topics, report)
     click.echo(runs.as_json(rows) if as_json else "\n" + runs.table(rows))
+    if chart is not None:
+        runs.chart(rows, chart)
+        if not as_json:
+            click.echo(f"chart: {chart}")
 
 
 @compare.command("chain-service", hidden=True)
@@ -71,3 +80,67 @@ def chain_service(service: str, port: int, seed: int, urls: str, data: Path) -> 
     reference, _, _ = reference_and_orders(Setup(1, 4, 1, seed))
     app = build(service, reference, data, ctx.settings, json.loads(urls))
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+@compare.command("queue-log")
+@click.option("--check", "checks", multiple=True,
+              type=click.Choice(["throughput", "crash", "replay"]),
+              help="Run only these (repeatable; default: all three).")  # fmt: skip
+@click.option("--records", type=click.IntRange(10, 1_000_000), default=2000, show_default=True,
+              help="Jobs per run.")  # fmt: skip
+@click.option("--partitions", type=click.IntRange(1, 64), default=2, show_default=True)
+@click.option("--work-ms", type=click.FloatRange(0, 1000), default=5.0, show_default=True,
+              help="How long one job takes a worker.")  # fmt: skip
+@click.option("--workers", default="1,2,4,8", show_default=True,
+              help="Worker counts for the throughput check, comma-separated.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+@bootstrap_option
+def queue_log(checks: tuple[str, ...], records: int, partitions: int, work_ms: float,
+              workers: str, as_json: bool, bootstrap: str | None) -> None:  # fmt: skip
+    """The same jobs through a consumer group and a share group: throughput with more
+    workers than partitions, a worker killed before it commits, and what replay means."""
+    from bench import queue_log as runs
+
+    counts = _counts(workers)
+    ctx = context(bootstrap)
+    setup = runs.Setup(records, partitions, work_ms, counts,
+                       crash_after=max(1, min(100, records // 10)))  # fmt: skip
+    report = (lambda _: None) if as_json else click.echo
+    home = ctx.settings.home / ".ecom" / "compare"
+    wanted = list(checks or ("throughput", "crash", "replay"))
+    rows = runs.compare(setup, ctx.bootstrap, home, wanted, report)
+    click.echo(runs.as_json(rows) if as_json else "\n" + runs.table(rows))
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1 or max(counts) > 32:
+        raise BadInput(f"--workers wants counts from 1 to 32 separated by commas, not {text!r}")
+    return counts
+
+
+@compare.command("queue-worker", hidden=True)
+@click.argument("design", type=click.Choice(["group", "share"]))
+@click.option("--topic", required=True)
+@click.option("--group", required=True)
+@click.option("--work-ms", type=float, required=True)
+@click.option("--batch", type=int, required=True)
+@click.option("--folder", type=click.Path(path_type=Path), required=True)
+@click.option("--name", required=True)
+@click.option("--session-ms", type=int, required=True)
+@click.option("--crash-after", type=int)
+@bootstrap_option
+def queue_worker(design: str, topic: str, group: str, work_ms: float, batch: int,
+                 folder: Path, name: str, session_ms: int, crash_after: int | None,
+                 bootstrap: str | None) -> None:  # fmt: skip
+    """One worker of `compare queue-log` (a child process)."""
+    from bench import queue_log as runs
+
+    ctx = context(bootstrap)
+    kind: runs.Design = "group" if design == "group" else "share"
+    spec = runs.WorkerSpec(kind, topic, group, work_ms, batch, folder, name, session_ms,
+                           crash_after)  # fmt: skip
+    runs.work(spec, ctx.bootstrap)
