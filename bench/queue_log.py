@@ -372,7 +372,7 @@ def replay(design: Design, setup: Setup, bootstrap: str, home: Path) -> list[Row
         run.children.stop("w0")
         rows = [row("replay: first pass", run, 1, first, "every job handled once")]
         run.start_all(["w1"])
-        time.sleep(5)  # nothing is due: only watching for a while shows that
+        time.sleep(3)  # nothing is due: only watching for a while shows that
         rows.append(_replay_row(run, "replay: a new member joins", run.handled() - len(first.jobs),
                                 "gets nothing: every job is done for the group"))  # fmt: skip
         run.children.stop("w1")

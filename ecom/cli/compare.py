@@ -93,10 +93,14 @@ def chain_service(service: str, port: int, seed: int, urls: str, data: Path) -> 
               help="How long one job takes a worker.")  # fmt: skip
 @click.option("--workers", default="1,2,4,8", show_default=True,
               help="Worker counts for the throughput check, comma-separated.")  # fmt: skip
+@click.option("--failover-s", type=click.IntRange(6, 60), default=10, show_default=True,
+              help="crash: the consumers' session timeout and the share group's record "
+                   "lock time.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 @bootstrap_option
 def queue_log(checks: tuple[str, ...], records: int, partitions: int, work_ms: float,
-              workers: str, as_json: bool, bootstrap: str | None) -> None:  # fmt: skip
+              workers: str, failover_s: int, as_json: bool,
+              bootstrap: str | None) -> None:  # fmt: skip
     """The same jobs through a consumer group and a share group: throughput with more
     workers than partitions, a worker killed before it commits, and what replay means."""
     from bench import queue_log as runs
@@ -104,7 +108,8 @@ def queue_log(checks: tuple[str, ...], records: int, partitions: int, work_ms: f
     counts = _counts(workers)
     ctx = context(bootstrap)
     setup = runs.Setup(records, partitions, work_ms, counts,
-                       crash_after=max(1, min(100, records // 10)))  # fmt: skip
+                       crash_after=max(1, min(100, records // 10)),
+                       failover_s=failover_s)  # fmt: skip
     report = (lambda _: None) if as_json else click.echo
     home = ctx.settings.home / ".ecom" / "compare"
     wanted = list(checks or ("throughput", "crash", "replay"))

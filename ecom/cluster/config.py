@@ -48,6 +48,9 @@ def cluster_settings(brokers: int) -> dict[str, str]:
         # Lets a share group hand a crashed worker's records out again after 1 s
         # (a group sets its own lock time; Kafka's floor is otherwise 15 s).
         "group.share.min.record.lock.duration.ms": "1000",
+        # A new share group member gets its first records after one heartbeat: 1 s, not 5.
+        "group.share.heartbeat.interval.ms": "1000",
+        "group.share.min.heartbeat.interval.ms": "1000",
         # A laptop cluster: consumers should not wait 3 s for the first rebalance.
         "group.initial.rebalance.delay.ms": "0",
     }

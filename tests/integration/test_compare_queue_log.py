@@ -22,7 +22,8 @@ def test_a_share_group_spreads_two_partitions_over_four_workers_and_redelivers_a
         "ECOM_HOME": str(tmp_path),
         "ECOM_TOPICS_FILE": str(REPO / "topics.yaml"),
     }
-    args = ("--records", "200", "--partitions", "2", "--workers", "4", "--json")
+    args = ("--records", "200", "--partitions", "2", "--workers", "4", "--failover-s", "6",
+            "--json")  # fmt: skip
     result = run_cli("compare", "queue-log", *args, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = {(r["check"], r["design"]): r for r in json.loads(result.stdout)}

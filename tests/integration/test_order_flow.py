@@ -238,7 +238,7 @@ def test_an_order_from_an_unknown_user_is_cancelled_and_charged_nothing(
 def test_two_workers_of_a_service_share_its_partitions_and_survive_a_kill(
     kafka: KafkaCluster, topology: Topology, tmp_path: Path
 ) -> None:
-    events = scarce_shop(1200, seed=45)
+    events = scarce_shop(600, seed=45)
     orders = _orders(events)
     traffic = [e for e in events if e.event_type in ("OrderCreated", "OrderCancellationRequested")]
     admin = GroupAdmin(kafka.bootstrap)
