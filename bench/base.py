@@ -17,7 +17,6 @@ from pathlib import Path
 from ecom.cluster import LocalCluster
 from ecom.errors import EcomError, ProcessFailed
 from ecom.kafka import security_for
-from ecom.kafka.security import write_private
 from ecom.settings import get_settings
 
 
@@ -29,11 +28,11 @@ def run_kafka_tool(main_class: str, *args: str, timeout: float = 900) -> str:
 def client_properties(bootstrap: str, flag: str) -> list[str]:
     """The tool option naming a properties file with this process's security settings
     (written private: it holds a password), or nothing on a plaintext cluster."""
-    java = security_for(bootstrap).java()
-    if java["security.protocol"] == "PLAINTEXT":
+    security = security_for(bootstrap)
+    if security.protocol == "PLAINTEXT":
         return []
     path = get_settings().home / ".ecom" / "bench-client.properties"
-    write_private(path, "".join(f"{key}={value}\n" for key, value in java.items()))
+    security.write_java(path)
     return [flag, str(path)]
 
 
@@ -139,13 +138,15 @@ def percentile(sorted_values: list[float], share: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * share))]
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+def wait_until(
+    condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.01
+) -> None:
     """Poll condition until it holds; ProcessFailed (one line) after timeout seconds."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise ProcessFailed(f"timed out waiting for {what}")
-        time.sleep(0.01)
+        time.sleep(interval)
 
 
 def free_port() -> int:

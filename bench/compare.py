@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import threading
 import time
@@ -108,6 +109,7 @@ class Fault:
     """A scenario's fault, as actions at times from the start of the offered load."""
 
     actions: list[tuple[float, Callable[[], object]]] = field(default_factory=list)
+    started_at: float | None = None  # monotonic time the service was stopped or killed
     ended_at: float | None = None  # monotonic time the service was started again
 
 
@@ -304,6 +306,13 @@ def _fault(scenario: str, setup: Setup, children: Children, payment: Spec, inven
     """The scenario's fault as actions on the design's processes (urls: the HTTP ones)."""
     fault = Fault()
 
+    def begin(action: Callable[[], object]) -> Callable[[], None]:
+        def run() -> None:
+            fault.started_at = time.monotonic()
+            action()
+
+        return run
+
     def start_again(spec: Spec) -> None:
         children.start(spec)
         fault.ended_at = time.monotonic()  # the outage is over; recovery counts from here
@@ -312,7 +321,7 @@ def _fault(scenario: str, setup: Setup, children: Children, payment: Spec, inven
 
     if scenario == "payment-down":
         fault.actions = [
-            (setup.fault_at, lambda: children.stop(payment.name)),
+            (setup.fault_at, begin(lambda: children.stop(payment.name))),
             (setup.fault_at + setup.down_s, lambda: start_again(payment)),
         ]
     elif scenario == "inventory-restart":
@@ -321,7 +330,7 @@ def _fault(scenario: str, setup: Setup, children: Children, payment: Spec, inven
             children.kill(inventory.name)
             start_again(inventory)
 
-        fault.actions = [(setup.fault_at, restart)]
+        fault.actions = [(setup.fault_at, begin(restart))]
     return fault
 
 
@@ -365,14 +374,16 @@ def _row(scenario: str, design: str, tally: dict[str, Order], fault: Fault) -> R
 
 
 def _recovery(orders: list[Order], fault: Fault) -> float | None:
-    """From the fault's end until the first order is confirmed after it: confirming
-    takes every service, the one that was down included. (Counting from the first order
-    offered after the end would depend on how long stopping and starting took.)"""
-    if fault.ended_at is None:
+    """From the fault's end until the first order offered after the fault began is
+    confirmed: such an order needed the failed service after it came back. (An order
+    already past that service confirms at once and says nothing; counting from the first
+    order offered after the end would depend on how long stopping and starting took.)"""
+    if fault.started_at is None or fault.ended_at is None:
         return None
-    ended = fault.ended_at
-    confirmed = [o.final_at for o in orders if o.status == "confirmed" and o.final_at]
-    after = [at for at in confirmed if at >= ended]
+    began, ended = fault.started_at, fault.ended_at
+    confirmed = [(o.offered_at, o.final_at) for o in orders
+                 if o.status == "confirmed" and o.final_at is not None]  # fmt: skip
+    after = [final for offered, final in confirmed if offered >= began and final >= ended]
     return round(min(after) - ended, 2) if after else None
 
 
@@ -438,17 +449,23 @@ def _wait_answering(
     wait_until(answers, timeout, f"{url} to answer")
 
 
-def check_charts() -> None:
-    """Refuse --chart before a run when matplotlib is missing, not after it."""
+def check_charts(path: Path) -> None:
+    """Refuse --chart before a run, not after it: matplotlib missing, nowhere to write."""
     try:
         import matplotlib  # noqa: F401
     except ImportError as error:
         raise BadInput("--chart needs matplotlib: pip install 'ecomstream[charts]'") from error
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise BadInput(f"--chart {path}: cannot make its folder: {error.strerror}") from error
+    if not os.access(path.parent, os.W_OK):
+        raise BadInput(f"--chart {path}: its folder is not writable")
 
 
 def chart(rows: list[Row], path: Path) -> None:
     """Draw the rows as a PNG: per scenario, the two designs side by side."""
-    check_charts()
+    check_charts(path)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -477,6 +494,9 @@ def chart(rows: list[Row], path: Path) -> None:
     offered = rows[0].offered if rows else 0
     figure.suptitle(f"ecom compare sync-async: {offered} orders per scenario and design")
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    pyplot.close(figure)
+    try:
+        figure.savefig(path, dpi=100)
+    except OSError as error:
+        raise BadInput(f"--chart {path}: {error.strerror or error}") from error
+    finally:
+        pyplot.close(figure)

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Literal, TextIO
 
 from bench.base import run_kafka_tool, wait_until
+from ecom.cli import output
 from ecom.errors import ProcessFailed
 from ecom.kafka import (
-    Admin,
     BytesProducer,
     Consumer,
     GroupAdmin,
@@ -51,6 +51,7 @@ from ecom.process import Children, Spec, on_signals
 from ecom.topics_plan import Change, Plan
 
 Design = Literal["group", "share"]
+LONG_LOCK_MS = 60_000  # the broker's ceiling: records held while the others join stay held
 DESIGNS: tuple[Design, ...] = ("group", "share")
 LABELS = {"group": "consumer group", "share": "share group"}
 Report = Callable[[str], None]
@@ -134,14 +135,21 @@ class _Notebook:
         self.handled += 1
 
     def before_commit(self) -> None:
+        """Mark the end of a batch; the crash, if it is ours, comes here."""
         limit = self.spec.crash_after
-        if limit is None or self.handled < limit:
-            return
-        try:  # only one worker of the run crashes: the first to claim the token
-            (self.spec.folder / "crashed").open("x").write(self.spec.name)
+        if limit is not None and self.handled >= limit and self._claim_crash():
+            self.log.write("# crashing\n")
+            os.kill(os.getpid(), signal.SIGKILL)
+        self.log.write("# batch\n")
+
+    def _claim_crash(self) -> bool:
+        """Only one worker of the run crashes: the first to create the token."""
+        try:
+            with (self.spec.folder / "crashed").open("x") as token:
+                token.write(self.spec.name)
         except FileExistsError:
-            return
-        os.kill(os.getpid(), signal.SIGKILL)
+            return False
+        return True
 
 
 def _work_in_group(bootstrap: str, spec: WorkerSpec, note: _Notebook,
@@ -212,26 +220,32 @@ class Lines:
 
     jobs: list[tuple[str, str, float]]  # (job, worker, at)
     ready: set[str]
+    unsettled: list[str]  # the crashed worker's last batch, never committed or acknowledged
 
 
 def read_lines(folder: Path) -> Lines:
-    jobs: list[tuple[str, str, float]] = []
-    ready: set[str] = set()
+    lines = Lines([], set(), [])
     for path in sorted(folder.glob("*.jobs")):
+        batch: list[str] = []
         for line in path.read_text().splitlines():
             if line == "# ready":
-                ready.add(path.stem)
+                lines.ready.add(path.stem)
+            elif line == "# batch":
+                batch = []
+            elif line == "# crashing":
+                lines.unsettled = batch
             elif line.count(" ") == 4 and line.endswith(tuple("0123456789")):
                 job, *_, at = line.split()
-                jobs.append((job, path.stem, float(at)))
-    return Lines(jobs, ready)
+                lines.jobs.append((job, path.stem, float(at)))
+                batch.append(job)
+    return lines
 
 
 class Run:
     """One design, one fresh topic holding the jobs, one group, some workers."""
 
     def __init__(self, design: Design, setup: Setup, bootstrap: str, home: Path, name: str,
-                 lock_ms: int = 30_000) -> None:  # fmt: skip
+                 lock_ms: int = LONG_LOCK_MS) -> None:  # fmt: skip
         self.design = design
         self.setup = setup
         self.bootstrap = bootstrap
@@ -242,17 +256,25 @@ class Run:
         self.folder.mkdir(parents=True)
         self.children = Children()
         self.opened = 0.0
+        self.groups = GroupAdmin(bootstrap)
 
     def __enter__(self) -> Run:
         admin = TopicAdmin(self.bootstrap)
         create = Change(self.topic, "create", "scratch", self.setup.partitions,
                         min(3, admin.broker_count()), {"min.insync.replicas": "1"})  # fmt: skip
         admin.execute(Plan([create], [], []))
-        if self.design == "share":
-            settings = ShareGroupSettings("earliest", self.lock_ms, delivery_limit=5)
-            configure_share_group(Admin(self.bootstrap), self.group, settings)
-        self._publish()
+        try:
+            self._configure(LONG_LOCK_MS)
+            self._publish()
+        except BaseException:
+            admin.delete([self.topic])
+            raise
         return self
+
+    def _configure(self, lock_ms: int) -> None:
+        if self.design == "share":
+            settings = ShareGroupSettings("earliest", lock_ms, delivery_limit=5)
+            configure_share_group(self.groups, self.group, settings)
 
     def __exit__(self, *_: object) -> None:
         self.children.stop_all()
@@ -281,6 +303,8 @@ class Run:
         for name in names:
             self.start(name, crash_after)
         self.wait_ready(names)
+        if self.lock_ms != LONG_LOCK_MS:  # held records keep the long lock of before
+            self._configure(self.lock_ms)
         self.opened = time.time()
         (self.folder / "gate").touch()
 
@@ -297,13 +321,13 @@ class Run:
             self._check_alive()
             return set(names) <= read_lines(self.folder).ready and self._settled(len(names))
 
-        wait_until(ready, 120, f"{len(names)} {LABELS[self.design]} workers to join")
+        wait_until(ready, 120, f"{len(names)} {LABELS[self.design]} workers to join", 0.1)
 
     def _settled(self, workers: int) -> bool:
         """A consumer group has handed out every partition to its members."""
         if self.design == "share":
             return True
-        info = GroupAdmin(self.bootstrap).describe(self.group)
+        info = self.groups.describe(self.group)
         assigned = sum(len(m.partitions) for m in info.members)
         return len(info.members) == workers and assigned == self.setup.partitions
 
@@ -317,18 +341,22 @@ class Run:
             self._check_alive()
             return self.handled() >= count
 
-        wait_until(done, timeout, f"{count} jobs through the {LABELS[self.design]}")
+        wait_until(done, timeout, f"{count} jobs through the {LABELS[self.design]}", 0.1)
         return read_lines(self.folder)
 
     def wait_done(self, timeout: float = 600) -> Lines:
-        """Wait until every job was handled at least once."""
+        """Wait until every job was handled at least once, and a crashed worker's last
+        batch (handled, never committed or acknowledged) a second time."""
         wanted = self.setup.records
 
         def done() -> bool:
             self._check_alive()
-            return len({job for job, _, _ in read_lines(self.folder).jobs}) >= wanted
+            lines = read_lines(self.folder)
+            counts = Counter(job for job, _, _ in lines.jobs)
+            again = all(counts[job] >= 2 for job in lines.unsettled)
+            return len(counts) >= wanted and again
 
-        wait_until(done, timeout, f"{wanted} jobs through the {LABELS[self.design]}")
+        wait_until(done, timeout, f"{wanted} jobs through the {LABELS[self.design]}", 0.1)
         return read_lines(self.folder)
 
 
@@ -429,16 +457,9 @@ def compare(setup: Setup, bootstrap: str, home: Path, checks: list[str],
 def table(rows: list[Row]) -> str:
     head = ("check", "design", "workers", "handled", "repeated", "lost", "busy", "s",
             "jobs/s", "note")  # fmt: skip
-    body = [
-        (r.check, r.design, str(r.workers), str(r.handled), str(r.repeated), str(r.lost),
-         str(r.busy_workers), f"{r.seconds:g}", f"{r.per_second:g}", r.note)
-        for r in rows
-    ]  # fmt: skip
-    widths = [max(len(x) for x in column) for column in zip(head, *body, strict=True)]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        for line in [head, *body]
-    )
+    body = [(r.check, r.design, r.workers, r.handled, r.repeated, r.lost, r.busy_workers,
+             f"{r.seconds:g}", f"{r.per_second:g}", r.note) for r in rows]  # fmt: skip
+    return output.table(head, body)
 
 
 def as_json(rows: list[Row]) -> str:

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ecom import faults
-from ecom.errors import StoreError
+from ecom.errors import EcomError, ProcessFailed, StoreError
 from ecom.kafka import Admin, BytesProducer, DeadLetters, Failed, Message
 from ecom.kafka.queue import (
     ShareGroupSettings,
@@ -35,15 +35,18 @@ from ecom.kafka.queue import (
     delivery_count,
     share_queue,
 )
+from ecom.sqlite import ThreadLocalDb
 from schemas import OrderConfirmed
 from schemas.codec import Codec
 from schemas.errors import DecodeError, InvalidEvent
 
 log = logging.getLogger(__name__)
+RETRY_PAUSE_S = 0.1  # times the delivery count, before a failed send is released
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sent (
     order_id TEXT PRIMARY KEY, amount_minor INTEGER NOT NULL, currency TEXT NOT NULL,
-    worker TEXT NOT NULL, delivery INTEGER NOT NULL, at TEXT NOT NULL);
+    worker TEXT NOT NULL, delivery INTEGER NOT NULL, at TEXT NOT NULL,
+    repeats INTEGER NOT NULL);
 """
 
 
@@ -59,40 +62,30 @@ def fails(order_id: str, delivery: int, share: float) -> bool:
 
 
 class Outbox:
-    """The mail that went out, one row per order (SQLite, WAL; a connection per thread)."""
+    """The mail that went out, one row per order, and how often its record came back
+    after it was sent (SQLite, WAL; a connection per thread)."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self._local = threading.local()
+        self._file = ThreadLocalDb(path, SCHEMA, "the mail outbox")
 
-    @property
-    def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-                db.execute("PRAGMA journal_mode = WAL")
-                db.executescript(SCHEMA)
-            except (OSError, sqlite3.Error) as error:
-                raise StoreError(f"cannot open the mail outbox {self.path}: {error}") from error
-            self._local.db = db
-        return db
+    def _run(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        try:
+            return self._file.db.execute(sql, args).fetchall()
+        except sqlite3.Error as error:
+            raise StoreError(f"the mail outbox {self._file.path} failed: {error}") from error
 
     def was_sent(self, order_id: str) -> bool:
-        row = self._db.execute("SELECT 1 FROM sent WHERE order_id = ?", (order_id,)).fetchone()
-        return row is not None
+        return bool(self._run("SELECT 1 FROM sent WHERE order_id = ?", (order_id,)))
 
     def record(self, event: OrderConfirmed, worker: str, delivery: int) -> None:
-        self._db.execute(
-            "INSERT OR IGNORE INTO sent VALUES (?, ?, ?, ?, ?, ?)",
+        self._run(
+            "INSERT OR IGNORE INTO sent VALUES (?, ?, ?, ?, ?, ?, 0)",
             (event.order_id, event.total.amount_minor, event.total.currency, worker,
              delivery, datetime.now(UTC).isoformat()),
         )  # fmt: skip
 
-    def sent(self) -> dict[str, int]:
-        """Every order mailed, with the delivery that sent it."""
-        return dict(self._db.execute("SELECT order_id, delivery FROM sent").fetchall())
+    def note_repeat(self, order_id: str) -> None:
+        self._run("UPDATE sent SET repeats = repeats + 1 WHERE order_id = ?", (order_id,))
 
 
 @dataclass
@@ -119,12 +112,16 @@ class Tally:
     released: int = 0
     dead: int = 0
     skipped: int = 0
-    error: BaseException | None = None  # what stopped a member, if anything did
+    error: EcomError | None = None  # what stopped the first member that stopped
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, outcome: str) -> None:
         with self.lock:
             setattr(self, outcome, getattr(self, outcome) + 1)
+
+    def fail(self, error: EcomError) -> None:
+        with self.lock:
+            self.error = self.error or error
 
 
 class NotificationWorker:
@@ -181,6 +178,7 @@ class NotificationWorker:
     def mail(self, message: Message, event: OrderConfirmed) -> Verdict:
         delivery = delivery_count(message)
         if self.outbox.was_sent(event.order_id):
+            self.outbox.note_repeat(event.order_id)
             self.tally.add("duplicates")
             return "accept"
         if delivery > self.max_deliveries:
@@ -190,6 +188,7 @@ class NotificationWorker:
             self.mailer.send(event, delivery)
         except MailFailed:
             self.tally.add("released")
+            self.mailer.sleep(RETRY_PAUSE_S * delivery)  # a failing service gets a breather
             return "release"
         self.outbox.record(event, self.name, delivery)
         self.tally.add("sent")
@@ -224,24 +223,23 @@ def run(
 ) -> Tally:
     """Run the workers, one thread and one share-group member each, until stop is set.
 
-    The group's own delivery limit is one above ours, so the delivery past our limit
-    still reaches a worker (and goes to the dead letters) instead of being archived."""
+    The group's own delivery limit is two above ours, so the delivery past our limit
+    still reaches a worker (and goes to the dead letters) instead of being archived,
+    even if that worker dies once on the way."""
     limits = ShareGroupSettings(
-        start="earliest", lock_ms=settings.lock_ms, delivery_limit=settings.max_deliveries + 1
+        start="earliest", lock_ms=settings.lock_ms, delivery_limit=settings.max_deliveries + 2
     )
     configure_share_group(Admin(bootstrap), group, limits)
     tally = Tally()
-    with BytesProducer(bootstrap) as producer:
-        dead_letters = DeadLetters(producer, dead_letter_topic, group)
-        threads = []
-        for n in range(settings.workers):
-            args = (f"worker-{n}", bootstrap, group, orders, settings, mailer, outbox,
-                    dead_letters, tally, stop)  # fmt: skip
-            threads.append(threading.Thread(target=_member, args=args, name=f"notify-{n}"))
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+    threads = []
+    for n in range(settings.workers):
+        args = (f"worker-{n}", bootstrap, group, orders, dead_letter_topic, settings, mailer,
+                outbox, tally, stop)  # fmt: skip
+        threads.append(threading.Thread(target=_member, args=args, name=f"notify-{n}"))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     if tally.error is not None:
         raise tally.error
     return tally
@@ -252,19 +250,27 @@ def _member(
     bootstrap: str,
     group: str,
     orders: str,
+    dead_letter_topic: str,
     settings: QueueSettings,
     mailer: Mailer,
     outbox: Outbox,
-    dead_letters: DeadLetters,
     tally: Tally,
     stop: threading.Event,
 ) -> None:
+    """One worker, with its own producer: a dead letter's failure is its own to see."""
     try:
-        with share_queue(bootstrap, group, [orders], settings.batch) as queue:
+        with (
+            BytesProducer(bootstrap) as producer,
+            share_queue(bootstrap, group, [orders], settings.batch) as queue,
+        ):
+            dead_letters = DeadLetters(producer, dead_letter_topic, group)
             worker = NotificationWorker(
                 name, queue, mailer, outbox, dead_letters, settings.max_deliveries, tally
             )
             worker.run(stop)
-    except Exception as error:  # noqa: BLE001 - any failure of one member stops them all
-        tally.error = error
+    except EcomError as error:  # one member failing stops them all, the first one named
+        tally.fail(error)
+        stop.set()
+    except Exception as error:  # noqa: BLE001 - anything else, as one line too
+        tally.fail(ProcessFailed(f"notifications {name} failed: {error!r}"))
         stop.set()

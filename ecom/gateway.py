@@ -14,12 +14,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import sqlite3
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ecom.errors import StoreError
+from ecom.sqlite import ThreadLocalDb
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS charges (
@@ -75,21 +74,11 @@ class Ledger:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._local = threading.local()
+        self._file = ThreadLocalDb(path, SCHEMA, "the gateway ledger")
 
     @property
     def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-                db.execute("PRAGMA journal_mode = WAL")
-                db.executescript(SCHEMA)
-            except (OSError, sqlite3.Error) as error:
-                raise StoreError(f"cannot open the gateway ledger {self.path}: {error}") from error
-            self._local.db = db
-        return db
+        return self._file.db
 
     def charge(self, answers: list[tuple[Charge, bool]]) -> dict[str, bool]:
         """Record new charges; return every key's answer (the first one recorded)."""

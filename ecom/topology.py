@@ -180,8 +180,12 @@ class Topology:
         return f"{self.prefix}ecom-watch"
 
     def notifications_group(self) -> str:
-        """Return the share group of the notifications workers."""
-        return f"{self.prefix}{NOTIFICATIONS_GROUP}"
+        """Return the share group of the notifications workers (topics.yaml names it,
+        and grants it)."""
+        for service in self.services:
+            if service.name == "notifications" and service.share_groups:
+                return self.prefix + service.share_groups[0]
+        raise TopologyError("topics.yaml has no notifications service with a share group")
 
     def watched_topics(self) -> list[Topic]:
         """The topics the live page's watch tails: events and dead letters, not state."""
@@ -215,7 +219,6 @@ class Topology:
 
 PROJECTION_GROUP = "ecom-projection-"
 FLOW_APP = "order-flow-"
-NOTIFICATIONS_GROUP = "ecom-notifications"
 FLOW_SERVICES = ("inventory", "pricing", "payment", "order")  # the order flow's workers
 
 

@@ -47,7 +47,7 @@ def sync_async(scenarios: tuple[str, ...], rate: float, seconds: float, down_s: 
             "a quarter in and must end before the run does"
         )
     if chart is not None:
-        runs.check_charts()
+        runs.check_charts(chart)
     ctx = context(bootstrap)
     setup = runs.Setup(rate, seconds, down_s, seed)
     home = ctx.settings.home / ".ecom" / "compare"
@@ -106,6 +106,12 @@ def queue_log(checks: tuple[str, ...], records: int, partitions: int, work_ms: f
     from bench import queue_log as runs
 
     counts = _counts(workers)
+    most = max(*counts, runs.Setup.crash_workers)
+    if records < most * runs.Setup.batch:
+        raise BadInput(
+            f"--records {records} is too few for {most} workers: each takes "
+            f"{runs.Setup.batch} at a time; give at least {most * runs.Setup.batch}"
+        )
     ctx = context(bootstrap)
     setup = runs.Setup(records, partitions, work_ms, counts,
                        crash_after=max(1, min(100, records // 10)),

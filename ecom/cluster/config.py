@@ -51,6 +51,9 @@ def cluster_settings(brokers: int) -> dict[str, str]:
         # A new share group member gets its first records after one heartbeat: 1 s, not 5.
         "group.share.heartbeat.interval.ms": "1000",
         "group.share.min.heartbeat.interval.ms": "1000",
+        # A share group member that died (no heartbeat) is dropped after 10 s, not 45.
+        "group.share.session.timeout.ms": "10000",
+        "group.share.min.session.timeout.ms": "6000",
         # A laptop cluster: consumers should not wait 3 s for the first rebalance.
         "group.initial.rebalance.delay.ms": "0",
     }

@@ -399,8 +399,7 @@ class LocalCluster:
         options: list[str] = []
         config_file = self.root / "credentials" / "admin-java.properties"
         if self.is_secure():
-            java = self.credentials("admin").java()
-            write_private(config_file, "".join(f"{k}={v}\n" for k, v in java.items()))
+            self.credentials("admin").write_java(config_file)
             options = ["--command-config", str(config_file)]
         try:
             self.run_tool(

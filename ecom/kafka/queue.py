@@ -29,6 +29,7 @@ _TYPES = {
     "release": AcknowledgeType.RELEASE,
     "reject": AcknowledgeType.REJECT,
 }
+log = logging.getLogger(__name__)
 # librdkafka says so once per consumer at warning level; the module docstring says it.
 logging.getLogger("ecom.librdkafka").addFilter(lambda r: "Preview" not in r.getMessage())
 
@@ -78,7 +79,11 @@ class ShareQueue:
         )
         self.group = group
         self.consumer = ShareConsumer(config)
-        self.consumer.subscribe(topics)
+        try:
+            self.consumer.subscribe(topics)
+        except KafkaException as error:
+            self.consumer.close()
+            raise kafka_error(f"share group {group} cannot subscribe", error) from error
 
     def take(self, timeout: float) -> list[Message]:
         """The next records this member acquired (every earlier one must be settled)."""
@@ -99,12 +104,19 @@ class ShareQueue:
         """Record what becomes of one record; sent with the next commit or take."""
         self.consumer.acknowledge(message, _TYPES[verdict])
 
-    def commit(self, timeout: float = 30.0) -> None:
-        """Send the settled records' acknowledgements and wait for the broker."""
+    def commit(self, timeout: float = 30.0) -> int:
+        """Send the settled records' acknowledgements and wait for the broker; return
+        how many partitions refused theirs (their records come back to the group, so
+        the caller must be ready to see them again)."""
         try:
-            self.consumer.commit_sync(timeout)
+            results = self.consumer.commit_sync(timeout)
         except KafkaException as error:
             raise kafka_error(f"share group {self.group} cannot acknowledge", error) from error
+        refused = {tp: e for tp, e in (results or {}).items() if e is not None}
+        for partition, problem in refused.items():
+            log.warning("share group %s: acknowledgements for %s-%d refused: %s", self.group,
+                        partition.topic, partition.partition, problem)  # fmt: skip
+        return len(refused)
 
     def close(self) -> None:
         """Leave the group; records still held go back to it."""

@@ -118,6 +118,10 @@ class ClientSecurity:
             java["ssl.truststore.location"] = self.settings["ssl.ca.location"]
         return java
 
+    def write_java(self, path: Path) -> None:
+        """Write the Java settings as a properties file only we may read (a password)."""
+        write_private(path, "".join(f"{key}={value}\n" for key, value in self.java().items()))
+
     def ssl_context(self) -> ssl.SSLContext | None:
         """A TLS context for aiokafka (None without TLS)."""
         if "SSL" not in self.protocol:
