@@ -3,14 +3,19 @@
 1. Apply rate: each big projection (inventory, orders) rebuilds from a heavy stream;
    events/s from its first batch until it has caught up, beside Kafka's
    ConsumerPerformance reading the same topic and message count.
+   The clock starts when the first batch arrives, so that batch's work is timed too.
 2. Point reads (order, product, stock), p50/p99: in-process and over HTTP on loopback,
    first idle, then while a projection worker (another process) applies a second heavy
    stream.
+3. Load: N client processes, each a closed loop of keep-alive GETs over a mix of the
+   three reads, against the query API for a fixed time: requests/s, p50/p99, and the
+   CPU seconds of the API and of the clients (they share this machine's cores).
 """
 
 from __future__ import annotations
 
 import http.client
+import multiprocessing
 import random
 import socket
 import tempfile
@@ -23,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.base import consumer_performance
+from bench.base import CpuMeter, consumer_performance, percentile
 from consumers.projections import PROJECTIONS
 from consumers.queries import QueryView
 from consumers.runner import ProjectionRunner
@@ -48,7 +53,20 @@ class Latency:
     count: int
 
 
-def run(topology: Topology, bootstrap: str, orders: int, reads: int, report: Report) -> None:
+LOAD_GOAL_PER_S = 5_000
+LOAD_GOAL_P99_MS = 5.0
+
+
+@dataclass(frozen=True)
+class Load:
+    """How hard the load phase pushes: client processes, and for how long."""
+
+    clients: int = 8
+    seconds: float = 5.0
+
+
+def run(topology: Topology, bootstrap: str, orders: int, reads: int, report: Report,
+        load: Load | None = None) -> None:  # fmt: skip
     """Run the whole query benchmark on scratch topics and a scratch SQLite view."""
     with (
         scratch_topology(topology, bootstrap, "qbench") as scratch,
@@ -61,8 +79,9 @@ def run(topology: Topology, bootstrap: str, orders: int, reads: int, report: Rep
         _apply_rates(scratch, bootstrap, store_url, report)
         order_ids = [e.order_id for e in events if isinstance(e, OrderCreated)]
         product_ids = sorted({e.product_id for e in events if e.event_type == "ProductCreated"})  # type: ignore[attr-defined]
-        with _query_server(store_url) as server:
+        with _query_server(store_url) as (server, pid):
             _reads("idle", store_url, server, order_ids, product_ids, reads, report)
+            _load(server, pid, order_ids, product_ids, load or Load(), report)
             more = _traffic(orders, seed=12)
             _publish(scratch, bootstrap, more)
             with _worker(scratch, bootstrap, store_url) as applied:
@@ -110,7 +129,10 @@ def _apply_until_caught_up(
 
     def on_batch(r: ProjectionRunner) -> None:
         if not first:
-            first.append(time.perf_counter())
+            # The clock starts when the first batch arrived: its decode, fold and store
+            # time (the runner's phase clocks) is counted, the group join before is not.
+            p = r.progress
+            first.append(time.perf_counter() - (p.decode_s + p.fold_s + p.store_s))
         if r.has_read(ends):
             r.stop()
 
@@ -151,6 +173,56 @@ def _reads(
     finally:
         client.close()
         view.store.close()
+
+
+def _load(server: QueryServer, pid: int, orders: list[str], products: list[str], load: Load,
+          report: Report) -> None:  # fmt: skip
+    """Hammer the query API from `load.clients` processes; report rate, latency and CPU."""
+    paths = [f"/orders/{o}" for o in orders] + [f"/products/{p}" for p in products]
+    paths += [f"/inventory/{p}" for p in products]
+    meter = CpuMeter()
+    meter.start({"query API": pid})
+    started = time.perf_counter()
+    # One window for all: clients start together once every process is up (spawning
+    # takes about a second each on 2 cores), so requests / window is the API's rate.
+    begin = time.time() + 2.0 + 0.5 * load.clients
+    jobs = [(server, paths, begin, load.seconds, seed) for seed in range(load.clients)]
+    with multiprocessing.get_context("spawn").Pool(load.clients) as pool:
+        results = pool.starmap(_hammer, jobs)
+    wall = time.perf_counter() - started
+    meter.stop()
+    latencies = sorted(ms for samples, _ in results for ms in samples)
+    meter.spent["clients"] = sum(cpu for _, cpu in results)
+    rate = len(latencies) / load.seconds
+    p99 = percentile(latencies, 0.99)
+    reached = rate >= LOAD_GOAL_PER_S and p99 <= LOAD_GOAL_P99_MS
+    report(
+        f"load over HTTP, {load.clients} clients for {load.seconds:g}s: {len(latencies):,} "
+        f"requests = {rate:,.0f} requests/s, p50 {percentile(latencies, 0.5):.2f} ms, "
+        f"p99 {p99:.2f} ms (goal {LOAD_GOAL_PER_S:,}/s with p99 <= {LOAD_GOAL_P99_MS:g} ms: "
+        f"{'reached' if reached else 'NOT reached'})"
+    )
+    report(f"  {meter.line(wall)}")
+
+
+def _hammer(server: QueryServer, paths: list[str], begin: float, seconds: float, seed: int
+            ) -> tuple[list[float], float]:  # fmt: skip
+    """One client: GET random paths over one keep-alive connection from `begin` (wall
+    clock) for `seconds`; return the latency of each (ms) and the CPU seconds it used."""
+    rng = random.Random(seed)
+    host, port = server.base_url.removeprefix("http://").split(":")
+    client = http.client.HTTPConnection(host, int(port), timeout=10)
+    samples: list[float] = []
+    time.sleep(max(0.0, begin - time.time()))
+    cpu = time.process_time()
+    end = time.perf_counter() + max(0.0, begin + seconds - time.time())
+    try:
+        while (now := time.perf_counter()) < end:
+            _get(client, server.headers, "{}", rng.choice(paths))
+            samples.append((time.perf_counter() - now) * 1000)
+    finally:
+        client.close()
+    return samples, time.process_time() - cpu
 
 
 def _random_read(call: Callable[[str], object], ids: list[str], rng: random.Random) -> object:
@@ -196,8 +268,9 @@ class QueryServer:
 
 
 @contextmanager
-def _query_server(store_url: str) -> Iterator[QueryServer]:
-    """Start `ecom serve query` in another process with a key of its own; yield it."""
+def _query_server(store_url: str) -> Iterator[tuple[QueryServer, int]]:
+    """Start `ecom serve query` in another process with a key of its own; yield it and
+    its pid."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -219,7 +292,7 @@ def _query_server(store_url: str) -> Iterator[QueryServer]:
                 if time.monotonic() > deadline or not server.alive():
                     raise RuntimeError("the query server did not start") from None
                 time.sleep(0.2)
-        yield QueryServer(base_url, key)
+        yield QueryServer(base_url, key), server.pid
 
 
 @contextmanager

@@ -42,13 +42,18 @@ def produce(
     help="Orders per stream (each brings about 5 events).",
 )
 @click.option("--reads", type=click.IntRange(100), default=5_000, show_default=True)
+@click.option("--clients", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="Client processes of the HTTP load phase.")  # fmt: skip
+@click.option("--load-s", type=click.FloatRange(0.5, 300), default=5.0, show_default=True,
+              help="Seconds the HTTP load phase lasts.")  # fmt: skip
 @bootstrap_option
-def query(orders: int, reads: int, bootstrap: str | None) -> None:
-    """Apply rate beside ConsumerPerformance, and point-read latency idle and under load."""
-    from bench.query import run
+def query(orders: int, reads: int, clients: int, load_s: float, bootstrap: str | None) -> None:
+    """Apply rate beside ConsumerPerformance, point-read latency idle and under load, and
+    requests/s of the query API under concurrent clients."""
+    from bench.query import Load, run
 
     ctx = context(bootstrap)
-    run(ctx.topology, ctx.bootstrap, orders, reads, click.echo)
+    run(ctx.topology, ctx.bootstrap, orders, reads, click.echo, Load(clients, load_s))
 
 
 @bench.command()
