@@ -107,7 +107,9 @@ class Guard:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         refusal = self._refusal(scope["path"], headers)
-        streamed = "transfer-encoding" in headers or "content-length" not in headers
+        # Without Content-Length or Transfer-Encoding a request has no body (RFC 9112
+        # 6.3): nothing to read. A Transfer-Encoding header always means read and count.
+        streamed = "transfer-encoding" in headers
         if refusal is None and streamed:
             body = await self._read_limited(receive)
             if body is None:
