@@ -25,6 +25,7 @@ from typing import Any
 from bench.base import CpuMeter, local_brokers, percentile, wait_until
 from ecom.kafka import LOW_LATENCY, Message, TopicReader, scratch_topology
 from ecom.process import Children, Spec
+from ecom.progress import progress
 from ecom.topology import FLOW_SERVICES, Topology
 from producers.producer import EventProducer
 from producers.simulate import Shop, ShopPlan
@@ -119,8 +120,7 @@ def run(topology: Topology, bootstrap: str, orders: int, rate: float, report: Re
             started = time.monotonic()
             sent, send_s = _drive(producer, measured, rate)
             created = [e for e in measured if isinstance(e, OrderCreated)]
-            wait_until(lambda: all(o.order_id in finals.arrived for o in created),
-                  120 + orders / 10, "every order to reach a final state")  # fmt: skip
+            _wait_for_finals(finals, created, 120 + orders / 10)
             wall = time.monotonic() - started
             meter.stop()
         finally:
@@ -129,6 +129,21 @@ def run(topology: Topology, bootstrap: str, orders: int, rate: float, report: Re
     result = _result(created, sent, send_s, finals.arrived, meter, wall)
     _report(result, meter, report, as_json)
     return result
+
+
+def _wait_for_finals(finals: Finals, created: list[OrderCreated], timeout: float) -> None:
+    """Wait until every order reached a final state (a bar on a terminal)."""
+    with progress("orders in a final state", len(created)) as advance:
+        shown = 0
+
+        def all_final() -> bool:
+            nonlocal shown
+            done = sum(1 for o in created if o.order_id in finals.arrived)
+            advance(done - shown)
+            shown = done
+            return done == len(created)
+
+        wait_until(all_final, timeout, "every order to reach a final state")
 
 
 def _drive(

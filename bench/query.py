@@ -36,6 +36,7 @@ from consumers.store import open_store
 from ecom.apikeys import ApiKeys
 from ecom.kafka import log_ends, scratch_topology
 from ecom.process import Children, Spec
+from ecom.progress import progress
 from ecom.topology import Topology
 from producers.producer import EventProducer
 from producers.simulate import Shop, ShopPlan, with_stock_flow
@@ -95,9 +96,13 @@ def _traffic(orders: int, seed: int) -> list[Event]:
 
 
 def _publish(topology: Topology, bootstrap: str, events: list[Event]) -> None:
-    with EventProducer(topology, bootstrap, "/ecomstream/bench") as producer:
+    with (
+        EventProducer(topology, bootstrap, "/ecomstream/bench") as producer,
+        progress("publishing", len(events)) as advance,
+    ):
         for event in events:
             producer.publish(event)
+            advance(1)
 
 
 def _apply_rates(topology: Topology, bootstrap: str, store_url: str, report: Report) -> None:

@@ -24,6 +24,7 @@ from consumers.projections import PROJECTIONS
 from consumers.replay import Outcome, Replay
 from consumers.store import open_store
 from ecom.kafka import BytesProducer, log_ends, scratch_topology
+from ecom.progress import progress
 from ecom.topology import Topology
 from producers.simulate import Shop, ShopPlan, with_stock_flow
 from schemas import Codec, headers
@@ -50,7 +51,7 @@ def _publish(scratch: Topology, bootstrap: str, events: int, report: Report) -> 
     plan = ShopPlan(users=max(1, orders // 4), products=2000, orders=orders, seed=7)
     started = time.perf_counter()
     codec, keys, published = Codec(), set(), 0
-    with BytesProducer(bootstrap) as producer:
+    with BytesProducer(bootstrap) as producer, progress("publishing", events) as advance:
         for event in with_stock_flow(Shop(plan).events()):
             topic = scratch.for_event(event.event_type)
             key = str(getattr(event, topic.key_field(event.event_type)))
@@ -58,6 +59,7 @@ def _publish(scratch: Topology, bootstrap: str, events: int, report: Report) -> 
                              headers(event, "/ecomstream/bench"))  # fmt: skip
             keys.add(f"{topic.name}/{key}")
             published += 1
+            advance(1)
             if published >= events:
                 break
     seconds = time.perf_counter() - started

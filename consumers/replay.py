@@ -26,7 +26,6 @@ takes them for new failures.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from ecom.kafka import (
     consumer_config,
 )
 from ecom.offset_plan import parse_datetime
+from ecom.progress import progress
 from ecom.settings import get_settings
 from ecom.topology import Topology
 
@@ -55,7 +55,6 @@ Report = Callable[[str], None]
 REPLAYING = "replaying"
 RETIRED = "retired"
 PAST = "past"
-REPORT_EVERY_S = 1.0
 CATCH_UP_S = 120.0
 GRACE_S = 30.0  # a live runner notices a switch within a second and a batch
 CATCH_UP_POLL_S = 0.05  # short: the shadow stays close to the log end
@@ -192,26 +191,20 @@ class Replay:
                     dead_letters: DeadLetters, ends: dict[Partition, int]) -> None:  # fmt: skip
         """Fold every partition up to its end offset, reporting progress."""
         total = sum(max(0, end - runner.next_offsets.get(tp, 0)) for tp, end in ends.items())
-        done, last_report = 0, time.monotonic()
         end_of_log = 2**63  # partitions without a stop point: read what is there
-        while not runner.has_read(ends):
-            batch: list[Message] = []
-            for message in consumer.consume(BATCH, timeout=0.5):
-                if not runner.fresh(message):
-                    continue
-                tp = (message.topic() or "", message.partition() or 0)
-                if (message.offset() or 0) < ends.get(tp, end_of_log):
-                    batch.append(message)
-            if batch:
-                runner.apply(consumer, batch, dead_letters)
-                done += len(batch)
-            self._pause_finished(consumer, runner, ends)
-            if time.monotonic() - last_report > REPORT_EVERY_S and sys.stderr.isatty():
-                last_report = time.monotonic()
-                share = done / total if total else 1.0
-                print(f"\r  {done}/{total} events ({share:.0%})", end="", file=sys.stderr)
-        if sys.stderr.isatty():
-            print(file=sys.stderr)
+        with progress(f"replaying {self.projection.name}", total) as advance:
+            while not runner.has_read(ends):
+                batch: list[Message] = []
+                for message in consumer.consume(BATCH, timeout=0.5):
+                    if not runner.fresh(message):
+                        continue
+                    tp = (message.topic() or "", message.partition() or 0)
+                    if (message.offset() or 0) < ends.get(tp, end_of_log):
+                        batch.append(message)
+                if batch:
+                    runner.apply(consumer, batch, dead_letters)
+                    advance(len(batch))
+                self._pause_finished(consumer, runner, ends)
 
     def _pause_finished(self, consumer: Consumer, runner: ProjectionRunner,
                         ends: dict[Partition, int]) -> None:  # fmt: skip

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -14,6 +13,7 @@ from ecom.cli.context import context
 from ecom.cli.output import bootstrap_option
 from ecom.errors import BadInput
 from ecom.kafka import use_service
+from ecom.progress import progress
 from producers.input import TYPE_FIELD, build_event, parse_data_option, read_ndjson
 from producers.producer import EventProducer
 from producers.simulate import SIMULATED_ORDER_EVENTS, Shop, ShopPlan
@@ -112,14 +112,11 @@ def _publish_all(
     """Publish events with a progress bar on a terminal, then print a summary."""
     started = time.monotonic()
     counts: Counter[str] = Counter()
-    show_bar = sys.stderr.isatty() and not quiet
-    with click.progressbar(
-        length=expected, label="publishing", file=sys.stderr, hidden=not show_bar
-    ) as bar:
+    with progress("publishing", expected, shown=not quiet) as advance:
         for event in events:
             producer.publish(event)
             counts[event.event_type] += 1
-            bar.update(1)
+            advance(1)
         producer.flush()
     took = time.monotonic() - started
     total = sum(counts.values())
