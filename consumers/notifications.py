@@ -211,31 +211,38 @@ class QueueSettings:
     batch: int = 10
 
 
-def run(
-    bootstrap: str,
-    group: str,
-    orders: str,
-    dead_letter_topic: str,
-    settings: QueueSettings,
-    mailer: Mailer,
-    outbox: Outbox,
-    stop: threading.Event,
-) -> Tally:
+@dataclass(frozen=True)
+class Crew:
+    """What every notifications worker shares: where to read and park, how to run, the
+    mail service and the outbox, and the signal that stops them all."""
+
+    bootstrap: str
+    group: str
+    orders: str
+    dead_letter_topic: str
+    settings: QueueSettings
+    mailer: Mailer
+    outbox: Outbox
+    stop: threading.Event
+
+
+def run(crew: Crew) -> Tally:
     """Run the workers, one thread and one share-group member each, until stop is set.
 
     The group's own delivery limit is two above ours, so the delivery past our limit
     still reaches a worker (and goes to the dead letters) instead of being archived,
     even if that worker dies once on the way."""
     limits = ShareGroupSettings(
-        start="earliest", lock_ms=settings.lock_ms, delivery_limit=settings.max_deliveries + 2
+        start="earliest",
+        lock_ms=crew.settings.lock_ms,
+        delivery_limit=crew.settings.max_deliveries + 2,
     )
-    configure_share_group(Admin(bootstrap), group, limits)
+    configure_share_group(Admin(crew.bootstrap), crew.group, limits)
     tally = Tally()
-    threads = []
-    for n in range(settings.workers):
-        args = (f"worker-{n}", bootstrap, group, orders, dead_letter_topic, settings, mailer,
-                outbox, tally, stop)  # fmt: skip
-        threads.append(threading.Thread(target=_member, args=args, name=f"notify-{n}"))
+    threads = [
+        threading.Thread(target=_member, args=(crew, f"worker-{n}", tally), name=f"notify-{n}")
+        for n in range(crew.settings.workers)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -245,32 +252,20 @@ def run(
     return tally
 
 
-def _member(
-    name: str,
-    bootstrap: str,
-    group: str,
-    orders: str,
-    dead_letter_topic: str,
-    settings: QueueSettings,
-    mailer: Mailer,
-    outbox: Outbox,
-    tally: Tally,
-    stop: threading.Event,
-) -> None:
+def _member(crew: Crew, name: str, tally: Tally) -> None:
     """One worker, with its own producer: a dead letter's failure is its own to see."""
     try:
         with (
-            BytesProducer(bootstrap) as producer,
-            share_queue(bootstrap, group, [orders], settings.batch) as queue,
+            BytesProducer(crew.bootstrap) as producer,
+            share_queue(crew.bootstrap, crew.group, [crew.orders], crew.settings.batch) as queue,
         ):
-            dead_letters = DeadLetters(producer, dead_letter_topic, group)
-            worker = NotificationWorker(
-                name, queue, mailer, outbox, dead_letters, settings.max_deliveries, tally
-            )
-            worker.run(stop)
+            dead_letters = DeadLetters(producer, crew.dead_letter_topic, crew.group)
+            worker = NotificationWorker(name, queue, crew.mailer, crew.outbox, dead_letters,
+                                        crew.settings.max_deliveries, tally)  # fmt: skip
+            worker.run(crew.stop)
     except EcomError as error:  # one member failing stops them all, the first one named
         tally.fail(error)
-        stop.set()
+        crew.stop.set()
     except Exception as error:  # noqa: BLE001 - anything else, as one line too
         tally.fail(ProcessFailed(f"notifications {name} failed: {error!r}"))
-        stop.set()
+        crew.stop.set()

@@ -190,6 +190,17 @@ def cli_env(kafka: KafkaCluster) -> dict[str, str]:
 
 
 @pytest.fixture
+def home_env(kafka: KafkaCluster, tmp_path: Path) -> dict[str, str]:
+    """Environment for `ecom` subprocesses with a home of their own (tmp_path): this
+    session's cluster and the repository's topics.yaml."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
+        "ECOM_HOME": str(tmp_path),
+        "ECOM_TOPICS_FILE": str(REPO / "topics.yaml"),
+    }
+
+
+@pytest.fixture
 def topology(kafka: KafkaCluster) -> Iterator[Topology]:
     """topics.yaml under a prefix of this test's own, applied to the cluster, then deleted."""
     topology = kafka.topology()

@@ -42,7 +42,7 @@ def notifications() -> None:
 @bootstrap_option
 def run_command(workers: int, max_deliveries: int, lock_s: int, bootstrap: str | None) -> None:
     """Run the workers until SIGTERM / Ctrl-C."""
-    from consumers.notifications import Mailer, Outbox, QueueSettings, run
+    from consumers.notifications import Crew, Mailer, Outbox, QueueSettings, run
 
     use_service("notifications")
     ctx = context(bootstrap)
@@ -55,8 +55,8 @@ def run_command(workers: int, max_deliveries: int, lock_s: int, bootstrap: str |
     click.echo(f"{workers} workers in share group {group}; SIGTERM or Ctrl-C stops them")
     with on_signals(stop.set):
         tally = run(
-            ctx.bootstrap, group, topology.topic("orders").name,
-            topology.dead_letters("notifications").name, queue, mailer, outbox, stop,
+            Crew(ctx.bootstrap, group, topology.topic("orders").name,
+                 topology.dead_letters("notifications").name, queue, mailer, outbox, stop)
         )  # fmt: skip
     click.echo(
         f"stopped: {tally.sent} mails sent, {tally.released} released for another try, "

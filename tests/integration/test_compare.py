@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import KafkaCluster
-from tests.support import REPO, run_cli
+from tests.support import run_cli
 
 pytestmark = pytest.mark.kafka
 FIELDS = {"scenario", "design", "offered", "accepted", "rejected", "completed", "lost",
@@ -18,17 +17,12 @@ FIELDS = {"scenario", "design", "offered", "accepted", "rejected", "completed", 
 
 
 def test_payment_down_fails_the_chain_and_only_delays_the_flow(
-    kafka: KafkaCluster, tmp_path: Path
+    home_env: dict[str, str],
 ) -> None:
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
-        "ECOM_HOME": str(tmp_path),
-        "ECOM_TOPICS_FILE": str(REPO / "topics.yaml"),
-    }
     # 4 orders/s for 10 s; payment is down from 2.5 s to 6.5 s: 16 orders arrive while it
     # is down, so the chain must refuse some by construction, however slow this box is.
     args = ("--scenario", "payment-down", "--rate", "4", "--seconds", "10", "--down-s", "4")
-    result = run_cli("compare", "sync-async", *args, "--json", env=env, timeout=400)
+    result = run_cli("compare", "sync-async", *args, "--json", env=home_env, timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = {row["design"]: row for row in json.loads(result.stdout)}
     assert set(rows) == {"sync", "async"}

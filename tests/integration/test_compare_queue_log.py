@@ -8,23 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import KafkaCluster
-from tests.support import REPO, run_cli
+from tests.support import run_cli
 
 pytestmark = pytest.mark.kafka
 
 
 def test_a_share_group_spreads_two_partitions_over_four_workers_and_redelivers_a_crash(
-    kafka: KafkaCluster, tmp_path: Path
+    home_env: dict[str, str],
 ) -> None:
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
-        "ECOM_HOME": str(tmp_path),
-        "ECOM_TOPICS_FILE": str(REPO / "topics.yaml"),
-    }
     args = ("--records", "200", "--partitions", "2", "--workers", "4", "--failover-s", "6",
             "--json")  # fmt: skip
-    result = run_cli("compare", "queue-log", *args, env=env, timeout=600)
+    result = run_cli("compare", "queue-log", *args, env=home_env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = {(r["check"], r["design"]): r for r in json.loads(result.stdout)}
     group, share = "consumer group", "share group"
