@@ -32,13 +32,13 @@ from pathlib import Path
 import httpx
 
 from bench.base import free_port, percentile, wait_until
-from bench.flow import Finals
+from bench.flow import Finals, running_flow, still_running
 from chain.services import SERVICES as CHAIN_SERVICES
-from ecom.errors import BadInput, ProcessFailed
-from ecom.kafka import LOW_LATENCY, Outcome, scratch_topology
+from ecom.errors import BadInput
+from ecom.kafka import Outcome, scratch_topology
 from ecom.kafka.producer import Delivery
 from ecom.process import Children, Spec
-from ecom.topology import FLOW_SERVICES, Topology
+from ecom.topology import Topology
 from producers.producer import EventProducer
 from producers.simulate import Shop, ShopPlan
 from schemas import Event, OrderCreated
@@ -174,7 +174,7 @@ def run_sync(scenario: str, setup: Setup, home: Path, env: dict[str, str]) -> Ro
         for spec in specs.values():
             children.start(spec)
         for name, url in urls.items():
-            _wait_answering(url, partial(_alive, children, specs[name]))
+            _wait_answering(url, partial(still_running, children, specs[name]))
         by_name = {specs[n].name: urls[n] for n in specs}
         fault = _fault(scenario, setup, children, specs["payment"], specs["inventory"], by_name)
         tally = asyncio.run(_offer_sync(urls["orders"], warm_up, orders, setup, fault))
@@ -224,39 +224,17 @@ def run_async(scenario: str, setup: Setup, topology: Topology, bootstrap: str, h
               env: dict[str, str]) -> Row:  # fmt: skip
     """Run one scenario through the four order-flow workers, on scratch topics."""
     reference, warm_up, orders = reference_and_orders(setup)
-    with scratch_topology(topology, bootstrap, "cmp") as scratch, Children() as children:
-        env = {**env, "ECOM_TOPIC_PREFIX": scratch.prefix,
-               "ECOM_GATEWAY_LEDGER": str(home / "ledger.db")}  # fmt: skip
-        specs = {
-            name: Spec(
-                f"worker-{name}",
-                ("worker", name, "--bootstrap", bootstrap, "--metrics-port", "0"),
-                env,
-                home / f"worker-{name}.log",
-            )
-            for name in FLOW_SERVICES
-        }
-        for spec in specs.values():
-            children.start(spec)
-        finals = Finals(scratch, bootstrap)
-        producer = EventProducer(scratch, bootstrap, "/ecomstream/compare", **LOW_LATENCY)
-        try:
-            for event in reference:
-                producer.publish(event)
-            producer.publish(warm_up)
-            producer.flush()
-
-            def started() -> bool:
-                alive = all(_alive(children, spec) for spec in specs.values())
-                return alive and warm_up.order_id in finals.arrived
-
-            wait_until(started, 180, "the workers to take a first order")
-            fault = _fault(scenario, setup, children, specs["payment"], specs["inventory"], {})
-            tally = _offer_async(producer, orders, setup, fault)
-            _wait_finals(tally, finals, setup)
-        finally:
-            producer.close()
-            finals.close()
+    env = {**env, "ECOM_GATEWAY_LEDGER": str(home / "ledger.db")}
+    with (
+        scratch_topology(topology, bootstrap, "cmp") as scratch,
+        running_flow(
+            scratch, bootstrap, env, "/ecomstream/compare", reference, warm_up, home
+        ) as flow,  # fmt: skip
+    ):
+        specs = flow.specs
+        fault = _fault(scenario, setup, flow.children, specs["payment"], specs["inventory"], {})
+        tally = _offer_async(flow.producer, orders, setup, fault)
+        _wait_finals(tally, flow.finals, setup)
     return _row(scenario, "async", tally, fault)
 
 
@@ -428,13 +406,6 @@ def as_json(rows: list[Row]) -> str:
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-def _alive(children: Children, spec: Spec) -> bool:
-    """True while a child runs; a child that died says so, naming its log."""
-    if not children.alive(spec.name):
-        raise ProcessFailed(f"{spec.name} exited; see {spec.log}")
-    return True
 
 
 def _wait_answering(

@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.base import CpuMeter, local_brokers, percentile, wait_until
+from ecom.errors import ProcessFailed
 from ecom.kafka import LOW_LATENCY, Message, TopicReader, scratch_topology
 from ecom.process import Children, Spec
 from ecom.progress import progress
 from ecom.topology import FLOW_SERVICES, Topology
 from producers.producer import EventProducer
 from producers.simulate import Shop, ShopPlan
-from schemas import Codec, OrderCancelled, OrderCreated
+from schemas import Codec, Event, OrderCancelled, OrderCreated
 from schemas.rules.order import FINAL_EVENT_TYPES
 
 Report = Callable[[str], None]
@@ -71,23 +72,58 @@ class Finals:
         self._reader.stop()
 
 
+@dataclass
+class RunningFlow:
+    """The four workers on scratch topics, past a first order; a producer to offer more
+    and the finals of every order."""
+
+    children: Children
+    specs: dict[str, Spec]  # by service
+    finals: Finals
+    producer: EventProducer
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return {name: self.children.running[spec.name].pid for name, spec in self.specs.items()}
+
+
 @contextmanager
-def _workers(topology: Topology, bootstrap: str, home: Path) -> Iterator[dict[str, int]]:
-    env = {
-        "ECOM_TOPIC_PREFIX": topology.prefix,
-        "ECOM_GATEWAY_DECLINE_SHARE": "0.2",
-        # Long enough that a backlog measures capacity instead of expiring orders.
-        "ECOM_PAYMENT_TIMEOUT_S": "600",
-        "ECOM_GATEWAY_LEDGER": str(home / f"{topology.prefix}ledger.db"),
-    }
-    logs = os.environ.get("ECOM_BENCH_WORKER_LOGS")  # a folder, to look into a slow run
+def running_flow(scratch: Topology, bootstrap: str, env: dict[str, str], source: str,
+                 reference: list[Event], warm_up: OrderCreated, logs: Path | None = None,
+                 verbose: bool = False) -> Iterator[RunningFlow]:  # fmt: skip
+    """Start the four workers (one process each), publish the reference data and a first
+    order, and yield once that order reached its final state."""
+    env = {"ECOM_TOPIC_PREFIX": scratch.prefix, **env}
     with Children() as children:
-        pids = {}
-        for service in FLOW_SERVICES:
-            args = ("worker", service, "--bootstrap", bootstrap, *(["-v"] if logs else []))
-            log = Path(logs) / f"{service}.log" if logs else None
-            pids[service] = children.start(Spec(service, args, env, log)).pid
-        yield pids
+        specs = {}
+        for name in FLOW_SERVICES:
+            args = ("worker", name, "--bootstrap", bootstrap, "--metrics-port", "0",
+                    *(["-v"] if verbose else []))  # fmt: skip
+            log = logs / f"worker-{name}.log" if logs else None
+            specs[name] = children.start(Spec(f"worker-{name}", args, env, log)).spec
+        finals = Finals(scratch, bootstrap)
+        producer = EventProducer(scratch, bootstrap, source, **LOW_LATENCY)
+        try:
+            for event in [*reference, warm_up]:
+                producer.publish(event)
+            producer.flush()
+
+            def started() -> bool:
+                running = all(still_running(children, spec) for spec in specs.values())
+                return running and warm_up.order_id in finals.arrived
+
+            wait_until(started, 180, "the workers to take a first order")
+            yield RunningFlow(children, specs, finals, producer)
+        finally:
+            producer.close()
+            finals.close()
+
+
+def still_running(children: Children, spec: Spec) -> bool:
+    """True while a child runs; a child that died says so, naming its log."""
+    if not children.alive(spec.name):
+        raise ProcessFailed(f"{spec.name} exited; see {spec.log or 'its output'}")
+    return True
 
 
 def run(topology: Topology, bootstrap: str, orders: int, rate: float, report: Report,
@@ -101,32 +137,38 @@ def run(topology: Topology, bootstrap: str, orders: int, rate: float, report: Re
     warm_up = traffic[0]
     assert isinstance(warm_up, OrderCreated)
     measured = traffic[1:]
+    env = {
+        "ECOM_GATEWAY_DECLINE_SHARE": "0.2",
+        # Long enough that a backlog measures capacity instead of expiring orders.
+        "ECOM_PAYMENT_TIMEOUT_S": "600",
+        "ECOM_GATEWAY_LEDGER": str(home / f"fbench-{os.getpid()}-ledger.db"),
+    }
+    logs = os.environ.get("ECOM_BENCH_WORKER_LOGS")  # a folder, to look into a slow run
     with (
         scratch_topology(topology, bootstrap, "fbench") as scratch,
-        _workers(scratch, bootstrap, home) as workers,
+        running_flow(
+            scratch,
+            bootstrap,
+            env,
+            "/ecomstream/bench",
+            reference,
+            warm_up,
+            Path(logs) if logs else None,
+            verbose=bool(logs),
+        ) as flow,  # fmt: skip
     ):
-        finals = Finals(scratch, bootstrap)
-        producer = EventProducer(scratch, bootstrap, "/ecomstream/bench", **LOW_LATENCY)
-        try:
-            for event in reference:
-                producer.publish(event)
-            producer.publish(warm_up)
-            producer.flush()
-            wait_until(lambda: warm_up.order_id in finals.arrived, 180, "the workers to start")
-            offered = "full speed" if not rate else f"{rate:g}/s"
-            report(f"workers ready; {orders:,} orders offered at {offered}")
-            meter = CpuMeter()
-            meter.start(local_brokers() | workers | {"driver": os.getpid()})
-            started = time.monotonic()
-            sent, send_s = _drive(producer, measured, rate)
-            created = [e for e in measured if isinstance(e, OrderCreated)]
-            _wait_for_finals(finals, created, 120 + orders / 10)
-            wall = time.monotonic() - started
-            meter.stop()
-        finally:
-            producer.close()
-            finals.close()
-    result = _result(created, sent, send_s, finals.arrived, meter, wall)
+        offered = "full speed" if not rate else f"{rate:g}/s"
+        report(f"workers ready; {orders:,} orders offered at {offered}")
+        meter = CpuMeter()
+        meter.start(local_brokers() | flow.pids | {"driver": os.getpid()})
+        started = time.monotonic()
+        sent, send_s = _drive(flow.producer, measured, rate)
+        created = [e for e in measured if isinstance(e, OrderCreated)]
+        _wait_for_finals(flow.finals, created, 120 + orders / 10)
+        wall = time.monotonic() - started
+        meter.stop()
+        arrived = dict(flow.finals.arrived)
+    result = _result(created, sent, send_s, arrived, meter, wall)
     _report(result, meter, report, as_json)
     return result
 
