@@ -124,14 +124,17 @@ class NodeStatus:
 class LocalCluster:
     """Start, stop and inspect the local KRaft cluster."""
 
-    def __init__(self, root: Path, port_base: int, heap: str = "-Xms256m -Xmx1g") -> None:
+    def __init__(self, root: Path, port_base: int, heap: str = "-Xms256m -Xmx1g",
+                 jvm_opts: str = "") -> None:  # fmt: skip
         self.root = root
         self.port_base = port_base
         self.heap = heap
+        self.jvm_opts = jvm_opts
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalCluster:
-        return cls(settings.cluster_path, settings.cluster_port_base, settings.kafka_heap)
+        return cls(settings.cluster_path, settings.cluster_port_base, settings.kafka_heap,
+                   settings.kafka_jvm_opts)  # fmt: skip
 
     # -- state ---------------------------------------------------------------------
 
@@ -478,7 +481,7 @@ class LocalCluster:
 
     def _java_options(self, node: Node) -> list[str]:
         gc = ["-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:+ExitOnOutOfMemoryError"]
-        return [*self.heap.split(), *gc, *self._tool_options(node)]
+        return [*self.heap.split(), *gc, *self.jvm_opts.split(), *self._tool_options(node)]
 
     def _launch(self, node: Node, java: str) -> None:
         """Start the node's JVM in its own session, detached from this process."""
