@@ -38,17 +38,21 @@ class Engine:
 
     def fold(self, envelopes: Sequence[Envelope]) -> Folded:
         """Apply envelopes in order; nothing is written yet."""
-        state = self._rows_for(envelopes)
+        keyed = [(envelope, self.projection.keys(envelope.event)) for envelope in envelopes]
+        state = self._rows_for(keyed)
         folded = Folded()
-        for envelope in envelopes:
+        apply, rows, applied = self.projection.apply, folded.rows, 0
+        for envelope, keys in keyed:
             try:
-                changed = self.projection.apply(state, envelope)
+                changed = apply(state, envelope, keys)
             except InvalidEvent as error:
                 folded.invalid.append((envelope, error))
                 continue
-            folded.applied += 1
-            state.update(changed)
-            folded.rows.update(changed)
+            applied += 1
+            if changed:
+                state.update(changed)
+                rows.update(changed)
+        folded.applied = applied
         return folded
 
     def commit(
@@ -74,10 +78,10 @@ class Engine:
         """Drop the row cache (another writer may have changed the rows)."""
         self._cache.clear()
 
-    def _rows_for(self, envelopes: Sequence[Envelope]) -> dict[RowKey, Row | None]:
+    def _rows_for(self, keyed: Sequence[tuple[Envelope, list[RowKey]]]) -> dict[RowKey, Row | None]:
         needed: set[RowKey] = set()
-        for envelope in envelopes:
-            needed.update(self.projection.keys(envelope.event))
+        for _, row_keys in keyed:
+            needed.update(row_keys)
         state = {key: self._cache[key] for key in needed if key in self._cache}
         missing: dict[type[Row], list[Key]] = {}
         for row_type, key in needed - state.keys():

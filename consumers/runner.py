@@ -370,15 +370,17 @@ class ProjectionRunner:
     ) -> tuple[list[tuple[Envelope, Message]], list[tuple[Message, Exception]]]:
         envelopes: list[tuple[Envelope, Message]] = []
         dead: list[tuple[Message, Exception]] = []
+        decode, logical, replayed = self.codec.decode, self._logical, self.replayed  # once
         for message in messages:
             try:
-                event = self.codec.decode(message.value())
+                event = decode(message.value())
             except (DecodeError, InvalidEvent) as error:
                 dead.append((message, error))
                 continue
-            topic = self._logical[message.topic() or ""]
-            position = Position(topic, message.partition() or 0, message.offset() or 0)
-            envelopes.append((Envelope(event, position, self.replayed), message))
+            position = Position(
+                logical[message.topic() or ""], message.partition() or 0, message.offset() or 0
+            )
+            envelopes.append((Envelope(event, position, replayed), message))
         return envelopes, dead
 
     def _offsets(

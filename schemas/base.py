@@ -16,7 +16,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from schemas.iso import COUNTRIES, CURRENCIES
 
 EVENT_TYPES: dict[str, type[Event]] = {}
-_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,64}$")
+ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,64}$"
+_ID = re.compile(ID_PATTERN)
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[A-Za-z]{2,}$")
 
 
@@ -49,6 +50,19 @@ def _email(value: str) -> str:
         raise ValueError(f"{value!r} is not an email address")
     return value
 
+
+def _one_of(codes: frozenset[str]) -> str:
+    return "^(?:" + "|".join(re.escape(code) for code in sorted(codes)) + ")$"
+
+
+# The same checks as patterns pydantic-core runs itself, without a call back into Python:
+# the codec's fast path validates with these (tests/unit/test_fast_path.py shows they let
+# exactly the same strings through) and falls back to the functions for the error message.
+CORE_PATTERNS: dict[Any, str] = {
+    _id: ID_PATTERN,
+    _currency: _one_of(CURRENCIES),
+    _country: _one_of(COUNTRIES),
+}
 
 Id = Annotated[str, AfterValidator(_id)]
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]

@@ -13,14 +13,16 @@ current reader schema. Record headers follow the CloudEvents Kafka binding.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
 from fastavro import schemaless_reader, schemaless_writer
 from pydantic import ValidationError
+from pydantic_core import SchemaValidator
 
 from schemas.avro_writer import Write, compile_writer
-from schemas.base import EVENT_TYPES, Event
+from schemas.base import CORE_PATTERNS, EVENT_TYPES, Event
 from schemas.errors import DecodeError, InvalidEvent, NotCompilable, UnknownSchema
 from schemas.registry import SchemaRegistry, SchemaVersion, default_registry
 
@@ -28,6 +30,7 @@ MAGIC = b"\xc3\x01"
 HEADER_SIZE = len(MAGIC) + 8
 CONTENT_TYPE = "application/avro"
 Headers = list[tuple[str, str | bytes | None]]
+Decode = Callable[[bytes | None], Event]
 
 
 class Codec:
@@ -39,6 +42,7 @@ class Codec:
         if missing:
             raise ValueError(f"no Avro schema for {sorted(missing)}")
         self._writers = {name: _writer(schema) for name, schema in self.registry.current.items()}
+        self._decoders: dict[bytes, Decode] = {}  # by writer fingerprint, made on first use
 
     def encode(self, event: Event) -> bytes:
         """Return the single-object encoding of event."""
@@ -49,19 +53,20 @@ class Codec:
 
     def decode(self, payload: bytes | None) -> Event:
         """Return the event in payload, resolved into the current schema of its type."""
-        writer = self.registry.by_fingerprint.get(_fingerprint(payload))
+        fingerprint = _fingerprint(payload)
+        decode = self._decoders.get(fingerprint)
+        if decode is None:
+            decode = self._decoders[fingerprint] = self._decoder(fingerprint)
+        return decode(payload)
+
+    def _decoder(self, fingerprint: bytes) -> Decode:
+        writer = self.registry.by_fingerprint.get(fingerprint)
         if writer is None:
             raise UnknownSchema(
-                f"unknown writer schema fingerprint {_fingerprint(payload).hex()}; "
+                f"unknown writer schema fingerprint {fingerprint.hex()}; "
                 "it was written by a schema this code does not know"
             )
-        reader = self.registry.current[writer.event_type]
-        resolve_into = None if reader is writer else reader.parsed
-        record = _read_body(payload, writer.parsed, resolve_into, writer.label)
-        try:
-            return EVENT_TYPES[writer.event_type].model_validate(record)
-        except ValidationError as error:
-            raise InvalidEvent(f"{writer.event_type}: {describe(error)}") from error
+        return _decoder(writer, self.registry.current[writer.event_type])
 
     def event_type(self, payload: bytes | None) -> str | None:
         """Return the event type a payload claims to be, without decoding it."""
@@ -94,6 +99,71 @@ def _fingerprint(payload: bytes | None) -> bytes:
     if payload is None or len(payload) < HEADER_SIZE or payload[:2] != MAGIC:
         raise DecodeError("not an Avro single-object encoded event (no C3 01 marker)")
     return payload[2:HEADER_SIZE]
+
+
+def _decoder(writer: SchemaVersion, reader: SchemaVersion) -> Decode:
+    """Return the decode function of one writer schema, with everything it needs at hand."""
+    parsed, label, event_type = writer.parsed, writer.label, writer.event_type
+    resolve_into = None if reader is writer else reader.parsed
+    model = EVENT_TYPES[event_type]
+    checked = model.__pydantic_validator__.validate_python
+    fast = _fast_validator(model)
+
+    def decode(payload: bytes | None) -> Event:
+        record = _read_body(payload, parsed, resolve_into, label)
+        try:
+            return fast(record)
+        except ValidationError:
+            pass  # refused: the model's own validator says why, in its words
+        try:
+            return checked(record)  # type: ignore[no-any-return]
+        except ValidationError as error:
+            raise InvalidEvent(f"{event_type}: {describe(error)}") from error
+
+    return decode
+
+
+def _fast_validator(model: type[Event]) -> Callable[[dict[str, Any]], Event]:
+    """Return a validator of `model` records that calls no Python function for ids,
+    currencies and countries (these calls are most of what validating an event costs):
+    the model's own schema with those checks as patterns pydantic-core runs itself. It
+    builds the same event from the same record and refuses the same records; only the
+    wording of its errors differs, so the codec asks the model's validator for that.
+
+    pydantic-core reuses a finished model's validator for its schema, so the fast one
+    builds an unfinished twin of the class, which then becomes the model itself (same
+    memory layout: a subclass adding nothing)."""
+    schema = model.__pydantic_core_schema__
+    if schema["type"] != "model":  # a shape this does not know: no fast path
+        return model.__pydantic_validator__.validate_python
+    metaclass: Any = type(model)
+    twin = metaclass(model.__name__, (model,), {"__module__": __name__})
+    twin.__pydantic_complete__ = False
+    fast = SchemaValidator(
+        {**schema, "cls": twin, "schema": _in_core(schema["schema"])}, schema.get("config")
+    ).validate_python
+    become = object.__setattr__
+
+    def validate(record: dict[str, Any]) -> Event:
+        event = fast(record)
+        become(event, "__class__", model)
+        return event  # type: ignore[no-any-return]
+
+    return validate
+
+
+def _in_core(schema: Any) -> Any:
+    """Return a model's field schemas with the checks of CORE_PATTERNS as patterns
+    (nested models keep their own validators)."""
+    if isinstance(schema, list):
+        return [_in_core(item) for item in schema]
+    if not isinstance(schema, dict) or schema.get("type") == "model":
+        return schema
+    if schema.get("type") == "function-after" and schema.get("schema") == {"type": "str"}:
+        pattern = CORE_PATTERNS.get(schema["function"].get("function"))
+        if pattern is not None:
+            return {"type": "str", "pattern": pattern}
+    return {key: _in_core(value) for key, value in schema.items()}
 
 
 def _read_body(payload: bytes | None, writer: Any, reader: Any, label: str) -> dict[str, Any]:

@@ -49,18 +49,21 @@ class Stock(Row):
 
     @classmethod
     def of(cls, product_id: str, level: StockLevel, base: Row | None) -> Stock:
-        keep: dict[str, Any] = (
-            {"applied": base.applied, "updated_at": base.updated_at} if base else {}
-        )
-        return cls(
-            product_id,
-            level.on_hand,
-            level.reserved,
-            level.available,
-            level.sold,
-            level.rejected,
-            dict(level.reservations),
-            **keep,
+        """Return the row of a stock level, keeping base's bookkeeping (applied, updated_at)."""
+        row = base if isinstance(base, Stock) else None
+        if row is None:
+            keep: dict[str, Any] = (
+                {"applied": base.applied, "updated_at": base.updated_at} if base else {}
+            )
+            row = cls(product_id, **keep)
+        return row.changed(  # not __init__: a frozen dataclass's is slow, and has nothing to check
+            product_id=product_id,
+            on_hand=level.on_hand,
+            reserved=level.reserved,
+            available=level.available,
+            sold=level.sold,
+            rejected=level.rejected,
+            reservations=dict(level.reservations),
         )
 
 
