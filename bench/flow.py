@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -93,8 +94,8 @@ def running_flow(scratch: Topology, bootstrap: str, env: dict[str, str], source:
                  verbose: bool = False) -> Iterator[RunningFlow]:  # fmt: skip
     """Start the four workers (one process each), publish the reference data and a first
     order, and yield once that order reached its final state."""
-    env = {"ECOM_TOPIC_PREFIX": scratch.prefix, **env}
-    with Children() as children:
+    env = {**env, "ECOM_TOPIC_PREFIX": scratch.prefix}
+    with Children() as children, ExitStack() as later:
         specs = {}
         for name in FLOW_SERVICES:
             args = ("worker", name, "--bootstrap", bootstrap, "--metrics-port", "0",
@@ -102,21 +103,19 @@ def running_flow(scratch: Topology, bootstrap: str, env: dict[str, str], source:
             log = logs / f"worker-{name}.log" if logs else None
             specs[name] = children.start(Spec(f"worker-{name}", args, env, log)).spec
         finals = Finals(scratch, bootstrap)
+        later.callback(finals.close)
         producer = EventProducer(scratch, bootstrap, source, **LOW_LATENCY)
-        try:
-            for event in [*reference, warm_up]:
-                producer.publish(event)
-            producer.flush()
+        later.callback(producer.close)  # closed first: its last sends may still be read
+        for event in [*reference, warm_up]:
+            producer.publish(event)
+        producer.flush()
 
-            def started() -> bool:
-                running = all(still_running(children, spec) for spec in specs.values())
-                return running and warm_up.order_id in finals.arrived
+        def started() -> bool:
+            running = all(still_running(children, spec) for spec in specs.values())
+            return running and warm_up.order_id in finals.arrived
 
-            wait_until(started, 180, "the workers to take a first order")
-            yield RunningFlow(children, specs, finals, producer)
-        finally:
-            producer.close()
-            finals.close()
+        wait_until(started, 180, "the workers to take a first order")
+        yield RunningFlow(children, specs, finals, producer)
 
 
 def still_running(children: Children, spec: Spec) -> bool:
@@ -127,7 +126,7 @@ def still_running(children: Children, spec: Spec) -> bool:
 
 
 def run(topology: Topology, bootstrap: str, orders: int, rate: float, report: Report,
-        home: Path, as_json: bool = False) -> FlowResult:  # fmt: skip
+        as_json: bool = False) -> FlowResult:  # fmt: skip
     """Drive `orders` orders at `rate` per second (0: as fast as possible) and report."""
     plan = ShopPlan(users=2000, products=200, orders=orders + 1, seed=99, cancel_share=0.1,
                     min_stock=30, max_stock=100_000, scarce_every=10)  # fmt: skip
@@ -137,19 +136,19 @@ def run(topology: Topology, bootstrap: str, orders: int, rate: float, report: Re
     warm_up = traffic[0]
     assert isinstance(warm_up, OrderCreated)
     measured = traffic[1:]
-    env = {
-        "ECOM_GATEWAY_DECLINE_SHARE": "0.2",
-        # Long enough that a backlog measures capacity instead of expiring orders.
-        "ECOM_PAYMENT_TIMEOUT_S": "600",
-        "ECOM_GATEWAY_LEDGER": str(home / f"fbench-{os.getpid()}-ledger.db"),
-    }
     logs = os.environ.get("ECOM_BENCH_WORKER_LOGS")  # a folder, to look into a slow run
     with (
+        tempfile.TemporaryDirectory() as ledger,
         scratch_topology(topology, bootstrap, "fbench") as scratch,
         running_flow(
             scratch,
             bootstrap,
-            env,
+            {
+                "ECOM_GATEWAY_DECLINE_SHARE": "0.2",
+                # Long enough that a backlog measures capacity instead of expiring orders.
+                "ECOM_PAYMENT_TIMEOUT_S": "600",
+                "ECOM_GATEWAY_LEDGER": str(Path(ledger) / "ledger.db"),
+            },
             "/ecomstream/bench",
             reference,
             warm_up,

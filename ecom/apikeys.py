@@ -14,23 +14,17 @@ import hashlib
 import secrets
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ecom.asgi import Asgi, Message, Receive, Scope, Send
 from ecom.errors import BadInput
 
 SCOPES = ("commands", "queries")
 MAX_BODY_BYTES = 1_048_576
 OPEN_PATHS = ("/health", "/livez", "/readyz", "/metrics", "/docs", "/openapi.json", "/")
 KEY_PREFIX = "ecom_"
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-Asgi = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -137,7 +131,7 @@ class Guard:
         return None
 
     async def _read_limited(self, receive: Receive) -> bytes | None:
-        """Read a streamed body (no Content-Length) whole; None once it passes the limit."""
+        """Read a chunked body (Transfer-Encoding) whole; None once it passes the limit."""
         chunks: list[bytes] = []
         size = 0
         while True:

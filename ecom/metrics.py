@@ -24,7 +24,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from ecom.apikeys import Asgi, Message, Receive, Scope, Send
+from ecom.asgi import Asgi, Message, Receive, Scope, Send
 from ecom.errors import PortInUse
 
 if TYPE_CHECKING:  # FastAPI costs 0.4 s to import: only the APIs pay for it

@@ -20,6 +20,12 @@ def _default_home() -> Path:
     return Path.cwd()
 
 
+KAFKA_HEAP = "-Xms256m -Xmx1g"
+# C1 only: on a laptop-sized machine C2 kept compiling (TLS, fetch paths) for the brokers'
+# whole life and took a third to half of their CPU (README, the local cluster).
+KAFKA_JVM_OPTS = "-XX:TieredStopAtLevel=1"
+
+
 class Settings(BaseSettings):
     """Everything configurable, with the defaults a laptop needs."""
 
@@ -32,10 +38,8 @@ class Settings(BaseSettings):
     )
     cluster_dir: Path | None = None
     cluster_port_base: int = Field(default=9092, ge=1024, le=65000)
-    kafka_heap: str = "-Xms256m -Xmx1g"
-    # C1 only: on a laptop-sized machine C2 kept compiling (TLS, fetch paths) for the
-    # brokers' whole life and took a third to half of their CPU (README, local cluster).
-    kafka_jvm_opts: str = "-XX:TieredStopAtLevel=1"
+    kafka_heap: str = KAFKA_HEAP
+    kafka_jvm_opts: str = KAFKA_JVM_OPTS
     topics_file: Path | None = None
     topic_prefix: str = ""
     query_url: str = "http://127.0.0.1:8001"

@@ -12,6 +12,7 @@ check every event byte for byte against fastavro.
 
 from __future__ import annotations
 
+import keyword
 import struct
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -42,10 +43,16 @@ def compile_writer(schema: Any) -> Write:
     source.value(schema, "value", 1, {}, ())
     code = "def write(buffer, value):\n    _append = buffer.append\n" + "\n".join(source.lines)
     scope = dict(_RUNTIME)
-    exec(compile(code, f"<avro writer {_label(schema)}>", "exec"), scope)  # noqa: S102 - our own source
+    try:
+        exec(compile(code, f"<avro writer {_label(schema)}>", "exec"), scope)  # noqa: S102 - our own source
+    except SyntaxError as error:  # a shape the generator did not foresee: fastavro writes it
+        raise NotCompilable(f"generated writer does not compile: {error}") from error
     write: Write = scope["write"]
     return write
 
+
+_SHORT = "short name:"  # names[_SHORT + name]: the one record of that short name
+_AMBIGUOUS: dict[str, Any] = {}  # ... or this, when two namespaces use it
 
 _RUNTIME: dict[str, Any] = {
     "write_long": write_long,
@@ -105,9 +112,9 @@ class _Source:
         if schema in PRIMITIVES:
             self._primitive(schema, var, indent)
             return
-        found = names.get(schema) or names.get(schema.rsplit(".", 1)[-1])
-        if found is None:
-            raise NotCompilable(f"unknown named type {schema}")
+        found = names.get(schema) or names.get(_SHORT + schema.rsplit(".", 1)[-1])
+        if found is None or found is _AMBIGUOUS:
+            raise NotCompilable(f"unknown or ambiguous named type {schema}")
         self.value(found, var, indent, names, inside)
 
     def _primitive(self, kind: str, var: str, indent: int) -> None:
@@ -140,11 +147,11 @@ class _Source:
         name = schema["name"]
         if name in inside:
             raise NotCompilable(f"record {name} contains itself")
-        names[name] = schema
-        if schema.get("namespace"):
-            names[f"{schema['namespace']}.{name}"] = schema
+        names[f"{schema['namespace']}.{name}" if schema.get("namespace") else name] = schema
+        short = _SHORT + name.rsplit(".", 1)[-1]
+        names[short] = schema if names.get(short, schema) is schema else _AMBIGUOUS
         for field in schema["fields"]:
-            if not field["name"].isidentifier():
+            if not field["name"].isidentifier() or keyword.iskeyword(field["name"]):
                 raise NotCompilable(f"field name {field['name']!r}")
             value = self.name("field")
             self.emit(indent, f"{value} = {var}.{field['name']}")
@@ -156,6 +163,7 @@ class _Source:
         self.emit(indent, f"if {var}:")
         self._long(f"len({var})", indent + 1)
         self.emit(indent + 1, f"for {item} in {var}:")
+        self.emit(indent + 2, "pass")  # the items may take no bytes (null, empty records)
         self.value(items, item, indent + 2, names, inside)
         self.emit(indent, "_append(0)")
 

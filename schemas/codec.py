@@ -123,6 +123,7 @@ def _decoder(writer: SchemaVersion, reader: SchemaVersion) -> Decode:
     return decode
 
 
+@cache  # one twin per model, however many codecs: each costs a schema build
 def _fast_validator(model: type[Event]) -> Callable[[dict[str, Any]], Event]:
     """Return a validator of `model` records that calls no Python function for ids,
     currencies and countries (these calls are most of what validating an event costs):

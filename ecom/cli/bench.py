@@ -73,8 +73,7 @@ def flow(orders: int, rate: float, as_json: bool, bootstrap: str | None) -> None
     from bench.flow import run
 
     ctx = context(bootstrap)
-    home = ctx.settings.home / ".ecom"
-    run(ctx.topology, ctx.bootstrap, orders, rate, click.echo, home, as_json)
+    run(ctx.topology, ctx.bootstrap, orders, rate, click.echo, as_json)
 
 
 @bench.command()

@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -47,7 +48,7 @@ from ecom.kafka.security import (
     read_properties,
     write_private,
 )
-from ecom.settings import Settings
+from ecom.settings import KAFKA_HEAP, KAFKA_JVM_OPTS, Settings
 
 Report = Callable[[str], None]
 LAST_RESORT_BOOTSTRAP = "localhost:9092"
@@ -124,8 +125,8 @@ class NodeStatus:
 class LocalCluster:
     """Start, stop and inspect the local KRaft cluster."""
 
-    def __init__(self, root: Path, port_base: int, heap: str = "-Xms256m -Xmx1g",
-                 jvm_opts: str = "") -> None:  # fmt: skip
+    def __init__(self, root: Path, port_base: int, heap: str = KAFKA_HEAP,
+                 jvm_opts: str = KAFKA_JVM_OPTS) -> None:  # fmt: skip
         self.root = root
         self.port_base = port_base
         self.heap = heap
@@ -481,7 +482,8 @@ class LocalCluster:
 
     def _java_options(self, node: Node) -> list[str]:
         gc = ["-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:+ExitOnOutOfMemoryError"]
-        return [*self.heap.split(), *gc, *self.jvm_opts.split(), *self._tool_options(node)]
+        options = [*shlex.split(self.heap), *gc, *shlex.split(self.jvm_opts)]
+        return [*options, *self._tool_options(node)]
 
     def _launch(self, node: Node, java: str) -> None:
         """Start the node's JVM in its own session, detached from this process."""

@@ -1,7 +1,9 @@
 """The one producer of bytes: idempotent, acks=all, every delivery report checked.
 
-A record Kafka did not acknowledge makes the next `produce` or `flush` raise
+A record Kafka did not acknowledge makes a later `produce` or `flush` raise
 DeliveryFailed (or reaches the caller's callback as one): nothing is dropped silently.
+Delivery reports are served every POLL_EVERY records and at `poll`/`flush`, so a failure
+shows up to that many records later; whoever waits for an answer flushes or polls.
 The event producer (producers/), the dead letters and the order flow all send through it.
 """
 

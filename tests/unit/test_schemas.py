@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from fastavro import parse_schema, schemaless_writer
@@ -28,7 +29,9 @@ from schemas import (
     UserUpdated,
     headers,
 )
+from schemas.avro_writer import compile_writer
 from schemas.codec import MAGIC
+from schemas.errors import NotCompilable
 from schemas.registry import RELEASED_DIR, default_registry
 from tests.samples import SAMPLES, sample
 from tests.support import REPO
@@ -199,6 +202,39 @@ def test_compiled_writer_matches_fastavro(event: Event) -> None:
     schemaless_writer(reference, schema.parsed, event.model_dump(), disable_tuple_notation=True)
     assert CODEC.encode(event) == MAGIC + schema.fingerprint + reference.getvalue()
     assert CODEC.decode(CODEC.encode(event)) == event
+
+
+def _record(name: str, *fields: tuple[str, object], namespace: str | None = None) -> dict[str, Any]:
+    columns = [{"name": n, "type": t} for n, t in fields]
+    record: dict[str, Any] = {"type": "record", "name": name, "fields": columns}
+    if namespace:
+        record["namespace"] = namespace
+    return record
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        _record("R", ("from", "int")),  # a Python keyword as a field name
+        _record("R", ("m1", _record("M", ("x", "int"), namespace="a")),
+                ("m2", _record("M", ("y", "string"), namespace="b")), ("m3", "M")),
+    ],
+    ids=["keyword-field", "ambiguous-short-name"],
+)  # fmt: skip
+def test_shapes_the_writer_cannot_compile_are_refused_for_fastavro(schema: dict[str, Any]) -> None:
+    with pytest.raises(NotCompilable):
+        compile_writer(schema)
+
+
+def test_arrays_of_items_that_take_no_bytes_compile_like_fastavro() -> None:
+    schema = _record("R", ("nothing", {"type": "array", "items": "null"}),
+                     ("empty", {"type": "array", "items": _record("E")}))  # fmt: skip
+    value = type("V", (), {"nothing": [None, None], "empty": [object()]})()
+    written = bytearray()
+    compile_writer(schema)(written, value)
+    reference = io.BytesIO()
+    schemaless_writer(reference, parse_schema(schema), {"nothing": [None, None], "empty": [{}]})
+    assert bytes(written) == reference.getvalue()
 
 
 @pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))
