@@ -21,8 +21,8 @@ def _default_home() -> Path:
 
 
 KAFKA_HEAP = "-Xms256m -Xmx1g"
-# C1 only: on a laptop-sized machine C2 kept compiling (TLS, fetch paths) for the brokers'
-# whole life and took a third to half of their CPU (README, the local cluster).
+# C1 only: on a laptop-sized machine C2 was still compiling (TLS, fetch paths) minutes
+# after start and took up to half the brokers' CPU (README, the local cluster).
 KAFKA_JVM_OPTS = "-XX:TieredStopAtLevel=1"
 
 
