@@ -10,6 +10,14 @@ tries again). A running projection worker notices the switch and carries on in t
 generation. Retired generations beyond the newest ECOM_KEEP_GENERATIONS (default 1) are
 dropped after the switch; `ecom replay --gc` drops every retired one.
 
+A long replay (ECOM_REPLAY_PARALLEL_FROM records or more, default 50,000) folds in
+ECOM_REPLAY_PROCESSES processes side by side (default: one per CPU): process i takes the
+partitions whose number is i modulo the count, in every topic of the projection. That
+is safe because a projection's rows are keyed by the record key of the events that
+touch them (Projection.partition_local, proven for the shop's events by a unit test) and
+its topics have as many partitions each: one row, one partition number, one writer. The
+catch-up and the switch then run here, as for a short replay.
+
 Records fetched past a partition's stop offset are dropped; whenever the replay reads on,
 it assigns every partition again at the offset it has stored, so nothing dropped is
 skipped.
@@ -26,14 +34,16 @@ takes them for new failures.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 
 from consumers.projection import Projection
 from consumers.runner import BATCH, Progress, ProjectionRunner
-from consumers.store import Store
+from consumers.store import Store, open_store
 from ecom.errors import BadInput, KafkaUnavailable
 from ecom.kafka import (
     OFFSET_BEGINNING,
@@ -45,8 +55,11 @@ from ecom.kafka import (
     Partition,
     TopicPartition,
     consumer_config,
+    use_service,
 )
+from ecom.kafka.security import current_service
 from ecom.offset_plan import parse_datetime
+from ecom.process import die_with
 from ecom.progress import progress
 from ecom.settings import get_settings
 from ecom.topology import Topology
@@ -70,7 +83,22 @@ class Outcome:
     switched_from: int | None
     checksum: str
     checksum_seconds: float
-    progress: Progress
+    progress: Progress  # its times summed over the processes that folded
+    processes: int = 1
+
+
+@dataclass(frozen=True)
+class Share:
+    """One process's part of a parallel replay: its partitions and where they stop."""
+
+    projection: Projection
+    store_url: str
+    topology: Topology
+    bootstrap: str
+    generation: int
+    marks: Headers
+    ends: dict[Partition, int]
+    service: str  # the principal to connect as (a process-wide choice)
 
 
 class Replay:
@@ -116,8 +144,12 @@ class Replay:
             ("ecom_replay", f"{self.projection.name} generation {generation}".encode())
         ]
         dead_letters = runner.dead_letters(marks)
-        with self.store.bulk_writes():  # restored before the switch, which is durable
-            self._read(runner, dead_letters, partitions, ends)
+        shares = self._shares(runner, partitions, ends, marks)
+        if len(shares) > 1:
+            self._read_apart(runner, shares)
+        else:
+            with self.store.bulk_writes():  # restored before the switch, which is durable
+                self._read(runner, dead_letters, partitions, ends)
         switched = None
         if until is None:
             switched = self._catch_up_and_switch(runner, dead_letters, partitions)
@@ -128,7 +160,7 @@ class Replay:
         checksum = self.store.checksum(self.projection, generation)
         checksum_seconds = time.monotonic() - started - seconds
         return Outcome(generation, runner.progress.applied, seconds, switched, checksum,
-                       checksum_seconds, runner.progress)  # fmt: skip
+                       checksum_seconds, runner.progress, len(shares))  # fmt: skip
 
     def _generation(self, until: str | None, resume: bool) -> int:
         interrupted = self.unfinished()
@@ -161,8 +193,64 @@ class Replay:
         found = admin.at_time(partitions, _ms(at))
         return {tp: found[tp] if found.get(tp, -1) >= 0 else latest[tp] for tp in partitions}
 
+    def _shares(self, runner: ProjectionRunner, partitions: list[Partition],
+                ends: dict[Partition, int], marks: Headers) -> list[Share]:  # fmt: skip
+        """Split the partitions between processes by number, when the backlog is worth it
+        and the projection allows it; one share means: read here."""
+        settings = get_settings()
+        stored = self.store.offsets(self.projection.name, runner.generation)
+        backlog = sum(
+            max(0, end - (stored[tp].next_offset if tp in stored else 0))
+            for tp, end in ends.items()
+        )
+        counts = {topic: sum(1 for t, _ in partitions if t == topic) for topic in self.topics}
+        processes = min(settings.replay_processes, min(counts.values(), default=1))
+        if (
+            processes < 2
+            or backlog < settings.replay_parallel_from
+            or not self.projection.partition_local
+            or len(set(counts.values())) > 1  # one key, one partition number: not here
+        ):
+            return [self._share(runner, ends, marks)]
+        split = [
+            {tp: e for tp, e in ends.items() if tp[1] % processes == i} for i in range(processes)
+        ]
+        return [self._share(runner, part, marks) for part in split]
+
+    def _share(self, runner: ProjectionRunner, ends: dict[Partition, int], marks: Headers
+               ) -> Share:  # fmt: skip
+        return Share(self.projection, self.store.url, self.topology, self.bootstrap,
+                     runner.generation, marks, ends, current_service())  # fmt: skip
+
+    def _read_apart(self, runner: ProjectionRunner, shares: list[Share]) -> None:
+        """Fold each share in a process of its own; show progress from the offsets they
+        store, and add their counts and times to the runner's."""
+        name, generation = self.projection.name, runner.generation
+        self.report(f"  folding in {len(shares)} processes side by side ...")
+        ends = {tp: end for share in shares for tp, end in share.ends.items()}
+        start = self._read_so_far(generation, ends)
+        context = multiprocessing.get_context("spawn")  # no forked Kafka or SQLite handles
+        with (
+            context.Pool(len(shares), initializer=die_with, initargs=(os.getpid(),)) as pool,
+            progress(f"replaying {name}", sum(ends.values()) - start) as advance,
+        ):
+            result = pool.map_async(_read_share, shares, chunksize=1)
+            shown = start
+            while not result.ready():
+                result.wait(0.5)
+                now = self._read_so_far(generation, ends)
+                advance(now - shown)
+                shown = now
+            for done in result.get():
+                _add(runner.progress, done)
+
+    def _read_so_far(self, generation: int, ends: dict[Partition, int]) -> int:
+        stored = self.store.offsets(self.projection.name, generation)
+        return sum(min(stored[tp].next_offset, end) for tp, end in ends.items() if tp in stored)
+
     def _read(self, runner: ProjectionRunner, dead_letters: DeadLetters,
-              partitions: list[Partition], ends: dict[Partition, int]) -> None:  # fmt: skip
+              partitions: list[Partition], ends: dict[Partition, int],
+              shown: bool = True) -> None:  # fmt: skip
         """Read every partition from the offset this generation has stored up to `ends`,
         with a consumer of its own: records fetched past a stop offset are dropped, and
         the next read starts again from what was stored, so none is ever skipped. (A
@@ -171,7 +259,7 @@ class Replay:
         consumer = Consumer(self._consumer_config())
         try:
             self._assign(consumer, runner, partitions, ends)
-            self._read_until(consumer, runner, dead_letters, ends)
+            self._read_until(consumer, runner, dead_letters, ends, shown)
         finally:
             consumer.close()
 
@@ -188,11 +276,12 @@ class Replay:
         self._pause_finished(consumer, runner, ends)
 
     def _read_until(self, consumer: Consumer, runner: ProjectionRunner,
-                    dead_letters: DeadLetters, ends: dict[Partition, int]) -> None:  # fmt: skip
+                    dead_letters: DeadLetters, ends: dict[Partition, int],
+                    shown: bool) -> None:  # fmt: skip
         """Fold every partition up to its end offset, reporting progress."""
         total = sum(max(0, end - runner.next_offsets.get(tp, 0)) for tp, end in ends.items())
         end_of_log = 2**63  # partitions without a stop point: read what is there
-        with progress(f"replaying {self.projection.name}", total) as advance:
+        with progress(f"replaying {self.projection.name}", total, shown) as advance:
             while not runner.has_read(ends):
                 batch: list[Message] = []
                 for message in consumer.consume(BATCH, timeout=0.5):
@@ -241,6 +330,30 @@ class Replay:
 
     def _consumer_config(self) -> dict[str, object]:
         return consumer_config(self.bootstrap, self.topology.replay_group(self.projection.name))
+
+
+def _read_share(share: Share) -> Progress:
+    """In a process of a parallel replay: fold the share's partitions up to their ends."""
+    use_service(share.service)
+    with open_store(share.store_url) as store:
+        replay = Replay(share.projection, store, share.topology, share.bootstrap, _silent)
+        runner = ProjectionRunner(share.projection, store, share.topology, share.bootstrap,
+                                  generation=share.generation, replayed=True)  # fmt: skip
+        dead_letters = runner.dead_letters(share.marks)
+        with store.bulk_writes():
+            replay._read(runner, dead_letters, list(share.ends), share.ends, shown=False)
+        dead_letters.flush()
+        return runner.progress
+
+
+def _add(total: Progress, part: Progress) -> None:
+    for field in fields(Progress):
+        if field.name != "started":
+            setattr(total, field.name, getattr(total, field.name) + getattr(part, field.name))
+
+
+def _silent(_: str) -> None:
+    """Report nothing."""
 
 
 def drop_retired(store: Store, projection: Projection, keep: int) -> list[int]:

@@ -317,7 +317,11 @@ def adopt_parent() -> None:
     expected = os.environ.pop(PARENT_ENV, None)  # not for our own children
     if not expected or not expected.isdigit():
         return
-    parent = int(expected)
+    die_with(int(expected))
+
+
+def die_with(parent: int) -> None:
+    """Get SIGTERM when the process `parent` dies (in a child it started)."""
     if sys.platform.startswith("linux"):
         libc: Any = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)

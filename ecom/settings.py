@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from functools import lru_cache
@@ -59,6 +60,11 @@ class Settings(BaseSettings):
     host_id: str = Field(default_factory=socket.gethostname, min_length=1)
     # How many retired generations of a view a replay keeps after its switch.
     keep_generations: int = Field(default=1, ge=0)
+    # A replay with at least replay_parallel_from records to read folds them in up to
+    # replay_processes processes side by side (partitions split by number); a smaller
+    # one is not worth the processes' start.
+    replay_processes: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    replay_parallel_from: int = Field(default=50_000, ge=0)
     # The HTTP APIs: where their keys are kept, and the largest request body they read.
     api_keys_file: Path | None = None
     max_body_bytes: int = Field(default=1_048_576, ge=1)

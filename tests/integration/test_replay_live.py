@@ -68,12 +68,15 @@ def test_replay_under_live_traffic_switches_to_the_fold_of_the_whole_log(
         simulate = spawn(Spec("simulate", args, env, cwd=REPO))
         try:
             wait_for(lambda: sum(kafka.ends(orders).values()) > before + 100, 60, "traffic")
-            replay = run_cli("replay", "orders", env=env, timeout=300)
+            # Two processes fold the log side by side, the catch-up and switch run after.
+            parallel = env | {"ECOM_REPLAY_PROCESSES": "2", "ECOM_REPLAY_PARALLEL_FROM": "0"}
+            replay = run_cli("replay", "orders", env=parallel, timeout=300)
             traffic_outlived_the_replay = simulate.alive()
         finally:
             stop(simulate)
         assert replay.returncode == 0, replay.stderr
         assert "the view now reads generation 2 (was 1)" in replay.stdout
+        assert "folding in 2 processes side by side" in replay.stdout
         assert traffic_outlived_the_replay, "orders were published during the whole replay"
         wait_for(lambda: live.generation == 2 and caught_up(store, live, kafka.bootstrap),
                  120, "the live runner to carry on in generation 2")  # fmt: skip

@@ -22,8 +22,9 @@ from consumers.projections.orders import Order
 from consumers.store import SqliteStore, Store, table_name
 from ecom.errors import InvalidEvent
 from ecom.topology import Topology
+from producers.simulate import Shop, ShopPlan, with_stock_flow
 from schemas import Event
-from tests.samples import sample
+from tests.samples import SAMPLES, sample
 from tests.support import REPO
 
 TOPOLOGY = Topology.load(REPO / "topics.yaml")
@@ -332,3 +333,26 @@ def test_a_second_order_created_with_the_same_id_changes_nothing() -> None:
     assert isinstance(was, Order)
     assert (row.user_id, row.currency, row.total_minor) == (was.user_id, was.currency, 4758)
     assert [step for _, step, _, _ in row.timeline] == ["created", "priced"]
+
+
+# -- partition-local rows (what parallel replay relies on) ------------------------------
+
+
+def test_every_row_an_event_touches_is_keyed_by_its_record_key() -> None:
+    plan = ShopPlan(users=30, products=20, orders=300, seed=5, cancel_share=0.2)
+    events = [sample(t) for t in SAMPLES] + list(with_stock_flow(Shop(plan).events()))
+    checked = 0
+    for projection in PROJECTIONS.values():
+        assert projection.partition_local
+        topics = {TOPOLOGY.topic(t).spec.name for t in projection.topics}
+        for event in events:
+            topic = TOPOLOGY.for_event(event.event_type)
+            if topic.spec.name not in topics:
+                continue
+            record_key = str(getattr(event, topic.key_field(event.event_type)))
+            for _, key in projection.keys(event):
+                assert key == (record_key,), (projection.name, event.event_type, key)
+                checked += 1
+        # And topics.yaml gives its topics as many partitions each (else one process).
+        assert len({TOPOLOGY.topic(t).spec.partitions for t in projection.topics}) == 1
+    assert checked > 1000
