@@ -7,7 +7,8 @@ than any cache. Publishing is timed and printed, not counted. Then `Replay` rebu
 each projection into one fresh SQLite (or --store) view, one after the other: the
 figure is every record the replays read over the sum of their start-to-switch times;
 the checksums after each switch are timed apart. A replay that reads 50,000 records or
-more folds in one process per CPU (ECOM_REPLAY_PROCESSES) and says so. Kafka's
+more folds in --processes processes (the scratch topics never gained partitions) and
+says so. Kafka's
 ConsumerPerformance then reads every topic the replays read (products twice, as they
 do), and the ratio is ours over Kafka's. The last lines say where the replays' time
 went (decode, fold, database, and the rest: fetching from Kafka and the loop), in
@@ -25,8 +26,10 @@ from bench.base import consumer_performance
 from consumers.projections import PROJECTIONS
 from consumers.replay import Outcome, Replay
 from consumers.store import open_store
+from ecom.errors import BadInput
 from ecom.kafka import BytesProducer, log_ends, scratch_topology
 from ecom.progress import progress
+from ecom.settings import redact
 from ecom.topology import Topology
 from producers.simulate import Shop, ShopPlan, with_stock_flow
 from schemas import Codec, headers
@@ -36,13 +39,14 @@ EVENTS_PER_ORDER = 5  # roughly, in the shop's mix with its stock flow
 
 
 def run(topology: Topology, bootstrap: str, events: int, report: Report,
-        store_url: str | None = None) -> None:  # fmt: skip
+        store_url: str | None = None, processes: int = 1) -> None:  # fmt: skip
     with (
         scratch_topology(topology, bootstrap, "rbench") as scratch,
         tempfile.TemporaryDirectory() as tmp,
     ):
         keys = _publish(scratch, bootstrap, events, report)
-        outcomes = _replay_all(scratch, bootstrap, store_url or f"sqlite:///{Path(tmp) / 'v.db'}")
+        url = store_url or f"sqlite:///{Path(tmp) / 'v.db'}"
+        outcomes = _replay_all(scratch, bootstrap, url, processes)
         _report(scratch, bootstrap, outcomes, keys, report)
 
 
@@ -70,11 +74,16 @@ def _publish(scratch: Topology, bootstrap: str, events: int, report: Report) -> 
     return len(keys)
 
 
-def _replay_all(scratch: Topology, bootstrap: str, store_url: str) -> dict[str, Outcome]:
+def _replay_all(scratch: Topology, bootstrap: str, store_url: str, processes: int
+                ) -> dict[str, Outcome]:  # fmt: skip
     outcomes = {}
     with open_store(store_url) as store:
+        for name in PROJECTIONS:
+            if store.generations(name):  # a live view of other topics: no catch-up ends
+                raise BadInput(f"bench replay needs an empty view database; {redact(store_url)}"
+                               f" holds a {name} view")  # fmt: skip
         for name, projection in PROJECTIONS.items():
-            replay = Replay(projection, store, scratch, bootstrap, lambda _: None)
+            replay = Replay(projection, store, scratch, bootstrap, lambda _: None, processes)
             outcomes[name] = replay.run()
     return outcomes
 
@@ -108,7 +117,7 @@ def _report(scratch: Topology, bootstrap: str, outcomes: dict[str, Outcome], key
     fold = sum(o.progress.fold_s for o in outcomes.values())
     store = sum(o.progress.store_s for o in outcomes.values())
     # A parallel replay's phase times are summed over its processes: so is the whole.
-    spent = sum(o.seconds * o.processes for o in outcomes.values())
+    spent = sum(o.process_seconds for o in outcomes.values())
     rest = spent - decode - fold - store
     report(
         f"where the time went ({spent:.1f} process-seconds): "

@@ -173,9 +173,9 @@ class Projection:
     name: ClassVar[str]
     topics: ClassVar[tuple[str, ...]]
     row_types: ClassVar[tuple[type[Row], ...]]
-    # Every row an event touches is keyed by that event's record key, so records of
-    # different partition numbers never share a row (parallel replay relies on it).
-    partition_local: ClassVar[bool] = True
+    # True: every row an event touches is keyed by that event's record key, so records
+    # of different partition numbers never share a row (a parallel replay needs it).
+    partition_local: ClassVar[bool] = False
 
     def keys(self, event: Event) -> list[RowKey]:
         """Return the rows an event reads and may change (none: it is ignored)."""

@@ -34,34 +34,42 @@ takes them for new failures.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
+import queue
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from multiprocessing.process import BaseProcess
+from multiprocessing.queues import Queue
+from typing import Any
 
 from consumers.projection import Projection
 from consumers.runner import BATCH, Progress, ProjectionRunner
 from consumers.store import Store, open_store
-from ecom.errors import BadInput, KafkaUnavailable
+from ecom.errors import BadInput, EcomError, KafkaUnavailable, ProcessFailed
 from ecom.kafka import (
     OFFSET_BEGINNING,
     Admin,
     Consumer,
     DeadLetters,
     Headers,
+    KafkaException,
     Message,
     Partition,
     TopicPartition,
     consumer_config,
+    kafka_error,
     use_service,
 )
 from ecom.kafka.security import current_service
 from ecom.offset_plan import parse_datetime
-from ecom.process import die_with
+from ecom.process import die_with, exit_reason
 from ecom.progress import progress
-from ecom.settings import get_settings
+from ecom.settings import LOG_FORMAT, get_settings
 from ecom.topology import Topology
 
 Report = Callable[[str], None]
@@ -69,6 +77,8 @@ REPLAYING = "replaying"
 RETIRED = "retired"
 PAST = "past"
 CATCH_UP_S = 120.0
+STOP_S = 10.0  # how long an ended process of a parallel replay gets to go
+LIBRDKAFKA = "ecom.librdkafka"
 GRACE_S = 30.0  # a live runner notices a switch within a second and a batch
 CATCH_UP_POLL_S = 0.05  # short: the shadow stays close to the log end
 
@@ -85,6 +95,7 @@ class Outcome:
     checksum_seconds: float
     progress: Progress  # its times summed over the processes that folded
     processes: int = 1
+    process_seconds: float = 0.0  # seconds, plus what other processes spent meanwhile
 
 
 @dataclass(frozen=True)
@@ -105,7 +116,8 @@ class Replay:
     """Rebuild one projection into a new generation."""
 
     def __init__(self, projection: Projection, store: Store, topology: Topology,
-                 bootstrap: str, report: Report) -> None:  # fmt: skip
+                 bootstrap: str, report: Report, processes: int | None = None) -> None:  # fmt: skip
+        self.processes = processes  # else ECOM_REPLAY_PROCESSES
         self.projection = projection
         self.store = store
         self.topology = topology
@@ -144,9 +156,9 @@ class Replay:
             ("ecom_replay", f"{self.projection.name} generation {generation}".encode())
         ]
         dead_letters = runner.dead_letters(marks)
-        shares = self._shares(runner, partitions, ends, marks)
+        shares, elsewhere = self._shares(runner, partitions, ends, marks), 0.0
         if len(shares) > 1:
-            self._read_apart(runner, shares)
+            elsewhere = self._read_apart(runner, shares)
         else:
             with self.store.bulk_writes():  # restored before the switch, which is durable
                 self._read(runner, dead_letters, partitions, ends)
@@ -160,7 +172,8 @@ class Replay:
         checksum = self.store.checksum(self.projection, generation)
         checksum_seconds = time.monotonic() - started - seconds
         return Outcome(generation, runner.progress.applied, seconds, switched, checksum,
-                       checksum_seconds, runner.progress, len(shares))  # fmt: skip
+                       checksum_seconds, runner.progress, len(shares),
+                       seconds + elsewhere)  # fmt: skip
 
     def _generation(self, until: str | None, resume: bool) -> int:
         interrupted = self.unfinished()
@@ -204,7 +217,8 @@ class Replay:
             for tp, end in ends.items()
         )
         counts = {topic: sum(1 for t, _ in partitions if t == topic) for topic in self.topics}
-        processes = min(settings.replay_processes, min(counts.values(), default=1))
+        wanted = self.processes or settings.replay_processes
+        processes = min(wanted, min(counts.values(), default=1))
         if (
             processes < 2
             or backlog < settings.replay_parallel_from
@@ -222,27 +236,41 @@ class Replay:
         return Share(self.projection, self.store.url, self.topology, self.bootstrap,
                      runner.generation, marks, ends, current_service())  # fmt: skip
 
-    def _read_apart(self, runner: ProjectionRunner, shares: list[Share]) -> None:
+    def _read_apart(self, runner: ProjectionRunner, shares: list[Share]) -> float:
         """Fold each share in a process of its own; show progress from the offsets they
-        store, and add their counts and times to the runner's."""
+        store, and add their counts and times to the runner's. The first process to fail
+        or die ends the others; what they stored stays for --resume. Return the seconds
+        the processes spent, summed, minus the time this one waited for them."""
         name, generation = self.projection.name, runner.generation
         self.report(f"  folding in {len(shares)} processes side by side ...")
         ends = {tp: end for share in shares for tp, end in share.ends.items()}
-        start = self._read_so_far(generation, ends)
+        start, began = self._read_so_far(generation, ends), time.monotonic()
         context = multiprocessing.get_context("spawn")  # no forked Kafka or SQLite handles
-        with (
-            context.Pool(len(shares), initializer=die_with, initargs=(os.getpid(),)) as pool,
-            progress(f"replaying {name}", sum(ends.values()) - start) as advance,
-        ):
-            result = pool.map_async(_read_share, shares, chunksize=1)
-            shown = start
-            while not result.ready():
-                result.wait(0.5)
-                now = self._read_so_far(generation, ends)
-                advance(now - shown)
-                shown = now
-            for done in result.get():
-                _add(runner.progress, done)
+        answers = context.Queue()
+        levels = {"": logging.getLogger().getEffectiveLevel(), LIBRDKAFKA: _level(LIBRDKAFKA)}
+        args = [(share, os.getpid(), levels, answers) for share in shares]
+        processes = [context.Process(target=_read_share, args=a, daemon=True) for a in args]
+        done: list[tuple[Progress, float]] = []
+        try:
+            for process in processes:
+                process.start()
+            with progress(f"replaying {name}", sum(ends.values()) - start) as advance:
+                shown = start
+                while len(done) < len(processes):
+                    _collect(answers, done)
+                    _check_alive(processes, name)
+                    now = self._read_so_far(generation, ends)
+                    advance(now - shown)
+                    shown = now
+        finally:
+            for process in processes:
+                if process.is_alive():
+                    process.terminate()
+            for process in processes:
+                process.join(STOP_S)
+        for part, _ in done:
+            _add(runner.progress, part)
+        return sum(seconds for _, seconds in done) - (time.monotonic() - began)
 
     def _read_so_far(self, generation: int, ends: dict[Partition, int]) -> int:
         stored = self.store.offsets(self.projection.name, generation)
@@ -332,9 +360,26 @@ class Replay:
         return consumer_config(self.bootstrap, self.topology.replay_group(self.projection.name))
 
 
-def _read_share(share: Share) -> Progress:
-    """In a process of a parallel replay: fold the share's partitions up to their ends."""
+def _read_share(share: Share, parent: int, levels: dict[str, int], answers: Queue[Any]) -> None:
+    """In a process of a parallel replay: fold the share's partitions up to their ends
+    and answer with the progress and the seconds it took, or with the error."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent ends us
+    die_with(parent)
+    logging.basicConfig(level=levels[""], format=LOG_FORMAT)
+    logging.getLogger(LIBRDKAFKA).setLevel(levels[LIBRDKAFKA])
     use_service(share.service)
+    started = time.monotonic()
+    try:
+        answers.put((_fold_share(share), time.monotonic() - started))
+    except EcomError as error:
+        answers.put(error)
+    except KafkaException as error:  # not picklable as it is
+        answers.put(kafka_error(f"replay of {share.projection.name}", error))
+    except Exception as error:  # noqa: BLE001 - reaches the parent as one line
+        answers.put(ProcessFailed(f"a process of the {share.projection.name} replay: {error!r}"))
+
+
+def _fold_share(share: Share) -> Progress:
     with open_store(share.store_url) as store:
         replay = Replay(share.projection, store, share.topology, share.bootstrap, _silent)
         runner = ProjectionRunner(share.projection, store, share.topology, share.bootstrap,
@@ -344,6 +389,31 @@ def _read_share(share: Share) -> Progress:
             replay._read(runner, dead_letters, list(share.ends), share.ends, shown=False)
         dead_letters.flush()
         return runner.progress
+
+
+def _collect(answers: Queue[Any], done: list[tuple[Progress, float]]) -> None:
+    """Take the answers that came within half a second; raise a process's error."""
+    try:
+        answer = answers.get(timeout=0.5)
+    except queue.Empty:
+        return
+    if isinstance(answer, BaseException):
+        raise answer
+    done.append(answer)
+
+
+def _check_alive(processes: Sequence[BaseProcess], name: str) -> None:
+    for process in processes:
+        code = process.exitcode
+        if code not in (None, 0):  # an error is answered, and the process exits 0
+            raise ProcessFailed(
+                f"a process of the {name} replay died ({exit_reason(code)}); "
+                f"`ecom replay {name} --resume` carries on from what it stored"
+            )
+
+
+def _level(logger: str) -> int:
+    return logging.getLogger(logger).getEffectiveLevel()
 
 
 def _add(total: Progress, part: Progress) -> None:

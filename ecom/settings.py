@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 from functools import lru_cache
@@ -62,8 +61,9 @@ class Settings(BaseSettings):
     keep_generations: int = Field(default=1, ge=0)
     # A replay with at least replay_parallel_from records to read folds them in up to
     # replay_processes processes side by side (partitions split by number); a smaller
-    # one is not worth the processes' start.
-    replay_processes: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    # one is not worth the processes' start. One by default: the split is only right for
+    # topics that never gained partitions (adding some moves keys to other numbers).
+    replay_processes: int = Field(default=1, ge=1)
     replay_parallel_from: int = Field(default=50_000, ge=0)
     # The HTTP APIs: where their keys are kept, and the largest request body they read.
     api_keys_file: Path | None = None
@@ -116,6 +116,9 @@ def redact(url: str) -> str:
     """Return a URL fit for logs: its password replaced by ***."""
     url = re.sub(r"(://[^:/@]*:)[^/]*@", r"\1***@", url)
     return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 @lru_cache(maxsize=1)

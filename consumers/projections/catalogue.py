@@ -54,6 +54,7 @@ class Catalogue(Projection):
     name = "catalogue"
     topics = ("users", "products")
     row_types = (User, Product)
+    partition_local = True  # rows keyed by the record key
 
     def keys(self, event: Event) -> list[RowKey]:
         if isinstance(event, (UserCreated, UserUpdated)):

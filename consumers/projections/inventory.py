@@ -73,6 +73,7 @@ class Inventory(Projection):
     name = "inventory"
     topics = ("inventory",)
     row_types = (Stock,)
+    partition_local = True  # rows keyed by the record key
 
     def keys(self, event: Event) -> list[RowKey]:
         if event.event_type not in STOCK_EVENTS:

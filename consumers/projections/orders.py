@@ -112,6 +112,7 @@ class Orders(Projection):
     name = "orders"
     topics = ("orders",)
     row_types = (Order,)
+    partition_local = True  # rows keyed by the record key
 
     def keys(self, event: Event) -> list[RowKey]:
         order_id = getattr(event, "order_id", None)

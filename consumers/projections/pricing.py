@@ -54,6 +54,7 @@ class Pricing(Projection):
     name = "pricing"
     topics = ("pricing", "products")
     row_types = (Price, TaxRates)
+    partition_local = True  # rows keyed by the record key
 
     def keys(self, event: Event) -> list[RowKey]:
         if isinstance(event, TaxRateChanged):

@@ -29,6 +29,7 @@ from ecom.cli.topics import topics
 from ecom.cli.worker import worker
 from ecom.errors import EcomError
 from ecom.process import adopt_parent
+from ecom.settings import LOG_FORMAT
 
 EXIT_INTERRUPTED = 130
 
@@ -39,7 +40,7 @@ def cli(verbose: bool) -> None:
     """ecomstream: an event-driven shop on Apache Kafka."""
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=LOG_FORMAT,
     )
     if not verbose:
         logging.getLogger("ecom.librdkafka").setLevel(logging.CRITICAL)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from ecom.cli.context import context
@@ -78,12 +80,16 @@ def flow(orders: int, rate: float, as_json: bool, bootstrap: str | None) -> None
 
 @bench.command()
 @click.option("--events", type=click.IntRange(1000), default=1_000_000, show_default=True)
+@click.option("--processes", type=click.IntRange(1), default=os.cpu_count() or 1,
+              show_default="one per CPU",
+              help="Processes a replay of 50,000 records or more folds in.")  # fmt: skip
 @store_option
 @bootstrap_option
-def replay(events: int, store_url: str | None, bootstrap: str | None) -> None:
+def replay(events: int, processes: int, store_url: str | None, bootstrap: str | None) -> None:
     """Replay every view from N events of the shop's mix, start to switch, beside
-    ConsumerPerformance on the same topics (into a scratch SQLite view unless --store)."""
+    ConsumerPerformance on the same topics (into a scratch SQLite view unless --store,
+    which must hold no view yet)."""
     from bench.replay import run
 
     ctx = context(bootstrap)
-    run(ctx.topology, ctx.bootstrap, events, click.echo, store_url)
+    run(ctx.topology, ctx.bootstrap, events, click.echo, store_url, processes)

@@ -8,7 +8,7 @@ import pytest
 from consumers.projections import PROJECTIONS
 from consumers.projections.inventory import Stock
 from consumers.replay import drop_retired
-from consumers.store import OffsetRow, Store
+from consumers.store import COPY_FROM, OffsetRow, Store
 from ecom.errors import Fenced
 from schemas.rules.stock import StockLevel
 
@@ -81,3 +81,21 @@ def test_a_partition_the_batch_did_not_touch_fences_it_too(view: Store) -> None:
         view.commit("inventory", 1, [_stock(9)], _at(6), expected=held)
     assert view.offsets("inventory", 1)[PARTITION].next_offset == 5
     view.commit("inventory", 1, [_stock(9)], _at(6), expected={PARTITION: 5, other: 2})
+
+
+def test_a_big_batch_upserts_like_a_small_one_and_the_last_row_of_a_key_wins(
+    view: Store,
+) -> None:
+    # PostgreSQL writes a batch of COPY_FROM rows or more through COPY and a staging table.
+    count = COPY_FROM + 50
+    view.create_generation(INVENTORY, 1, "active")
+    first = [Stock.of(f"p-{i}", StockLevel(on_hand=i), None) for i in range(count)]
+    view.commit("inventory", 1, [*first, _stock(-1), _stock(7)], _at(count))
+    again = [Stock.of(f"p-{i}", StockLevel(on_hand=i + 1000), None) for i in range(0, count, 2)]
+    with pytest.raises(Fenced):
+        view.commit("inventory", 1, again, _at(count + 1), expected={PARTITION: 0})
+    view.commit("inventory", 1, again, _at(count + 1), expected={PARTITION: count})
+    stored = view.load(Stock, 1, [(f"p-{i}",) for i in range(count)])
+    wanted = {(f"p-{i}",): i + 1000 if i % 2 == 0 else i for i in range(count)}
+    wanted[("p-1",)] = 7  # two rows of p-1 in the first batch: the last one counts
+    assert {key: row.on_hand for key, row in stored.items()} == wanted  # type: ignore[attr-defined]
