@@ -67,7 +67,7 @@ from ecom.kafka import (
 )
 from ecom.kafka.security import current_service
 from ecom.offset_plan import parse_datetime
-from ecom.process import die_with, exit_reason
+from ecom.process import die_with
 from ecom.progress import progress
 from ecom.settings import LOG_FORMAT, get_settings
 from ecom.topology import Topology
@@ -407,9 +407,18 @@ def _check_alive(processes: Sequence[BaseProcess], name: str) -> None:
         code = process.exitcode
         if code not in (None, 0):  # an error is answered, and the process exits 0
             raise ProcessFailed(
-                f"a process of the {name} replay died ({exit_reason(code)}); "
+                f"a process of the {name} replay died ({_how(code)}); "
                 f"`ecom replay {name} --resume` carries on from what it stored"
             )
+
+
+def _how(code: int) -> str:
+    if code > 0:
+        return f"exit code {code}"
+    try:
+        return f"killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"killed by signal {-code}"
 
 
 def _level(logger: str) -> int:

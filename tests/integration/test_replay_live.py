@@ -147,6 +147,30 @@ def test_two_hosts_one_runner_killed_and_restarted_in_a_loop_equal_a_clean_run(
     assert checksum == _clean_checksum(kafka, topology, tmp_path)
 
 
+def test_a_parallel_replay_whose_process_dies_says_so_and_resumes_to_the_same_view(
+    kafka: KafkaCluster, topology: Topology, tmp_path: Path
+) -> None:
+    kafka.seed(topology, shop_log(400, seed=23))
+    url = f"sqlite:///{tmp_path / 'view.db'}"
+    run_until_caught_up(ORDERS, url, topology, kafka.bootstrap)
+    env = _env(kafka, topology, url)
+    env |= {"ECOM_REPLAY_PROCESSES": "2", "ECOM_REPLAY_PARALLEL_FROM": "0"}
+    # Each process has partitions to read, so each dies after its first stored batch.
+    killed = run_cli("replay", "orders", env=env | {"ECOM_FAULTS": "crash-after-db-commit=1"})
+    assert killed.returncode == 7, killed.stderr
+    assert (
+        "error: a process of the orders replay died (killed by SIGKILL); `ecom replay "
+        "orders --resume` carries on from what it stored" in killed.stderr
+    )
+    assert "Traceback" not in killed.stderr
+    resumed = run_cli("replay", "orders", "--resume", env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "folding in 2 processes side by side" in resumed.stdout
+    assert "the view now reads generation 2 (was 1)" in resumed.stdout
+    with open_store(url) as store:
+        assert store.checksum(ORDERS, 2) == store.checksum(ORDERS, 1)
+
+
 def test_retired_generations_go_after_a_switch_and_with_gc(
     kafka: KafkaCluster, topology: Topology, tmp_path: Path
 ) -> None:
