@@ -10,13 +10,15 @@ tries again). A running projection worker notices the switch and carries on in t
 generation. Retired generations beyond the newest ECOM_KEEP_GENERATIONS (default 1) are
 dropped after the switch; `ecom replay --gc` drops every retired one.
 
-A long replay (ECOM_REPLAY_PARALLEL_FROM records or more, default 50,000) folds in
-ECOM_REPLAY_PROCESSES processes side by side (default: one per CPU): process i takes the
-partitions whose number is i modulo the count, in every topic of the projection. That
-is safe because a projection's rows are keyed by the record key of the events that
-touch them (Projection.partition_local, proven for the shop's events by a unit test) and
-its topics have as many partitions each: one row, one partition number, one writer. The
-catch-up and the switch then run here, as for a short replay.
+With ECOM_REPLAY_PROCESSES above 1 (default 1), a long replay (ECOM_REPLAY_PARALLEL_FROM
+records or more, default 50,000) folds in that many processes side by side: process i
+takes the partitions whose number is i modulo the count, in every topic of the
+projection. That is safe when a projection's rows are keyed by the record key of the
+events that touch them (Projection.partition_local, checked for the shop's events by a
+unit test), its topics have as many partitions each, and none ever gained partitions
+(which moves keys): one row, one partition number, one writer. The first process to
+fail or die ends the others; the catch-up and the switch then run here, as for a short
+replay.
 
 Records fetched past a partition's stop offset are dropped; whenever the replay reads on,
 it assigns every partition again at the offset it has stored, so nothing dropped is
