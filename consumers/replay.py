@@ -41,8 +41,10 @@ import multiprocessing
 import os
 import queue
 import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from multiprocessing.process import BaseProcess
@@ -97,7 +99,9 @@ class Outcome:
     checksum_seconds: float
     progress: Progress  # its times summed over the processes that folded
     processes: int = 1
-    process_seconds: float = 0.0  # seconds, plus what other processes spent meanwhile
+    # seconds, plus the folding processes' own time (their start-up not counted) less
+    # the time this one waited for them
+    process_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -250,29 +254,26 @@ class Replay:
         context = multiprocessing.get_context("spawn")  # no forked Kafka or SQLite handles
         answers = context.Queue()
         levels = {"": logging.getLogger().getEffectiveLevel(), LIBRDKAFKA: _level(LIBRDKAFKA)}
-        args = [(share, os.getpid(), levels, answers) for share in shares]
+        args = [(i, share, os.getpid(), levels, answers) for i, share in enumerate(shares)]
         processes = [context.Process(target=_read_share, args=a, daemon=True) for a in args]
-        done: list[tuple[Progress, float]] = []
+        done: dict[int, tuple[Progress, float]] = {}
         try:
-            for process in processes:
-                process.start()
+            with _sigint_ignored():  # inherited: Ctrl-C is the parent's to answer
+                for process in processes:
+                    process.start()
             with progress(f"replaying {name}", sum(ends.values()) - start) as advance:
                 shown = start
                 while len(done) < len(processes):
-                    _collect(answers, done)
-                    _check_alive(processes, name)
+                    _collect(answers, done, wait=0.5)
+                    _check_exits(processes, done, answers, name)
                     now = self._read_so_far(generation, ends)
                     advance(now - shown)
                     shown = now
         finally:
-            for process in processes:
-                if process.is_alive():
-                    process.terminate()
-            for process in processes:
-                process.join(STOP_S)
-        for part, _ in done:
+            _end(processes)
+        for part, _ in done.values():
             _add(runner.progress, part)
-        return sum(seconds for _, seconds in done) - (time.monotonic() - began)
+        return sum(seconds for _, seconds in done.values()) - (time.monotonic() - began)
 
     def _read_so_far(self, generation: int, ends: dict[Partition, int]) -> int:
         stored = self.store.offsets(self.projection.name, generation)
@@ -362,9 +363,10 @@ class Replay:
         return consumer_config(self.bootstrap, self.topology.replay_group(self.projection.name))
 
 
-def _read_share(share: Share, parent: int, levels: dict[str, int], answers: Queue[Any]) -> None:
+def _read_share(index: int, share: Share, parent: int, levels: dict[str, int],
+                answers: Queue[Any]) -> None:  # fmt: skip
     """In a process of a parallel replay: fold the share's partitions up to their ends
-    and answer with the progress and the seconds it took, or with the error."""
+    and answer (with our index) the progress and the seconds it took, or the error."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent ends us
     die_with(parent)
     logging.basicConfig(level=levels[""], format=LOG_FORMAT)
@@ -372,13 +374,14 @@ def _read_share(share: Share, parent: int, levels: dict[str, int], answers: Queu
     use_service(share.service)
     started = time.monotonic()
     try:
-        answers.put((_fold_share(share), time.monotonic() - started))
+        answers.put((index, (_fold_share(share), time.monotonic() - started)))
     except EcomError as error:
-        answers.put(error)
+        answers.put((index, error))
     except KafkaException as error:  # not picklable as it is
-        answers.put(kafka_error(f"replay of {share.projection.name}", error))
+        answers.put((index, kafka_error(f"replay of {share.projection.name}", error)))
     except Exception as error:  # noqa: BLE001 - reaches the parent as one line
-        answers.put(ProcessFailed(f"a process of the {share.projection.name} replay: {error!r}"))
+        failed = ProcessFailed(f"a process of the {share.projection.name} replay: {error!r}")
+        answers.put((index, failed))
 
 
 def _fold_share(share: Share) -> Progress:
@@ -393,34 +396,67 @@ def _fold_share(share: Share) -> Progress:
         return runner.progress
 
 
-def _collect(answers: Queue[Any], done: list[tuple[Progress, float]]) -> None:
-    """Take the answers that came within half a second; raise a process's error."""
+def _collect(answers: Queue[Any], done: dict[int, tuple[Progress, float]], wait: float) -> None:
+    """Take every answer that has come (waiting up to `wait` for the first); raise the
+    first error among them."""
     try:
-        answer = answers.get(timeout=0.5)
+        answer = answers.get(timeout=wait)
+        while True:
+            index, result = answer
+            if isinstance(result, BaseException):
+                raise result
+            done[index] = result
+            answer = answers.get_nowait()
     except queue.Empty:
         return
-    if isinstance(answer, BaseException):
-        raise answer
-    done.append(answer)
 
 
-def _check_alive(processes: Sequence[BaseProcess], name: str) -> None:
-    for process in processes:
-        code = process.exitcode
-        if code not in (None, 0):  # an error is answered, and the process exits 0
+def _check_exits(processes: Sequence[BaseProcess], done: dict[int, tuple[Progress, float]],
+                 answers: Queue[Any], name: str) -> None:  # fmt: skip
+    """Fail if a process ended without answering (its answer may still be in the pipe:
+    take what came first, an error included)."""
+    for index, process in enumerate(processes):
+        if index in done or process.exitcode is None:
+            continue
+        _collect(answers, done, wait=1.0)  # an exited process's answer is in the pipe
+        if index not in done:
             raise ProcessFailed(
-                f"a process of the {name} replay died ({_how(code)}); "
+                f"a process of the {name} replay {_how(process.exitcode)}; "
                 f"`ecom replay {name} --resume` carries on from what it stored"
             )
 
 
 def _how(code: int) -> str:
+    if code == 0:
+        return "ended without an answer"
     if code > 0:
-        return f"exit code {code}"
+        return f"died (exit code {code})"
     try:
-        return f"killed by {signal.Signals(-code).name}"
+        return f"died (killed by {signal.Signals(-code).name})"
     except ValueError:
-        return f"killed by signal {-code}"
+        return f"died (killed by signal {-code})"
+
+
+def _end(processes: Sequence[BaseProcess]) -> None:
+    """Stop the processes still running (after a failure, or done and shutting down)."""
+    started = [process for process in processes if process.pid is not None]
+    for process in started:
+        if process.is_alive():
+            process.terminate()
+    for process in started:
+        process.join(STOP_S)
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; ours is not the CLI's then
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _level(logger: str) -> int:

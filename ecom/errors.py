@@ -18,7 +18,7 @@
     +-- StoreError                the view database cannot be opened or refused (exit 5)
     |   +-- Fenced                another runner wrote the same partition first
     +-- StaleView                 a view's offsets belong to another cluster or topic (exit 6)
-    +-- ProcessFailed             a supervised child process keeps failing (exit 7)
+    +-- ProcessFailed             a child process keeps failing, or died mid-job (exit 7)
 
 The root and the contract errors (InvalidEvent, DecodeError, UnknownSchema, NotCompilable,
 NotPriceable) are defined
@@ -119,6 +119,7 @@ class StaleView(EcomError):
 
 
 class ProcessFailed(EcomError):
-    """A supervised child process kept failing, so its supervisor gave up."""
+    """A supervised child process kept failing, so its supervisor gave up; or a process
+    doing part of a job (a parallel replay's) failed or died."""
 
     exit_code = 7

@@ -86,8 +86,9 @@ def test_a_partition_the_batch_did_not_touch_fences_it_too(view: Store) -> None:
 def test_a_big_batch_upserts_like_a_small_one_and_the_last_row_of_a_key_wins(
     view: Store,
 ) -> None:
-    # PostgreSQL writes a batch of COPY_FROM rows or more through COPY and a staging table.
-    count = COPY_FROM + 50
+    # PostgreSQL writes a batch of COPY_FROM rows or more through COPY and a staging table
+    # (emptied at each commit, kept for the next one).
+    count = 2 * COPY_FROM + 50
     view.create_generation(INVENTORY, 1, "active")
     first = [Stock.of(f"p-{i}", StockLevel(on_hand=i), None) for i in range(count)]
     view.commit("inventory", 1, [*first, _stock(-1), _stock(7)], _at(count))
@@ -95,7 +96,10 @@ def test_a_big_batch_upserts_like_a_small_one_and_the_last_row_of_a_key_wins(
     with pytest.raises(Fenced):
         view.commit("inventory", 1, again, _at(count + 1), expected={PARTITION: 0})
     view.commit("inventory", 1, again, _at(count + 1), expected={PARTITION: count})
+    last = [Stock.of(f"p-{i}", StockLevel(on_hand=-i), None) for i in range(COPY_FROM)]
+    view.commit("inventory", 1, last, _at(count + 2), expected={PARTITION: count + 1})
     stored = view.load(Stock, 1, [(f"p-{i}",) for i in range(count)])
     wanted = {(f"p-{i}",): i + 1000 if i % 2 == 0 else i for i in range(count)}
     wanted[("p-1",)] = 7  # two rows of p-1 in the first batch: the last one counts
+    wanted |= {(f"p-{i}",): -i for i in range(COPY_FROM)}
     assert {key: row.on_hand for key, row in stored.items()} == wanted  # type: ignore[attr-defined]

@@ -26,13 +26,14 @@ RUNNER: Any = SimpleNamespace(generation=1)
 @pytest.fixture
 def threshold(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
     monkeypatch.setenv("ECOM_REPLAY_PARALLEL_FROM", "100")
+    monkeypatch.delenv("ECOM_REPLAY_PROCESSES", raising=False)
     get_settings.cache_clear()
     yield 100
     get_settings.cache_clear()
 
 
 def _shares(tmp_path: Path, projection: Projection, ends: dict[tuple[str, int], int],
-            processes: int = 4) -> list[Share]:  # fmt: skip
+            processes: int | None = 4) -> list[Share]:  # fmt: skip
     with SqliteStore(f"sqlite:///{tmp_path / 'view.db'}") as store:
         replay = Replay(projection, store, TOPOLOGY, "127.0.0.1:9", print, processes)
         return replay._shares(RUNNER, list(ends), ends, [])
@@ -67,3 +68,4 @@ def test_a_short_replay_or_a_projection_that_cannot_be_split_stays_in_one_proces
 
     assert len(_shares(tmp_path, Unsplittable(), ends)) == 1
     assert len(_shares(tmp_path, PRICING, ends, processes=16)) == 6  # one per number at most
+    assert len(_shares(tmp_path, PRICING, ends, processes=None)) == 1, "opt-in: 1 by default"
