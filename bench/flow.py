@@ -48,26 +48,32 @@ class FlowResult:
     p99_ms: float
     max_ms: float
     outcomes: dict[str, int]
+    steps_p50_ms: dict[str, float]  # event type -> p50 from sending OrderCreated to it
     cpu_s: dict[str, float]
     wall_s: float
 
 
 class Finals:
-    """Follows the orders topic and notes when each order's final event arrives."""
+    """Follows the orders topic and notes when each order's final event arrives, and
+    when the first event of each type of its story did (where an order's time goes)."""
 
     def __init__(self, topology: Topology, bootstrap: str) -> None:
         self.arrived: dict[str, tuple[float, str]] = {}
+        self.steps: dict[str, dict[str, float]] = {}  # order id -> event type -> arrival
         self._codec = Codec()
         orders = [topology.topic("orders").name]
         self._reader = TopicReader(bootstrap, orders, self._note, name="finals").start()
 
     def _note(self, message: Message) -> None:
-        if self._codec.event_type(message.value()) in FINAL_EVENT_TYPES:
-            event = self._codec.decode(message.value())
+        now = time.monotonic()
+        event = self._codec.decode(message.value())
+        order_id: str = event.order_id  # type: ignore[attr-defined]
+        self.steps.setdefault(order_id, {}).setdefault(event.event_type, now)
+        if event.event_type in FINAL_EVENT_TYPES:
             outcome = event.event_type
             if isinstance(event, OrderCancelled):
                 outcome = f"cancelled ({event.reason})"
-            self.arrived.setdefault(event.order_id, (time.monotonic(), outcome))  # type: ignore[attr-defined]
+            self.arrived.setdefault(order_id, (now, outcome))
 
     def close(self) -> None:
         self._reader.stop()
@@ -167,7 +173,8 @@ def run(topology: Topology, bootstrap: str, orders: int, rate: float, report: Re
         wall = time.monotonic() - started
         meter.stop()
         arrived = dict(flow.finals.arrived)
-    result = _result(created, sent, send_s, arrived, meter, wall)
+        steps = _steps(created, sent, flow.finals.steps)
+    result = _result(created, sent, send_s, arrived, steps, meter, wall)
     _report(result, meter, report, as_json)
     return result
 
@@ -205,8 +212,8 @@ def _drive(
 
 
 def _result(orders: list[OrderCreated], sent: dict[str, float], send_s: float,
-            arrived: dict[str, tuple[float, str]], meter: CpuMeter, wall: float,
-            ) -> FlowResult:  # fmt: skip
+            arrived: dict[str, tuple[float, str]], steps: dict[str, float],
+            meter: CpuMeter, wall: float) -> FlowResult:  # fmt: skip
     latencies = sorted((arrived[o.order_id][0] - sent[o.order_id]) * 1000 for o in orders)
     took = max(arrived[o.order_id][0] for o in orders) - min(sent.values())
     outcomes = Counter(arrived[o.order_id][1] for o in orders)
@@ -218,9 +225,22 @@ def _result(orders: list[OrderCreated], sent: dict[str, float], send_s: float,
         p99_ms=round(percentile(latencies, 0.99), 1),
         max_ms=round(latencies[-1], 1),
         outcomes=dict(outcomes.most_common()),
+        steps_p50_ms=steps,
         cpu_s={k: round(v, 2) for k, v in meter.spent.items()},
         wall_s=round(wall, 2),
     )
+
+
+def _steps(orders: list[OrderCreated], sent: dict[str, float],
+           steps: dict[str, dict[str, float]]) -> dict[str, float]:  # fmt: skip
+    """Return, per event type of the orders topic, the p50 time from sending an order's
+    OrderCreated to reading that type's first event of the order, in story order."""
+    taken: dict[str, list[float]] = {}
+    for order in orders:
+        for event_type, at in steps.get(order.order_id, {}).items():
+            taken.setdefault(event_type, []).append((at - sent[order.order_id]) * 1000)
+    p50 = {kind: round(percentile(sorted(ms), 0.50), 1) for kind, ms in taken.items()}
+    return dict(sorted(p50.items(), key=lambda item: item[1]))
 
 
 def _report(result: FlowResult, meter: CpuMeter, report: Report, as_json: bool) -> None:
@@ -232,4 +252,6 @@ def _report(result: FlowResult, meter: CpuMeter, report: Report, as_json: bool) 
            f"{result.achieved_per_s:,.0f}/s ({outcomes})")  # fmt: skip
     report(f"latency OrderCreated -> final: p50 {result.p50_ms:.0f} ms, "
            f"p99 {result.p99_ms:.0f} ms, max {result.max_ms:.0f} ms")  # fmt: skip
+    steps = ", ".join(f"{kind} {ms:.0f}" for kind, ms in result.steps_p50_ms.items())
+    report(f"where an order's time went (p50 ms after sending it, first of each event): {steps}")
     report(meter.line(result.wall_s))
