@@ -20,9 +20,12 @@ from ecom.kafka import security_for
 from ecom.settings import get_settings
 
 
-def run_kafka_tool(main_class: str, *args: str, timeout: float = 900) -> str:
-    """Run one of Kafka's Java tools from the local cluster's jars."""
-    return LocalCluster.from_settings(get_settings()).run_tool(main_class, *args, timeout=timeout)
+def run_kafka_tool(main_class: str, *args: str, timeout: float = 900,
+                   measuring: bool = False) -> str:  # fmt: skip
+    """Run one of Kafka's Java tools from the local cluster's jars (measuring: a perf
+    tool, run with the JVM's defaults)."""
+    cluster = LocalCluster.from_settings(get_settings())
+    return cluster.run_tool(main_class, *args, timeout=timeout, measuring=measuring)
 
 
 def client_properties(bootstrap: str, flag: str) -> list[str]:
@@ -66,6 +69,7 @@ def producer_performance(
         "--throughput", "-1", *client_properties(bootstrap, "--producer.config"),
         "--producer-props", f"bootstrap.servers={bootstrap}",
         *(f"{k}={v}" for k, v in props.items()),
+        measuring=True,
     )  # fmt: skip
     summaries = list(_PRODUCER_SUMMARY.finditer(output))
     if not summaries:
@@ -82,6 +86,7 @@ def consumer_performance(bootstrap: str, topic: str, messages: int, group: str) 
         "--bootstrap-server", bootstrap, "--topic", topic, "--messages", str(messages),
         "--group", group, "--timeout", "60000", "--hide-header",
         *client_properties(bootstrap, "--consumer.config"),
+        measuring=True,
     )  # fmt: skip
     # start.time, end.time, MB, MB.sec, nMsg, nMsg.sec, rebalance.ms, fetch.ms, fetch.MB.sec, ...
     fields = [f.strip() for f in output.strip().splitlines()[-1].split(",")]

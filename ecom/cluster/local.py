@@ -246,11 +246,15 @@ class LocalCluster:
         self.root.mkdir(parents=True, exist_ok=True)
         ensure_jars(self.lib_dir, self.root / "mvn.log")
 
-    def run_tool(self, main_class: str, *args: str, timeout: float = 900) -> str:
-        """Run one of Kafka's Java tools (kafka-tools jar) and return its output."""
+    def run_tool(self, main_class: str, *args: str, timeout: float = 900,
+                 measuring: bool = False) -> str:  # fmt: skip
+        """Run one of Kafka's Java tools (kafka-tools jar) and return its output. A tool
+        that measures speed runs with the JVM's defaults; a short command starts with the
+        JIT's first tier and the serial GC (2.3 s instead of 3.1 here, half the CPU)."""
         self.fetch_jars()
+        quick = [] if measuring else ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]
         command = [
-            find_java(), "-Xmx1g", f"-Dlog4j2.configurationFile={self._quiet_log4j()}",
+            find_java(), "-Xmx1g", *quick, f"-Dlog4j2.configurationFile={self._quiet_log4j()}",
             "-cp", f"{self.lib_dir}/*", main_class, *args,
         ]  # fmt: skip
         result = subprocess.run(
