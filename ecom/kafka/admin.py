@@ -19,7 +19,7 @@ from confluent_kafka.admin import (
 
 from ecom.errors import BadInput
 from ecom.kafka.config import client_config
-from ecom.kafka.errors import is_transient, kafka_error, unreachable
+from ecom.kafka.errors import is_transient, kafka_error, metadata
 
 T = TypeVar("T")
 Partition = tuple[str, int]
@@ -61,12 +61,8 @@ class Admin:
         self.call(f"add the SCRAM user {user}", request)
 
     def metadata(self) -> Any:
-        """Return the cluster's metadata (brokers, topics, partitions); one attempt."""
-        try:
-            return self.admin.list_topics(timeout=METADATA_TIMEOUT_S)
-        except KafkaException as error:
-            self.admin.poll(0)  # serves error_cb: was it a refusal?
-            raise unreachable(self.bootstrap, error) from error
+        """Return the cluster's metadata (brokers, topics, partitions)."""
+        return metadata(self.admin, self.bootstrap, METADATA_TIMEOUT_S)
 
     def cluster_id(self) -> str:
         """Return the cluster's id (a new one after a wipe)."""

@@ -19,7 +19,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from ecom import metrics
 from ecom.errors import DeliveryFailed
 from ecom.kafka.config import producer_config
-from ecom.kafka.errors import kafka_error, note_client_error, unreachable
+from ecom.kafka.errors import kafka_error, metadata, note_client_error
 from ecom.kafka.security import current_service
 
 Headers = list[tuple[str, str | bytes | None]]
@@ -124,15 +124,11 @@ class BytesProducer:
 
     def missing_topics(self, names: list[str], timeout: float = 10.0) -> list[str]:
         """Return the topics among names that do not exist (fail fast before sending)."""
-        try:
-            metadata = self._producer.list_topics(timeout=timeout)
-        except KafkaException as error:
-            self._producer.poll(0)  # serves error_cb: was it a refusal?
-            raise unreachable(self.bootstrap, error) from error
+        answer = metadata(self._producer, self.bootstrap, timeout)
         return [
             name
             for name in names
-            if (found := metadata.topics.get(name)) is None or found.error is not None
+            if (found := answer.topics.get(name)) is None or found.error is not None
         ]
 
     def close(self, timeout: float = 120.0) -> None:
