@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
@@ -33,8 +34,9 @@ REFUSAL_KEPT_S = 60.0
 _REFUSED_CODES = {KafkaError._AUTHENTICATION, KafkaError._SSL}
 
 
-# When librdkafka last found every broker of a cluster down (connections refused).
-ALL_DOWN: dict[str, float] = {}
+# How often librdkafka said, per cluster, that no broker answers or that one refused us:
+# either ends a metadata wait at once.
+_HOPELESS: Counter[str] = Counter()
 METADATA_SLICE_S = 0.5
 
 
@@ -42,24 +44,24 @@ def note_client_error(bootstrap: str, error: KafkaError) -> None:
     """librdkafka's error_cb: remember why a cluster refused us, or that none answered."""
     if error.code() in _REFUSED_CODES:
         REFUSALS[bootstrap] = (time.monotonic(), str(error.str()))
-    if error.code() == KafkaError._ALL_BROKERS_DOWN:
-        ALL_DOWN[bootstrap] = time.monotonic()
+    if error.code() in _REFUSED_CODES or error.code() == KafkaError._ALL_BROKERS_DOWN:
+        _HOPELESS[bootstrap] += 1
 
 
 def metadata(client: Any, bootstrap: str, timeout: float, **options: Any) -> Any:
     """Return a producer's or admin client's metadata answer. Asked in short slices, so
-    that a cluster where nothing listens fails at once instead of after the timeout."""
-    started = time.monotonic()
-    deadline = started + timeout
+    that a cluster where nothing listens, or that refuses us, fails at once instead of
+    after the timeout."""
+    client.poll(0)  # reports queued before this call are old news
+    before = _HOPELESS[bootstrap]
+    deadline = time.monotonic() + timeout
     while True:
         left = max(0.01, min(METADATA_SLICE_S, deadline - time.monotonic()))
         try:
             return client.list_topics(timeout=left, **options)
         except KafkaException as error:
             client.poll(0)  # serves error_cb: a refusal, or every broker down?
-            refused = REFUSALS.get(bootstrap, (0.0, ""))[0] > started
-            down = ALL_DOWN.get(bootstrap, 0.0) > started
-            if refused or down or time.monotonic() >= deadline:
+            if _HOPELESS[bootstrap] > before or time.monotonic() >= deadline:
                 raise unreachable(bootstrap, error) from error
 
 

@@ -1,5 +1,5 @@
-"""Metadata requests give up at once on a cluster where nothing listens, and keep asking
-one that is only slow."""
+"""Metadata requests give up at once on a cluster where nothing listens or that refuses
+us, keep asking one that is only slow, and are not fooled by old reports."""
 
 from __future__ import annotations
 
@@ -11,14 +11,17 @@ from confluent_kafka import KafkaError, KafkaException
 from ecom.errors import KafkaUnavailable
 from ecom.kafka.errors import metadata, note_client_error
 
+DOWN, TRANSPORT, REFUSED = (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT,
+                            KafkaError._AUTHENTICATION)  # fmt: skip
+
 
 class Client:
-    """Stands in for a producer or admin client whose metadata requests all fail; its
-    poll serves the error librdkafka would report meanwhile, if any."""
+    """Stands in for a producer or admin client whose metadata requests all fail. Each
+    poll serves the next error librdkafka queued (None: nothing queued)."""
 
-    def __init__(self, bootstrap: str, reported: list[int]) -> None:
+    def __init__(self, bootstrap: str, queued: list[int | None]) -> None:
         self.bootstrap = bootstrap
-        self.reported = reported  # one error per poll, in turn
+        self.queued = queued
         self.asked = 0
 
     def list_topics(self, timeout: float, **_: Any) -> Any:
@@ -26,27 +29,41 @@ class Client:
         raise KafkaException(KafkaError(KafkaError._TRANSPORT, "Broker transport failure"))
 
     def poll(self, _: float) -> None:
-        if self.reported:
-            note_client_error(self.bootstrap, KafkaError(self.reported.pop(0), "reported"))
+        code = self.queued.pop(0) if self.queued else None
+        if code is not None:
+            note_client_error(self.bootstrap, KafkaError(code, "reported"))
 
 
 def test_every_broker_down_fails_the_first_attempt() -> None:
-    client = Client("127.0.0.1:1", [KafkaError._ALL_BROKERS_DOWN])
+    client = Client("127.0.0.1:1", [None, DOWN])
     with pytest.raises(KafkaUnavailable, match=r"cannot reach Kafka at 127\.0\.0\.1:1"):
         metadata(client, client.bootstrap, timeout=60)
     assert client.asked == 1
 
 
-def test_a_cluster_that_is_only_slow_is_asked_again() -> None:
-    slow = [KafkaError._TRANSPORT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN]
-    client = Client("127.0.0.1:2", slow)
+def test_a_refused_password_fails_the_first_attempt_and_says_so() -> None:
+    client = Client("127.0.0.1:3", [None, REFUSED])
+    with pytest.raises(KafkaUnavailable, match="refused this client"):
+        metadata(client, client.bootstrap, timeout=60)
+    assert client.asked == 1
+
+
+def test_a_cluster_that_only_failed_to_answer_is_asked_again() -> None:
+    client = Client("127.0.0.1:2", [None, TRANSPORT, TRANSPORT, DOWN])
     with pytest.raises(KafkaUnavailable, match=r"cannot reach Kafka at 127\.0\.0\.1:2"):
         metadata(client, client.bootstrap, timeout=60)
     assert client.asked == 3
 
 
-def test_a_refused_password_fails_the_first_attempt_and_says_so() -> None:
-    client = Client("127.0.0.1:3", [KafkaError._AUTHENTICATION])
-    with pytest.raises(KafkaUnavailable, match="refused this client"):
+def test_a_report_queued_before_the_call_does_not_end_it() -> None:
+    client = Client("127.0.0.1:4", [DOWN, TRANSPORT, DOWN])
+    with pytest.raises(KafkaUnavailable):
         metadata(client, client.bootstrap, timeout=60)
+    assert client.asked == 2, "the old report was served first and ignored"
+
+
+def test_a_silent_cluster_is_asked_until_the_timeout() -> None:
+    client = Client("127.0.0.1:5", [])
+    with pytest.raises(KafkaUnavailable, match=r"cannot reach Kafka at 127\.0\.0\.1:5"):
+        metadata(client, client.bootstrap, timeout=0)
     assert client.asked == 1
