@@ -5,8 +5,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from consumers.projection import Projection
+from consumers.projections import PROJECTIONS
 from consumers.runner import ProjectionRunner
 from consumers.store import Store, open_store
 from ecom.kafka import log_ends
@@ -14,6 +16,7 @@ from ecom.process import Child, Spec, kill, spawn
 from ecom.topology import Topology
 from producers.simulate import Shop, ShopPlan, with_stock_flow
 from schemas import Event
+from tests.conftest import KafkaCluster
 from tests.support import REPO, wait_for
 
 
@@ -21,6 +24,27 @@ def shop_log(orders: int, seed: int = 5) -> list[Event]:
     """Simulated shop traffic plus the stock requests, releases and commits orders cause."""
     plan = ShopPlan(users=200, products=40, orders=orders, seed=seed, cancel_share=0.2)
     return list(with_stock_flow(Shop(plan).events()))
+
+
+def view_env(bootstrap: str, topology: Topology, store_url: str) -> dict[str, str]:
+    """Environment for `ecom` subprocesses working on a view: the cluster, the topics'
+    prefix and the view's database."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "ECOM_TOPIC_PREFIX": topology.prefix,
+        "ECOM_STORE": store_url,
+    }
+
+
+def live_orders_view(
+    kafka: KafkaCluster, topology: Topology, folder: Path, orders: int, seed: int
+) -> tuple[str, dict[str, str]]:
+    """Publish a shop log of `orders` orders, fold the orders view from it (generation 1,
+    active) in folder/view.db; return the view's URL and the environment for `ecom`."""
+    kafka.seed(topology, shop_log(orders, seed=seed))
+    url = f"sqlite:///{folder / 'view.db'}"
+    run_until_caught_up(PROJECTIONS["orders"], url, topology, kafka.bootstrap)
+    return url, view_env(kafka.bootstrap, topology, url)
 
 
 def caught_up(store: Store, runner: ProjectionRunner, bootstrap: str) -> bool:

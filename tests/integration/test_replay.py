@@ -19,19 +19,18 @@ from consumers.store import open_store
 from ecom.topology import Topology
 from schemas import Codec, OrderCreated
 from tests.conftest import KafkaCluster
-from tests.runners import caught_up, run_until_caught_up, running, shop_log
+from tests.runners import (
+    caught_up,
+    live_orders_view,
+    run_until_caught_up,
+    running,
+    shop_log,
+    view_env,
+)
 from tests.support import keyed, run_cli, wait_for
 
 pytestmark = pytest.mark.kafka
 ORDERS = PROJECTIONS["orders"]
-
-
-def cli_env(kafka: KafkaCluster, topology: Topology, store_url: str) -> dict[str, str]:
-    return {
-        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
-        "ECOM_TOPIC_PREFIX": topology.prefix,
-        "ECOM_STORE": store_url,
-    }
 
 
 class ReadLoad:
@@ -79,7 +78,7 @@ def test_replay_switches_under_read_load_and_equals_a_clean_run(
         wait_for(lambda: caught_up(store, live, kafka.bootstrap), 120, "the live view", 0.2)
         with ReadLoad(client) as load:
             wait_for(lambda: len(load.counts) > 5, 60, "reads before the replay")
-            result = run_cli("replay", "orders", env=cli_env(kafka, topology, live_url))
+            result = run_cli("replay", "orders", env=view_env(kafka.bootstrap, topology, live_url))
             wait_for(lambda: len(load.counts) > 5 + 5, 60, "reads after the replay")
         assert result.returncode == 0, result.stderr
         assert "the view now reads generation 2 (was 1)" in result.stdout
@@ -114,9 +113,7 @@ def fold_of(records: list[Any], topology: Topology, store_url: str) -> str:
 def test_until_builds_the_view_of_the_past_beside_the_live_one(
     kafka: KafkaCluster, topology: Topology, tmp_path: Path
 ) -> None:
-    kafka.seed(topology, shop_log(150, seed=12))
-    url = f"sqlite:///{tmp_path / 'view.db'}"
-    run_until_caught_up(ORDERS, url, topology, kafka.bootstrap)
+    url, env = live_orders_view(kafka, topology, tmp_path, 150, seed=12)
     names = [topology.topic(t).name for t in ORDERS.topics]
     everything = kafka.read(names, _count(kafka.bootstrap, names))
     by_partition: dict[tuple[str, int], list[Any]] = defaultdict(list)
@@ -128,7 +125,6 @@ def test_until_builds_the_view_of_the_past_beside_the_live_one(
         ("7", lambda m: m.offset() < 7),
         (stamp, lambda m: m.timestamp()[1] < middle),
     ]
-    env = cli_env(kafka, topology, url)
     for number, (until, wanted) in enumerate(cases, start=2):
         result = run_cli("replay", "orders", "--until", until, env=env)
         assert result.returncode == 0, result.stderr
@@ -147,7 +143,7 @@ def test_an_interrupted_replay_must_be_resumed_or_dropped(
     url = f"sqlite:///{tmp_path / 'view.db'}"
     with open_store(url) as store:
         store.create_generation(ORDERS, 1, "replaying")  # as a killed replay leaves it
-    env = cli_env(kafka, topology, url)
+    env = view_env(kafka.bootstrap, topology, url)
     refused = run_cli("replay", "orders", env=env)
     assert refused.returncode == 2
     assert "--resume" in refused.stderr

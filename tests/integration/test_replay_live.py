@@ -18,20 +18,20 @@ from ecom.process import Spec, spawn, stop
 from ecom.topology import Topology
 from schemas import Codec, Event, OrderCreated
 from tests.conftest import KafkaCluster
-from tests.runners import caught_up, run_until_caught_up, runner_process, running, shop_log
+from tests.runners import (
+    caught_up,
+    live_orders_view,
+    run_until_caught_up,
+    runner_process,
+    running,
+    shop_log,
+    view_env,
+)
 from tests.support import REPO, run_cli, unique, wait_for
 
 pytestmark = pytest.mark.kafka
 ORDERS = PROJECTIONS["orders"]
 RESTARTS = 4
-
-
-def _env(kafka: KafkaCluster, topology: Topology, store_url: str) -> dict[str, str]:
-    return {
-        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
-        "ECOM_TOPIC_PREFIX": topology.prefix,
-        "ECOM_STORE": store_url,
-    }
 
 
 def _orders_in_log(kafka: KafkaCluster, topology: Topology) -> set[str]:
@@ -59,7 +59,7 @@ def test_replay_under_live_traffic_switches_to_the_fold_of_the_whole_log(
 ) -> None:
     kafka.seed(topology, shop_log(400, seed=17))
     url = f"sqlite:///{tmp_path / 'live.db'}"
-    env = _env(kafka, topology, url)
+    env = view_env(kafka.bootstrap, topology, url)
     orders = [topology.topic("orders").name]
     with running(ORDERS, url, topology, kafka.bootstrap) as live, open_store(url) as store:
         wait_for(lambda: caught_up(store, live, kafka.bootstrap), 120, "the live view", 0.2)
@@ -150,10 +150,7 @@ def test_two_hosts_one_runner_killed_and_restarted_in_a_loop_equal_a_clean_run(
 def test_a_parallel_replay_whose_process_dies_says_so_and_resumes_to_the_same_view(
     kafka: KafkaCluster, topology: Topology, tmp_path: Path
 ) -> None:
-    kafka.seed(topology, shop_log(400, seed=23))
-    url = f"sqlite:///{tmp_path / 'view.db'}"
-    run_until_caught_up(ORDERS, url, topology, kafka.bootstrap)
-    env = _env(kafka, topology, url)
+    url, env = live_orders_view(kafka, topology, tmp_path, 400, seed=23)
     env |= {"ECOM_REPLAY_PROCESSES": "2", "ECOM_REPLAY_PARALLEL_FROM": "0"}
     # Each process has partitions to read, so each dies after its first stored batch.
     killed = run_cli("replay", "orders", env=env | {"ECOM_FAULTS": "crash-after-db-commit=1"})
@@ -174,10 +171,7 @@ def test_a_parallel_replay_whose_process_dies_says_so_and_resumes_to_the_same_vi
 def test_retired_generations_go_after_a_switch_and_with_gc(
     kafka: KafkaCluster, topology: Topology, tmp_path: Path
 ) -> None:
-    kafka.seed(topology, shop_log(30, seed=22))
-    url = f"sqlite:///{tmp_path / 'view.db'}"
-    run_until_caught_up(ORDERS, url, topology, kafka.bootstrap)
-    env = _env(kafka, topology, url)
+    url, env = live_orders_view(kafka, topology, tmp_path, 30, seed=22)
     for _ in range(3):
         assert run_cli("replay", "orders", env=env).returncode == 0
     with open_store(url) as store:
