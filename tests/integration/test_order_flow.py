@@ -269,18 +269,25 @@ def test_finished_orders_leave_the_worker_state_as_tombstones(
     changelog = topology.changelog("order", "orders").name
     with (
         Follower(topology, kafka.bootstrap, FLOW_TOPICS) as follower,
-        running_workers(topology, kafka.bootstrap, **env),
+        running_workers(topology, kafka.bootstrap, **env) as workers,
     ):
         kafka.seed(topology, events)
         follower.wait_final({o.order_id for o in orders}, timeout=300)
         wanted = {o.order_id.encode() for o in orders}
+        last: dict[bytes, bytes | None] = {}
 
         def all_gone() -> bool:
             records = kafka.read([changelog], sum(kafka.ends([changelog]).values()))
-            last = {r.key(): r.value() for r in records}  # in offset order per key
+            last.update((r.key(), r.value()) for r in records)  # in offset order per key
             return all(key in last and last[key] is None for key in wanted)
 
-        wait_for(all_gone, 120, "a tombstone for every finished order", interval=1)
+        try:
+            wait_for(all_gone, 120, "a tombstone for every finished order", interval=1)
+        except AssertionError as error:  # say what is left, to tell a stuck worker apart
+            left = sorted(k for k in wanted if last.get(k, b"") is not None)
+            rows = [(k, (last.get(k) or b"no record")[:200]) for k in left[:2]]
+            raise AssertionError(f"{error}; {len(left)} of {len(wanted)} left, e.g. {rows}; "
+                                 f"workers that exited: {workers.died()}") from None  # fmt: skip
 
 
 def _holds_partitions(admin: GroupAdmin, group: str) -> bool:
