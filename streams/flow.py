@@ -239,7 +239,8 @@ class Flow(Generic[R]):
                 checkpoint.changes = self.table.take_changes()
                 checkpoint.outputs.seal()
                 self._current = None
-                await committer.submit(checkpoint)
+                committer.submit(checkpoint)
+                await committer.room()
         except asyncio.CancelledError:
             raise  # the worker is stopping
         except BaseException as error:
@@ -325,7 +326,7 @@ class Flow(Generic[R]):
         checkpoint = Checkpoint(Deliveries(asyncio.get_running_loop()))
         checkpoint.changes = self.table.take_deletions()
         checkpoint.outputs.seal()
-        await self._committer.submit(checkpoint)
+        self._committer.submit(checkpoint)  # never waits: the agent's checkpoints do
 
     # -- writing -----------------------------------------------------------------------
 
