@@ -103,23 +103,13 @@ class Committer:
         self.table = table
         self.ack = ack
         self.on_commit = on_commit
-        # Unbounded, and put without waiting: checkpoints commit in the order they were
-        # sealed. A bounded queue lets a second task (the retention timer) slip in ahead
-        # of one waiting for room: its tombstone would land before the row it deletes.
-        self._queue: asyncio.Queue[Checkpoint] = asyncio.Queue()
-        self._progress = asyncio.Event()
+        self._queue: asyncio.Queue[Checkpoint] = asyncio.Queue(MAX_IN_FLIGHT)
         self.committed = 0
 
-    def submit(self, checkpoint: Checkpoint) -> None:
-        """Hand over a sealed checkpoint, in the same step as its changes were taken."""
+    async def submit(self, checkpoint: Checkpoint) -> None:
+        """Hand over a sealed checkpoint (waits while too many are in flight)."""
         checkpoint.sealed_at = time.monotonic()
-        self._queue.put_nowait(checkpoint)
-
-    async def room(self) -> None:
-        """Wait while MAX_IN_FLIGHT sealed checkpoints or more wait to commit."""
-        while self._queue.qsize() >= MAX_IN_FLIGHT:
-            self._progress.clear()
-            await self._progress.wait()
+        await self._queue.put(checkpoint)
 
     def in_flight(self) -> int:
         return self._queue.qsize()
@@ -140,7 +130,6 @@ class Committer:
             if self.on_commit is not None:
                 self.on_commit(checkpoint, time.monotonic() - checkpoint.sealed_at)
             self._queue.task_done()
-            self._progress.set()
 
     async def drain(self) -> None:
         """Wait until every checkpoint handed over so far is committed."""

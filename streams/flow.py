@@ -239,8 +239,7 @@ class Flow(Generic[R]):
                 checkpoint.changes = self.table.take_changes()
                 checkpoint.outputs.seal()
                 self._current = None
-                committer.submit(checkpoint)
-                await committer.room()
+                await committer.submit(checkpoint)
         except asyncio.CancelledError:
             raise  # the worker is stopping
         except BaseException as error:
@@ -326,7 +325,7 @@ class Flow(Generic[R]):
         checkpoint = Checkpoint(Deliveries(asyncio.get_running_loop()))
         checkpoint.changes = self.table.take_deletions()
         checkpoint.outputs.seal()
-        self._committer.submit(checkpoint)  # never waits: the agent's checkpoints do
+        await self._committer.submit(checkpoint)
 
     # -- writing -----------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from ecom.errors import DeliveryFailed, ProcessFailed
 from ecom.gateway import Charge, Ledger
 from ecom.kafka import Delivery, Outcome
 from ecom.process import RestartPolicy, Spec, Supervisor, claim_slot
-from streams.checkpoint import MAX_IN_FLIGHT, Checkpoint, Committer, Deliveries
+from streams.checkpoint import Checkpoint, Committer, Deliveries
 from streams.flow import DUPLICATE, GAP, STALE, TAKE, Lineup
 from streams.pricing import Priced
 from streams.replica import History
@@ -70,7 +70,7 @@ def test_a_checkpoint_persists_state_after_its_outputs_and_acks_inputs_last() ->
             checkpoint = Checkpoint(outputs, records=[f"r{number}"])
             checkpoint.changes = table.take_changes()
             outputs.seal()
-            committer.submit(checkpoint)
+            await committer.submit(checkpoint)
         for _ in range(3):  # outputs, then state of 1, then state of 2
             await asyncio.sleep(0.01)
             producer.deliver_all()
@@ -83,45 +83,6 @@ def test_a_checkpoint_persists_state_after_its_outputs_and_acks_inputs_last() ->
     assert log.index("acked changelog b'k1'") < log.index("ack ['r1']")
     assert log.index("ack ['r1']") < log.index("ack ['r2']"), "in the order sealed"
     assert log.index("send changelog b'k1'") < log.index("send changelog b'k2'")
-
-
-def test_checkpoints_commit_in_the_order_handed_over_while_the_agent_waits_for_room() -> None:
-    """The retention timer hands over its tombstones while the agent waits for room: they
-    must commit after the agent's earlier checkpoints (a bounded queue let them in first,
-    and a tombstone landed before the row it deletes)."""
-
-    async def scenario() -> tuple[list[str], bool]:
-        log: list[str] = []
-        producer = Recorder(log)
-
-        async def ack(records: Any) -> None:
-            log.append(f"ack {list(records)}")
-
-        committer = Committer(producer, _table(), ack)  # type: ignore[arg-type]
-        task = asyncio.ensure_future(committer.run())
-        loop = asyncio.get_running_loop()
-        for number in range(MAX_IN_FLIGHT + 1):
-            outputs = Deliveries(loop)
-            if number == 0:  # the first waits for Kafka: nothing commits meanwhile
-                producer.produce("orders", b"x", "out", on_outcome=outputs.track())
-            outputs.seal()
-            committer.submit(Checkpoint(outputs, records=[f"agent{number}"]))
-        room = asyncio.ensure_future(committer.room())
-        await asyncio.sleep(0.01)
-        waited = not room.done()
-        timer = Deliveries(loop)
-        timer.seal()
-        committer.submit(Checkpoint(timer, records=["timer"]))
-        producer.deliver_all()
-        await asyncio.wait_for(committer.drain(), 5)
-        await asyncio.wait_for(room, 5)
-        task.cancel()
-        return log, waited
-
-    log, waited = asyncio.run(scenario())
-    assert waited, "the agent waits while MAX_IN_FLIGHT checkpoints wait to commit"
-    agents = [f"ack ['agent{n}']" for n in range(MAX_IN_FLIGHT + 1)]
-    assert [line for line in log if line.startswith("ack [")] == [*agents, "ack ['timer']"]
 
 
 def test_a_failed_output_stops_the_committer_before_any_state_is_written() -> None:
@@ -141,7 +102,7 @@ def test_a_failed_output_stops_the_committer_before_any_state_is_written() -> No
         checkpoint = Checkpoint(outputs, records=["r"])
         checkpoint.changes = table.take_changes()
         outputs.seal()
-        committer.submit(checkpoint)
+        await committer.submit(checkpoint)
         await asyncio.sleep(0.01)
         producer.deliver_all(failure=True)
         with pytest.raises(DeliveryFailed):
@@ -183,25 +144,9 @@ def test_retention_forgets_finished_rows_once_their_time_is_up() -> None:
     retention = Retention(table, timedelta(seconds=60), lambda row: row.finished_at)
     table.put(0, b"done", Priced("c", finished_at=T0))
     table.put(0, b"open", Priced("c"))
-    table.take_changes()  # sealed in the agent's checkpoint
     assert retention.tick(T0 + timedelta(seconds=59)) == 0
     assert retention.tick(T0 + timedelta(seconds=61)) == 1
     assert set(table.rows[0]) == {b"open"}
-    assert table.take_deletions() == [Change(0, b"done", None)]
-
-
-def test_a_finished_row_no_checkpoint_holds_yet_is_forgotten_only_later() -> None:
-    """Finished long ago by its events' time, put by the batch being decided: deleting it
-    now would commit its tombstone before the batch (and what the batch sent)."""
-    table = _table()
-    retention = Retention(table, timedelta(seconds=60), lambda row: row.finished_at)
-    table.put(0, b"done", Priced("c", finished_at=T0))
-    later = T0 + timedelta(hours=1)
-    assert retention.tick(later) == 0
-    assert table.get(0, b"done") is not None
-    table.take_changes()  # the batch is sealed
-    assert retention.tick(later + timedelta(seconds=59)) == 0
-    assert retention.tick(later + timedelta(seconds=60)) == 1
     assert table.take_deletions() == [Change(0, b"done", None)]
 
 
