@@ -104,12 +104,19 @@ class Committer:
         self.ack = ack
         self.on_commit = on_commit
         self._queue: asyncio.Queue[Checkpoint] = asyncio.Queue(MAX_IN_FLIGHT)
+        # Hand-overs take turns (asyncio.Lock is first come, first served): a caller that
+        # finds room must not overtake one already waiting for room, or the retention
+        # timer's tombstone could commit before the row it deletes.
+        self._turn = asyncio.Lock()
         self.committed = 0
 
     async def submit(self, checkpoint: Checkpoint) -> None:
-        """Hand over a sealed checkpoint (waits while too many are in flight)."""
+        """Hand over a sealed checkpoint (waits while too many are in flight). Call it in
+        the step that took the checkpoint's changes: checkpoints then commit in the order
+        they were sealed."""
         checkpoint.sealed_at = time.monotonic()
-        await self._queue.put(checkpoint)
+        async with self._turn:
+            await self._queue.put(checkpoint)
 
     def in_flight(self) -> int:
         return self._queue.qsize()

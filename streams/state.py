@@ -87,6 +87,10 @@ class Table(Generic[R]):
             self._dirty[(partition, key)] = None
             self.marks[partition].pop(key, None)
 
+    def unsealed(self, partition: int, key: bytes) -> bool:
+        """Tell whether a row changed since the last take: no checkpoint holds it yet."""
+        return self._dirty.get((partition, key)) is not None
+
     def holds(self, partition: int, key: bytes, topic: str, offset: int) -> bool:
         """Tell whether a row already holds the effect of the record at topic/offset."""
         return self.marks[partition].get(key, {}).get(topic, -1) >= offset
@@ -124,8 +128,9 @@ class Table(Generic[R]):
         return rows + cursors  # cursors last: see the module's docstring
 
     def take_deletions(self) -> list[Change]:
-        """Return only the rows deleted since the last take (tombstones): safe to persist
-        at any moment, since a finished row's last state was persisted before."""
+        """Return only the rows deleted since the last take (tombstones). Retention deletes
+        no row whose last state is unsealed, and checkpoints commit in the order sealed
+        (streams.checkpoint): a tombstone never lands ahead of the row's last state."""
         gone = [
             (partition, key)
             for (partition, key), row in self._dirty.items()
@@ -246,7 +251,13 @@ class Retention(Generic[R]):
             _, partition, key = heapq.heappop(self._due)
             found = self.table.rows.get(partition, {}).get(key)
             finished = None if found is None else self.finished_at(found)
-            if finished is not None and finished + self.keep <= now:
-                self.table.delete(partition, key)
-                gone += 1
+            if finished is None or finished + self.keep > now:
+                continue
+            if self.table.unsealed(partition, key):
+                # Its final state (and what it sent) is in no checkpoint yet: a tombstone
+                # now would be persisted first, and a crash would lose that decision.
+                heapq.heappush(self._due, (now + self.keep, partition, key))
+                continue
+            self.table.delete(partition, key)
+            gone += 1
         return gone

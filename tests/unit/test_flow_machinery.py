@@ -16,7 +16,7 @@ from ecom.errors import DeliveryFailed, ProcessFailed
 from ecom.gateway import Charge, Ledger
 from ecom.kafka import Delivery, Outcome
 from ecom.process import RestartPolicy, Spec, Supervisor, claim_slot
-from streams.checkpoint import Checkpoint, Committer, Deliveries
+from streams.checkpoint import MAX_IN_FLIGHT, Checkpoint, Committer, Deliveries
 from streams.flow import DUPLICATE, GAP, STALE, TAKE, Lineup
 from streams.pricing import Priced
 from streams.replica import History
@@ -85,6 +85,49 @@ def test_a_checkpoint_persists_state_after_its_outputs_and_acks_inputs_last() ->
     assert log.index("send changelog b'k1'") < log.index("send changelog b'k2'")
 
 
+def test_a_hand_over_that_finds_room_does_not_overtake_one_waiting_for_room() -> None:
+    """The retention timer hands over its tombstones in the step where a slot frees, while
+    the agent's sealed checkpoint still waits for room: the timer's must commit after it
+    (a plain bounded queue let it in first, and a tombstone landed before its row)."""
+
+    async def scenario() -> list[str]:
+        log: list[str] = []
+        producer = Recorder(log)
+        timer: list[asyncio.Future[None]] = []
+
+        def sealed(name: str, waits: bool = False) -> Checkpoint:
+            outputs = Deliveries(asyncio.get_running_loop())
+            if waits:  # its outputs wait for Kafka: nothing commits meanwhile
+                producer.produce("orders", b"x", name, on_outcome=outputs.track())
+            outputs.seal()
+            return Checkpoint(outputs, records=[name])
+
+        async def ack(records: Any) -> None:
+            log.append(f"ack {list(records)}")
+            if records == ["agent0"]:  # runs just before the committer frees a slot
+                timer.append(asyncio.ensure_future(committer.submit(sealed("timer"))))
+
+        committer = Committer(producer, _table(), ack)  # type: ignore[arg-type]
+        task = asyncio.ensure_future(committer.run())
+        await committer.submit(sealed("agent0", waits=True))
+        await asyncio.sleep(0)  # the committer takes agent0 and waits for its outputs
+        for number in range(1, MAX_IN_FLIGHT + 1):
+            await committer.submit(sealed(f"agent{number}"))
+        agent = asyncio.ensure_future(committer.submit(sealed(f"agent{MAX_IN_FLIGHT + 1}")))
+        await asyncio.sleep(0.01)
+        assert not agent.done(), "the agent waits while the queue is full"
+        producer.deliver_all()
+        await asyncio.wait_for(agent, 5)
+        await asyncio.wait_for(timer[0], 5)
+        await asyncio.wait_for(committer.drain(), 5)
+        task.cancel()
+        return log
+
+    log = asyncio.run(scenario())
+    agents = [f"ack ['agent{n}']" for n in range(MAX_IN_FLIGHT + 2)]
+    assert [line for line in log if line.startswith("ack [")] == [*agents, "ack ['timer']"]
+
+
 def test_a_failed_output_stops_the_committer_before_any_state_is_written() -> None:
     async def scenario() -> tuple[list[str], BaseException | None]:
         log: list[str] = []
@@ -144,9 +187,25 @@ def test_retention_forgets_finished_rows_once_their_time_is_up() -> None:
     retention = Retention(table, timedelta(seconds=60), lambda row: row.finished_at)
     table.put(0, b"done", Priced("c", finished_at=T0))
     table.put(0, b"open", Priced("c"))
+    table.take_changes()  # sealed in the agent's checkpoint
     assert retention.tick(T0 + timedelta(seconds=59)) == 0
     assert retention.tick(T0 + timedelta(seconds=61)) == 1
     assert set(table.rows[0]) == {b"open"}
+    assert table.take_deletions() == [Change(0, b"done", None)]
+
+
+def test_a_finished_row_no_checkpoint_holds_yet_is_forgotten_only_later() -> None:
+    """Finished long ago by its events' time, put by the batch being decided: deleting it
+    now would persist its tombstone before the batch (and what the batch sent)."""
+    table = _table()
+    retention = Retention(table, timedelta(seconds=60), lambda row: row.finished_at)
+    table.put(0, b"done", Priced("c", finished_at=T0))
+    later = T0 + timedelta(hours=1)
+    assert retention.tick(later) == 0
+    assert table.get(0, b"done") is not None
+    table.take_changes()  # the batch is sealed
+    assert retention.tick(later + timedelta(seconds=59)) == 0
+    assert retention.tick(later + timedelta(seconds=60)) == 1
     assert table.take_deletions() == [Change(0, b"done", None)]
 
 
