@@ -14,7 +14,8 @@ workers had to restart themselves around it.
 Records reach a handler once and in offset order per partition: a record below its
 partition's cursor was handled already and is skipped; a record past it means faust
 skipped some, and the worker seeks back to the cursor instead of going on (logged and
-counted as a rewind). Anything a handler cannot handle goes to order-flow-dlq with the
+counted as a rewind). A partition without a cursor starts at its log's first record,
+whatever offset the consumer group committed. Anything a handler cannot handle goes to order-flow-dlq with the
 kafka_dlt-* headers, and the worker goes on.
 
 Delivery is at least once: every event a worker publishes has an id derived from the
@@ -41,7 +42,7 @@ from faust.types import TP, EventT
 
 from ecom import metrics
 from ecom.errors import DecodeError, InvalidEvent
-from ecom.kafka import BytesProducer, DeadLetters, Failed, OutcomeCallback, security_for
+from ecom.kafka import Admin, BytesProducer, DeadLetters, Failed, OutcomeCallback, security_for
 from ecom.process import instance_id
 from ecom.settings import Settings
 from ecom.topology import Topology
@@ -190,6 +191,7 @@ class Flow(Generic[R]):
         self._current: Checkpoint | None = None
         self._committer: Committer | None = None
         self._wanted: frozenset[str] = frozenset()
+        self._admin: Admin | None = None  # made when a partition without a cursor shows up
         self.lineup = Lineup(self.table)
         self._stop_polling = threading.Event()
         threading.Thread(target=self._poll, name="delivery-reports", daemon=True).start()
@@ -257,6 +259,8 @@ class Flow(Generic[R]):
             message = record.message
             topic, partition, offset = message.topic, message.partition, message.offset
             await self.table.ready(partition)
+            if self.table.cursor(partition, topic) is None:
+                await self._start_cursor(topic, partition)
             verdict, cursor = self.lineup.check(topic, partition, offset)
             if verdict == STALE:
                 continue  # not acked: faust delivers it again after the seek
@@ -276,6 +280,15 @@ class Flow(Generic[R]):
                 key = message.key or b""
                 inputs.append(Input(record, event, self._logical[topic], partition, offset, key))
         return inputs
+
+    async def _start_cursor(self, topic: str, partition: int) -> None:
+        """A partition no worker ever handled starts at its log's first record: faust was
+        seen to start such a partition at its end after a rebalance (and to commit past
+        what it skipped), so the cursor is set, and the lineup seeks back if needed."""
+        if self._admin is None:
+            self._admin = Admin(self.bootstrap)
+        starts = await asyncio.to_thread(self._admin.starts, [(topic, partition)])
+        self.table.advance(partition, topic, starts[(topic, partition)])
 
     async def _rewind(self, tp: TP, cursor: int, offset: int) -> None:
         LOG.warning(

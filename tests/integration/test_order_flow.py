@@ -29,7 +29,7 @@ from schemas import (
     UserCreated,
 )
 from tests.conftest import KafkaCluster
-from tests.flow import Follower, check_invariants, check_payments, running_workers
+from tests.flow import Follower, Workers, check_invariants, check_payments, running_workers
 from tests.support import run_cli, wait_for
 
 pytestmark = pytest.mark.kafka
@@ -264,30 +264,41 @@ def test_two_workers_of_a_service_share_its_partitions_and_survive_a_kill(
 def test_finished_orders_leave_the_worker_state_as_tombstones(
     kafka: KafkaCluster, topology: Topology, tmp_path: Path
 ) -> None:
+    """Also: the order group's offsets are committed at the log end before any order
+    worker ran. faust once started a partition no worker had handled at its end after a
+    rebalance, and committed past what it skipped; a partition without state must start
+    at its first record whatever the group says."""
     events, orders = _small_shop()
     env = _env(tmp_path, ECOM_FLOW_RETENTION_S="2")
     changelog = topology.changelog("order", "orders").name
-    with (
-        Follower(topology, kafka.bootstrap, FLOW_TOPICS) as follower,
-        running_workers(topology, kafka.bootstrap, **env) as workers,
-    ):
+    orders_topic = topology.topic("orders").name
+    with Follower(topology, kafka.bootstrap, FLOW_TOPICS) as follower:
         kafka.seed(topology, events)
-        follower.wait_final({o.order_id for o in orders}, timeout=300)
-        wanted = {o.order_id.encode() for o in orders}
-        last: dict[bytes, bytes | None] = {}
+        ends = {tp: end for tp, end in kafka.ends([orders_topic]).items() if end > 0}
+        GroupAdmin(kafka.bootstrap).alter(topology.flow_app("order"), ends)
+        with running_workers(topology, kafka.bootstrap, **env) as workers:
+            follower.wait_final({o.order_id for o in orders}, timeout=300)
+            _check_tombstones(kafka, changelog, orders, workers)
 
-        def all_gone() -> bool:
-            records = kafka.read([changelog], sum(kafka.ends([changelog]).values()))
-            last.update((r.key(), r.value()) for r in records)  # in offset order per key
-            return all(key in last and last[key] is None for key in wanted)
 
-        try:
-            wait_for(all_gone, 120, "a tombstone for every finished order", interval=1)
-        except AssertionError as error:  # say what is left, to tell a stuck worker apart
-            left = sorted(k for k in wanted if last.get(k, b"") is not None)
-            rows = [(k, (last.get(k) or b"no record")[:200]) for k in left[:2]]
-            raise AssertionError(f"{error}; {len(left)} of {len(wanted)} left, e.g. {rows}; "
-                                 f"workers that exited: {workers.died()}") from None  # fmt: skip
+def _check_tombstones(
+    kafka: KafkaCluster, changelog: str, orders: list[OrderCreated], workers: Workers
+) -> None:
+    wanted = {o.order_id.encode() for o in orders}
+    last: dict[bytes, bytes | None] = {}
+
+    def all_gone() -> bool:
+        records = kafka.read([changelog], sum(kafka.ends([changelog]).values()))
+        last.update((r.key(), r.value()) for r in records)  # in offset order per key
+        return all(key in last and last[key] is None for key in wanted)
+
+    try:
+        wait_for(all_gone, 120, "a tombstone for every finished order", interval=1)
+    except AssertionError as error:  # say what is left, to tell a stuck worker apart
+        left = sorted(k for k in wanted if last.get(k, b"") is not None)
+        rows = [(k, (last.get(k) or b"no record")[:200]) for k in left[:2]]
+        raise AssertionError(f"{error}; {len(left)} of {len(wanted)} left, e.g. {rows}; "
+                             f"workers that exited: {workers.died()}") from None  # fmt: skip
 
 
 def _holds_partitions(admin: GroupAdmin, group: str) -> bool:
