@@ -15,8 +15,8 @@ Records reach a handler once and in offset order per partition: a record below i
 partition's cursor was handled already and is skipped; a record past it means faust
 skipped some, and the worker seeks back to the cursor instead of going on (logged and
 counted as a rewind). A partition without a cursor starts at its log's first record,
-whatever offset the consumer group committed. Anything a handler cannot handle goes to order-flow-dlq with the
-kafka_dlt-* headers, and the worker goes on.
+whatever offset the consumer group committed. Anything a handler cannot handle goes
+to order-flow-dlq with the kafka_dlt-* headers, and the worker goes on.
 
 Delivery is at least once: every event a worker publishes has an id derived from the
 event that caused it, so a replayed record publishes the same ids and the next worker

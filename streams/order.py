@@ -349,7 +349,7 @@ class Orders:
         # (when to look, deadline, partition, key): an order's deadline, and a later look
         # again in case the PaymentDeadlinePassed it published was lost.
         self._deadlines: list[tuple[datetime, datetime, int, bytes]] = []
-        self._indexed: set[int] = set()
+        self._indexed: dict[int, int] = {}  # partition -> the load it was indexed from
         self.retention = Retention(flow.table, retention, _finished_at)
 
     async def handle(self, inputs: list[Input]) -> None:
@@ -398,12 +398,10 @@ class Orders:
     def tick(self) -> None:
         """Append a PaymentDeadlinePassed to the stream of every order whose deadline
         passed; what comes first in the stream decides."""
-        loaded = set(self.flow.table.loaded())
-        for partition in loaded - self._indexed:  # a partition loaded since the last tick
-            for key, state in list(self.flow.table.rows.get(partition, {}).items()):
+        for partition in self.flow.table.loaded_since(self._indexed):
+            for key, state in list(self.flow.table.rows[partition].items()):
                 if state.status in WAITING:
                     self._index(partition, key, state)
-        self._indexed = loaded
         now = datetime.now(UTC)
         while self._deadlines and self._deadlines[0][0] <= now:
             _, deadline, partition, key = heapq.heappop(self._deadlines)

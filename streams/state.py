@@ -68,6 +68,7 @@ class Table(Generic[R]):
         self.handling: tuple[str, int] | None = None  # the record being handled, if any
         self._dirty: dict[tuple[int, bytes], R | None] = {}
         self._loads: dict[int, asyncio.Future[None]] = {}
+        self._loaded: dict[int, int] = {}  # partition -> times loaded
 
     # -- rows ------------------------------------------------------------------------
 
@@ -169,6 +170,15 @@ class Table(Generic[R]):
         """The partitions whose state is in memory."""
         return sorted(p for p in self.rows if p in self.cursors)
 
+    def loaded_since(self, seen: dict[int, int]) -> list[int]:
+        """Return the partitions loaded since `seen` was last passed here, and update it. A
+        partition that went and came back in between counts: its rows are new."""
+        loads = {p: self._loaded[p] for p in self.loaded()}
+        fresh = [p for p, load in loads.items() if seen.get(p) != load]
+        seen.clear()
+        seen.update(loads)
+        return fresh
+
     def adopt(
         self,
         partition: int,
@@ -180,6 +190,7 @@ class Table(Generic[R]):
         self.rows[partition] = rows
         self.cursors[partition] = cursors
         self.marks[partition] = marks or {}
+        self._loaded[partition] = self._loaded.get(partition, 0) + 1
 
     async def _load(self, partition: int) -> None:
         rows: dict[bytes, R] = {}
@@ -231,7 +242,7 @@ class Retention(Generic[R]):
         self.keep = keep
         self.finished_at = finished_at
         self._due: list[tuple[datetime, int, bytes]] = []
-        self._indexed: set[int] = set()
+        self._indexed: dict[int, int] = {}  # partition -> the load its rows were noted from
 
     def note(self, partition: int, key: bytes, row: R) -> None:
         """Call when a row may have finished."""
@@ -241,11 +252,9 @@ class Retention(Generic[R]):
 
     def tick(self, now: datetime) -> int:
         """Delete the rows due; return how many went."""
-        loaded = set(self.table.loaded())
-        for partition in loaded - self._indexed:  # loaded since the last tick
-            for key, row in list(self.table.rows.get(partition, {}).items()):
+        for partition in self.table.loaded_since(self._indexed):
+            for key, row in list(self.table.rows[partition].items()):
                 self.note(partition, key, row)
-        self._indexed = loaded
         gone = 0
         while self._due and self._due[0][0] <= now:
             _, partition, key = heapq.heappop(self._due)

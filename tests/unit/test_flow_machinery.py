@@ -209,6 +209,16 @@ def test_a_finished_row_no_checkpoint_holds_yet_is_forgotten_only_later() -> Non
     assert table.take_deletions() == [Change(0, b"done", None)]
 
 
+def test_retention_looks_again_at_a_partition_that_went_and_came_back_between_ticks() -> None:
+    table = _table()
+    retention = Retention(table, timedelta(seconds=60), lambda row: row.finished_at)
+    assert retention.tick(T0) == 0  # partition 0 (empty) is looked at
+    # revoked, assigned again and loaded (with a finished row) before the next tick
+    table.adopt(0, {b"done": Priced("c", finished_at=T0)}, {"orders": 5})
+    assert retention.tick(T0 + timedelta(seconds=61)) == 1
+    assert table.take_deletions() == [Change(0, b"done", None)]
+
+
 def test_a_history_answers_the_value_in_force_at_a_time() -> None:
     history: History[int] = History()
     history.add(T0 + timedelta(hours=2), 20)
