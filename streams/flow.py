@@ -42,7 +42,15 @@ from faust.types import TP, EventT
 
 from ecom import metrics
 from ecom.errors import DecodeError, InvalidEvent
-from ecom.kafka import Admin, BytesProducer, DeadLetters, Failed, OutcomeCallback, security_for
+from ecom.kafka import (
+    Admin,
+    BytesProducer,
+    DeadLetters,
+    Failed,
+    OutcomeCallback,
+    Partition,
+    security_for,
+)
 from ecom.process import instance_id
 from ecom.settings import Settings
 from ecom.topology import Topology
@@ -54,6 +62,7 @@ LOG = logging.getLogger("ecom.streams")
 NAMESPACE = uuid.UUID("9b1f6d1e-2f35-4c55-9a1e-6f0d9c1e7a01")
 BATCH = 500
 BATCH_WITHIN_S = 0.05
+START_WITHIN_S = 60.0  # how long a partition's log start offset may stay unknown
 EXIT_DELIVERY_FAILED = 75  # a send was never acknowledged: restart from the last commit
 EXIT_AGENT_FAILED = 70  # a bug outside any one record's handling
 # A batch's outputs leave together: the committer waits for all of them anyway.
@@ -160,6 +169,23 @@ class Input:
 
 
 Handle = Callable[[list[Input]], Awaitable[None]]
+
+
+async def log_start(
+    starts: Callable[[list[Partition]], dict[Partition, int]],
+    where: Partition,
+    within: float = START_WITHIN_S,
+) -> int:
+    """Return a partition's log start offset, asking again while it is unknown (Kafka
+    answers -1001 while the partition has no leader, a broker being down)."""
+    deadline = time.monotonic() + within
+    while True:
+        start = (await asyncio.to_thread(starts, [where]))[where]
+        if start >= 0:
+            return start
+        if time.monotonic() > deadline:  # the agent fails, and the worker restarts
+            raise RuntimeError(f"no log start offset for {where[0]}[{where[1]}]: {start}")
+        await asyncio.sleep(0.5)
 
 
 class Flow(Generic[R]):
@@ -287,8 +313,8 @@ class Flow(Generic[R]):
         what it skipped), so the cursor is set, and the lineup seeks back if needed."""
         if self._admin is None:
             self._admin = Admin(self.bootstrap)
-        starts = await asyncio.to_thread(self._admin.starts, [(topic, partition)])
-        self.table.advance(partition, topic, starts[(topic, partition)])
+        start = await log_start(self._admin.starts, (topic, partition))
+        self.table.advance(partition, topic, start)
 
     async def _rewind(self, tp: TP, cursor: int, offset: int) -> None:
         LOG.warning(

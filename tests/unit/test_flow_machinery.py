@@ -17,7 +17,7 @@ from ecom.gateway import Charge, Ledger
 from ecom.kafka import Delivery, Outcome
 from ecom.process import RestartPolicy, Spec, Supervisor, claim_slot
 from streams.checkpoint import MAX_IN_FLIGHT, Checkpoint, Committer, Deliveries
-from streams.flow import DUPLICATE, GAP, STALE, TAKE, Lineup
+from streams.flow import DUPLICATE, GAP, STALE, TAKE, Lineup, log_start
 from streams.pricing import Priced
 from streams.replica import History
 from streams.state import CURSOR, Change, Retention, Table
@@ -217,6 +217,20 @@ def test_retention_looks_again_at_a_partition_that_went_and_came_back_between_ti
     table.adopt(0, {b"done": Priced("c", finished_at=T0)}, {"orders": 5})
     assert retention.tick(T0 + timedelta(seconds=61)) == 1
     assert table.take_deletions() == [Change(0, b"done", None)]
+
+
+def test_a_log_start_unknown_while_a_broker_is_down_is_asked_again_then_given_up() -> None:
+    answers = iter([-1001, -1001, 7])
+    asked: list[list[tuple[str, int]]] = []
+
+    def starts(partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        asked.append(partitions)
+        return {partitions[0]: next(answers)}
+
+    assert asyncio.run(log_start(starts, ("orders", 3))) == 7
+    assert asked == [[("orders", 3)]] * 3
+    with pytest.raises(RuntimeError, match=r"no log start offset for orders\[3\]: -1001"):
+        asyncio.run(log_start(lambda ps: {ps[0]: -1001}, ("orders", 3), within=0))
 
 
 def test_a_history_answers_the_value_in_force_at_a_time() -> None:
