@@ -139,6 +139,10 @@ class Lineup:
         self.table = table
         self._rewinding: dict[tuple[str, int], int] = {}
 
+    def forget_rewinds(self) -> None:
+        """Drop the seeks back still awaited (the consumer was moved since)."""
+        self._rewinding.clear()
+
     def check(self, topic: str, partition: int, offset: int) -> tuple[str, int]:
         """Return the verdict on a record, and the cursor it was judged by."""
         wanted = self._rewinding.get((topic, partition))
@@ -314,7 +318,9 @@ class Flow(Generic[R]):
         if self._admin is None:
             self._admin = Admin(self.bootstrap)
         start = await log_start(self._admin.starts, (topic, partition))
-        self.table.advance(partition, topic, start)
+        await self.table.ready(partition)  # it may have gone and come back meanwhile
+        if self.table.cursor(partition, topic) is None:
+            self.table.advance(partition, topic, start)
 
     async def _rewind(self, tp: TP, cursor: int, offset: int) -> None:
         LOG.warning(
@@ -333,9 +339,12 @@ class Flow(Generic[R]):
             return None
 
     async def _on_assigned(self, _: Any, assigned: set[TP], **__: Any) -> None:
-        """Keep the state of partitions still ours, load what is new, drop the rest."""
+        """Keep the state of partitions still ours, load what is new, drop the rest. faust
+        seeks every partition to its committed offset now, so a seek back still awaited
+        is void: the next record is judged afresh (and seeks again if need be)."""
         ours = set(self._logical)
         self.table.assign({tp.partition for tp in assigned if tp.topic in ours})
+        self.lineup.forget_rewinds()
 
     # -- handling ----------------------------------------------------------------------
 

@@ -152,11 +152,15 @@ class Table(Generic[R]):
 
     def assign(self, partitions: set[int]) -> None:
         """Keep the partitions given, drop the others; start loading the new ones."""
-        for gone in set(self._loads) - partitions:
-            self._loads.pop(gone).cancel()
-            self.rows.pop(gone, None)
-            self.cursors.pop(gone, None)
-            self.marks.pop(gone, None)
+        gone = set(self._loads) - partitions
+        for partition in gone:
+            self._loads.pop(partition).cancel()
+            self.rows.pop(partition, None)
+            self.cursors.pop(partition, None)
+            self.marks.pop(partition, None)
+        # Unsealed changes of a partition that went are not ours to write any more, even
+        # if it comes back (it is loaded afresh then).
+        self._dirty = {where: row for where, row in self._dirty.items() if where[0] not in gone}
         for partition in partitions - set(self._loads):
             self._loads[partition] = asyncio.ensure_future(self._load(partition))
 

@@ -302,3 +302,29 @@ def test_a_skipped_offset_rewinds_and_drops_records_until_it_comes_again() -> No
     assert lineup.check("orders", 0, 11)[0] == TAKE
     assert [lineup.check("orders", 0, o)[0] for o in (12, 13)] == [TAKE, TAKE]
     assert table.cursor(0, "orders") == 14
+
+
+def test_a_rebalance_voids_an_awaited_seek_back_and_the_next_record_seeks_again() -> None:
+    """faust seeks every partition to its committed offset on a rebalance: a seek back
+    still awaited would otherwise hold every later record as STALE for ever."""
+    table = _table()
+    lineup = Lineup(table)
+    table.advance(0, "orders", 0)  # never handled: starts at the log's first offset
+    assert lineup.check("orders", 0, 40) == (GAP, 0)
+    lineup.forget_rewinds()  # a rebalance: faust moved the consumer to offset 40 again
+    assert lineup.check("orders", 0, 40) == (GAP, 0), "judged afresh: seek back again"
+    assert lineup.check("orders", 0, 0)[0] == TAKE
+
+
+def test_changes_of_a_partition_that_went_are_not_written_even_if_it_came_back() -> None:
+    async def scenario() -> list[Change]:
+        table = _table()
+        loaded = asyncio.get_running_loop().create_future()
+        loaded.set_result(None)
+        table._loads[0] = loaded  # partition 0 was assigned and loaded (by _table)
+        table.put(0, b"o-1", Priced("the old owner's last word"))
+        table.assign(set())
+        table.adopt(0, {b"o-1": Priced("the new owner's")}, {"orders": 9})  # back, afresh
+        return table.take_changes()
+
+    assert asyncio.run(scenario()) == []
