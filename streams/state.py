@@ -206,6 +206,17 @@ class Table(Generic[R]):
         LOG.info("%s[%d]: loaded %d row(s)", self.changelog, partition, len(rows))
 
 
+def write_start_cursors(
+    producer: BytesProducer, changelog: str, offsets: dict[tuple[str, int], int]
+) -> None:
+    """Start an emptied state at these source offsets (`ecom offsets reset --wipe-state`):
+    a partition without a cursor would start at its log's first record instead."""
+    for (topic, partition), offset in sorted(offsets.items()):
+        key = CURSOR + topic.encode()
+        producer.produce(changelog, orjson.dumps({"next": offset}), key, partition=partition)
+    producer.flush()
+
+
 def _reader(
     row_type: type[R],
     rows: dict[bytes, R],
@@ -215,8 +226,11 @@ def _reader(
     def apply(message: Message) -> None:
         key, value = message.key() or b"", message.value()
         if key.startswith(CURSOR):
-            if value is not None:
-                cursors[key.removeprefix(CURSOR).decode()] = orjson.loads(value)["next"]
+            topic = key.removeprefix(CURSOR).decode()
+            if value is None:  # a wiped state (ecom offsets reset --wipe-state)
+                cursors.pop(topic, None)
+            else:
+                cursors[topic] = orjson.loads(value)["next"]
         elif value is None:
             rows.pop(key, None)
             marks.pop(key, None)

@@ -11,7 +11,7 @@ import click
 from ecom.cli.context import context
 from ecom.cli.output import bootstrap_option, echo_table
 from ecom.errors import BadInput
-from ecom.kafka import GroupAdmin, GroupInfo
+from ecom.kafka import BytesProducer, GroupAdmin, GroupInfo, live_keys
 from ecom.offset_plan import (
     Partition,
     Plan,
@@ -23,7 +23,8 @@ from ecom.offset_plan import (
     read_csv,
     to_csv,
 )
-from ecom.topology import changelogs_of
+from ecom.topology import FLOW_SERVICES, Topology, changelogs_of
+from streams.state import write_start_cursors
 
 
 @click.group()
@@ -127,7 +128,7 @@ def reset(group: str, bootstrap: str | None, topics: tuple[str, ...], all_topics
         return
     _refuse_active(admin.describe(group))  # again: a consumer may have joined meanwhile
     if holder:
-        _wipe_changelogs(admin, group, all_names)
+        _wipe_changelogs(admin, group, all_names, plan.offsets, ctx.topology)
     admin.alter(group, plan.offsets)
     if not export:
         click.echo(f"moved {len(plan.offsets)} partition(s) of group {group}")
@@ -193,11 +194,23 @@ def _stateful_message(group: str, holder: str, name: str | None) -> str:
     )
 
 
-def _wipe_changelogs(admin: GroupAdmin, group: str, names: set[str]) -> None:
+def _wipe_changelogs(admin: GroupAdmin, group: str, names: set[str],
+                     offsets: dict[Partition, int], topology: Topology) -> None:  # fmt: skip
+    """Empty a stream app's changelogs with a tombstone per key (compacted topics refuse
+    DeleteRecords); our workers' state then starts at the group's new offsets."""
     changelogs = changelogs_of(group, names)
-    ends = admin.ends(admin.partitions(dict.fromkeys(changelogs)))
-    admin.delete_records(ends)
+    ours = group in {topology.flow_app(service) for service in FLOW_SERVICES}
+    starts = admin.committed(group) | offsets  # partitions not moved stay where they are
+    with BytesProducer(admin.bootstrap) as producer:
+        for changelog in changelogs:
+            partitions = [p for _, p in admin.partitions({changelog: None})]
+            for partition, key in sorted(live_keys(admin.bootstrap, changelog, partitions)):
+                producer.produce(changelog, None, key, partition=partition)
+            if ours:  # they trust the cursors in their state over the group's offsets
+                write_start_cursors(producer, changelog, starts)
     click.echo(f"emptied {', '.join(changelogs)}")
+    if ours:
+        click.echo(f"their state starts at the new offsets ({len(starts)} partition(s))")
 
 
 def _print_plan(plan: Plan, committed: dict[Partition, int]) -> None:

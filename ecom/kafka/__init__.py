@@ -35,7 +35,7 @@ from ecom.kafka.deadletters import DeadLetters, Failed, dead_letter_headers
 from ecom.kafka.errors import is_transient, kafka_error, reason
 from ecom.kafka.groups import GroupAdmin, GroupInfo, Member
 from ecom.kafka.producer import BytesProducer, Delivery, Headers, Outcome, OutcomeCallback
-from ecom.kafka.reader import TopicReader, read_to_end
+from ecom.kafka.reader import TopicReader, live_keys, read_to_end
 from ecom.kafka.security import ClientSecurity, security_for, use_service
 from ecom.kafka.topics import TopicAdmin, scratch_topology
 
@@ -68,6 +68,7 @@ __all__ = [
     "dead_letter_headers",
     "is_transient",
     "kafka_error",
+    "live_keys",
     "log_ends",
     "producer_config",
     "read_to_end",

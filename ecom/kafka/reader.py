@@ -145,3 +145,19 @@ def read_to_end(
     finally:
         consumer.close()
     return ends
+
+
+def live_keys(bootstrap: str, topic: str, partitions: list[int]) -> set[tuple[int, bytes]]:
+    """Return (partition, key) of every key whose last record is not a tombstone: what a
+    compacted topic still holds (to empty one, since such topics refuse DeleteRecords)."""
+    live: set[tuple[int, bytes]] = set()
+
+    def note(message: Message) -> None:
+        where = (message.partition() or 0, message.key() or b"")
+        if message.value() is None:
+            live.discard(where)
+        else:
+            live.add(where)
+
+    read_to_end(bootstrap, topic, partitions, note)
+    return live

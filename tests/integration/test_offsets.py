@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from bench.base import client_properties, run_kafka_tool
 from ecom.kafka import GroupAdmin, client_config
+from ecom.topology import Topology
+from streams.pricing import Priced
+from streams.state import Table
 from tests.conftest import KafkaCluster
 from tests.support import run_cli, unique, wait_for
 
@@ -157,3 +162,30 @@ def test_a_projections_group_is_not_moved_alone(kafka: KafkaCluster, topic: str)
                      env=env)  # fmt: skip
     assert result.returncode == 2
     assert "ecom replay orders" in result.stderr
+
+
+def test_a_flow_workers_wiped_state_starts_at_the_new_offsets(
+    kafka: KafkaCluster, topology: Topology
+) -> None:
+    """Our workers trust the cursors in their state over the group's offsets (a partition
+    without one starts at its log's first record): the wipe leaves a cursor at each new
+    offset, or `--to-latest` would replay the whole history."""
+    group = topology.flow_app("order")
+    orders, changelog = topology.topic("orders").name, topology.changelog("order", "orders").name
+    with kafka.producer() as producer:
+        for i in range(12):
+            producer.produce(orders, b"an event", f"o-{i}", partition=i % 2)
+        row = {"row": Priced("o-0's cause").to_json(), "applied": {orders: 0}}
+        producer.produce(changelog, orjson.dumps(row), b"o-0", partition=0)
+    commit(kafka.bootstrap, group, {(orders, 0): 1, (orders, 1): 2})
+    env = {"ECOM_TOPIC_PREFIX": topology.prefix, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap}
+    result = run_cli("offsets", "reset", group, "--to-latest", "--topic", f"{orders}:0,1",
+                     "--wipe-state", "--execute", env=env)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "their state starts at the new offsets (2 partition(s))" in result.stdout
+    assert GroupAdmin(kafka.bootstrap).committed(group) == {(orders, 0): 6, (orders, 1): 6}
+    table: Table[Priced] = Table(Priced, changelog, kafka.bootstrap)
+    for partition in (0, 1):
+        asyncio.run(table.ready(partition))
+    cursor = {p: table.cursor(p, orders) for p in (0, 1)}
+    assert (table.rows, cursor) == ({0: {}, 1: {}}, {0: 6, 1: 6}), "no row; at the new offsets"
