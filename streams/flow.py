@@ -133,23 +133,36 @@ class Lineup:
     A record below its partition's cursor was handled already (DUPLICATE: acked, not
     handled again). One above it means records before it never came (GAP: the caller
     seeks back to the cursor, and every record of that partition is STALE until the
-    one sought arrives). A record in line (TAKE) moves the cursor on."""
+    one sought arrives). A record in line (TAKE) moves the cursor on.
+
+    faust may deliver the rest of a batch fetched before the seek and, its read offset
+    moved past the records sought, drop them when they come again: a STALE offset seen
+    a second time means the seek was lost, and the caller seeks again (GAP)."""
 
     def __init__(self, table: Table[Any]) -> None:
         self.table = table
         self._rewinding: dict[tuple[str, int], int] = {}
+        self._last_stale: dict[tuple[str, int], int] = {}
 
     def forget_rewinds(self) -> None:
         """Drop the seeks back still awaited (the consumer was moved since)."""
         self._rewinding.clear()
+        self._last_stale.clear()
 
     def check(self, topic: str, partition: int, offset: int) -> tuple[str, int]:
         """Return the verdict on a record, and the cursor it was judged by."""
-        wanted = self._rewinding.get((topic, partition))
+        where = (topic, partition)
+        wanted = self._rewinding.get(where)
         if wanted is not None:
             if offset != wanted:
+                last = self._last_stale.get(where, -1)
+                self._last_stale[where] = offset
+                if offset <= last:  # delivered again, and still not the one sought
+                    del self._last_stale[where]
+                    return GAP, wanted
                 return STALE, wanted
-            del self._rewinding[(topic, partition)]
+            del self._rewinding[where]
+            self._last_stale.pop(where, None)
         cursor = self.table.cursor(partition, topic)
         if cursor is not None and offset < cursor:
             return DUPLICATE, cursor

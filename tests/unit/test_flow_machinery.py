@@ -304,6 +304,20 @@ def test_a_skipped_offset_rewinds_and_drops_records_until_it_comes_again() -> No
     assert table.cursor(0, "orders") == 14
 
 
+def test_a_seek_back_that_faust_lost_is_made_again() -> None:
+    """The rest of a batch fetched before the seek comes first (STALE); if faust then
+    drops the records sought (its read offset ran past them), the batch's last offset
+    comes a second time, and the lineup asks for the seek again."""
+    table = _table()
+    lineup = Lineup(table)
+    assert lineup.check("orders", 0, 10)[0] == TAKE
+    assert lineup.check("orders", 0, 13) == (GAP, 11)
+    assert [lineup.check("orders", 0, o)[0] for o in (14, 15)] == [STALE, STALE]
+    assert lineup.check("orders", 0, 15) == (GAP, 11), "15 again, not 11: seek again"
+    assert lineup.check("orders", 0, 16)[0] == STALE, "still before the new seek"
+    assert [lineup.check("orders", 0, o)[0] for o in (11, 12)] == [TAKE, TAKE]
+
+
 def test_a_rebalance_voids_an_awaited_seek_back_and_the_next_record_seeks_again() -> None:
     """faust seeks every partition to its committed offset on a rebalance: a seek back
     still awaited would otherwise hold every later record as STALE for ever."""
