@@ -31,6 +31,7 @@ import orjson
 from ecom.kafka import BytesProducer, Message, OutcomeCallback, read_to_end
 
 LOG = logging.getLogger("ecom.streams")
+LOOK_AGAIN = timedelta(seconds=1)  # a finished row not yet sealed: sealed within a batch
 CURSOR = b"\x00next:"  # cursor keys; never an entity id (ids are [A-Za-z0-9._:@-])
 
 
@@ -283,7 +284,7 @@ class Retention(Generic[R]):
             if self.table.unsealed(partition, key):
                 # Its final state (and what it sent) is in no checkpoint yet: a tombstone
                 # now would be persisted first, and a crash would lose that decision.
-                heapq.heappush(self._due, (now + self.keep, partition, key))
+                heapq.heappush(self._due, (now + LOOK_AGAIN, partition, key))
                 continue
             self.table.delete(partition, key)
             gone += 1

@@ -109,10 +109,10 @@ def test_a_hand_over_that_finds_room_does_not_overtake_one_waiting_for_room() ->
 
         committer = Committer(producer, _table(), ack)  # type: ignore[arg-type]
         task = asyncio.ensure_future(committer.run())
-        await committer.submit(sealed("agent0", waits=True))
+        await asyncio.wait_for(committer.submit(sealed("agent0", waits=True)), 5)
         await asyncio.sleep(0)  # the committer takes agent0 and waits for its outputs
-        for number in range(1, MAX_IN_FLIGHT + 1):
-            await committer.submit(sealed(f"agent{number}"))
+        for number in range(1, MAX_IN_FLIGHT + 1):  # fills the queue: none of them waits
+            await asyncio.wait_for(committer.submit(sealed(f"agent{number}")), 5)
         agent = asyncio.ensure_future(committer.submit(sealed(f"agent{MAX_IN_FLIGHT + 1}")))
         await asyncio.sleep(0.01)
         assert not agent.done(), "the agent waits while the queue is full"
@@ -204,8 +204,8 @@ def test_a_finished_row_no_checkpoint_holds_yet_is_forgotten_only_later() -> Non
     assert retention.tick(later) == 0
     assert table.get(0, b"done") is not None
     table.take_changes()  # the batch is sealed
-    assert retention.tick(later + timedelta(seconds=59)) == 0
-    assert retention.tick(later + timedelta(seconds=60)) == 1
+    assert retention.tick(later + timedelta(seconds=0.5)) == 0
+    assert retention.tick(later + timedelta(seconds=1)) == 1, "looked at again a second later"
     assert table.take_deletions() == [Change(0, b"done", None)]
 
 
