@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import socket
 import time
 from collections.abc import Callable
@@ -60,13 +61,19 @@ _PRODUCER_SUMMARY = re.compile(r"(\d+) records sent, ([\d.]+) records/sec \(([\d
 
 
 def producer_performance(
-    bootstrap: str, topic: str, records: int, record_size: int, props: dict[str, str]
+    bootstrap: str,
+    topic: str,
+    records: int,
+    record_size: int,
+    props: dict[str, str],
+    throughput: float = -1,
 ) -> Rate:
-    """Run Kafka's ProducerPerformance and return its overall rate."""
+    """Run Kafka's ProducerPerformance and return its overall rate (throughput: records
+    per second it paces itself to; -1, as fast as it can)."""
     output = run_kafka_tool(
         "org.apache.kafka.tools.ProducerPerformance",
         "--topic", topic, "--num-records", str(records), "--record-size", str(record_size),
-        "--throughput", "-1", *client_properties(bootstrap, "--producer.config"),
+        "--throughput", f"{throughput:g}", *client_properties(bootstrap, "--producer.config"),
         "--producer-props", f"bootstrap.servers={bootstrap}",
         *(f"{k}={v}" for k, v in props.items()),
         measuring=True,
@@ -105,6 +112,13 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (fields 14, 15)
+
+
+def children_cpu_seconds() -> float:
+    """Return the CPU time this process's finished children have used so far (a Java
+    tool run to the end is one)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 class CpuMeter:

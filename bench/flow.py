@@ -8,6 +8,11 @@ to the producer until its final event (confirmed, cancelled or expired) is read 
 throughput is orders completed per second, beside the rate offered. The CPU seconds of
 every process (brokers, each worker, this driver) over the measured window say where
 the time went.
+
+Then Kafka alone, for scale: ProducerPerformance sends as many records as the flow wrote
+in its window (events, state, dead letters), at the flow's rate of records per second,
+with the workers' producer settings, and the brokers' CPU seconds are counted again. The
+flow costs the brokers more (its records are also fetched by five consumers), never less.
 """
 
 from __future__ import annotations
@@ -19,13 +24,21 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bench.base import CpuMeter, local_brokers, percentile, wait_until
+from bench.base import CpuMeter, local_brokers, percentile, producer_performance, wait_until
+from bench.produce import java_props, record_size
 from ecom.errors import DecodeError, InvalidEvent, ProcessFailed
-from ecom.kafka import LOW_LATENCY, Message, TopicReader, scratch_topology
+from ecom.kafka import (
+    LOW_LATENCY,
+    PRODUCER_DEFAULTS,
+    Message,
+    TopicReader,
+    log_ends,
+    scratch_topology,
+)
 from ecom.process import Children, Spec
 from ecom.progress import progress
 from ecom.topology import FLOW_SERVICES, Topology
@@ -33,6 +46,7 @@ from producers.producer import EventProducer
 from producers.simulate import Shop, ShopPlan
 from schemas import Codec, Event, OrderCancelled, OrderCreated
 from schemas.rules.order import FINAL_EVENT_TYPES
+from streams.flow import OUTPUTS
 
 Report = Callable[[str], None]
 
@@ -51,6 +65,9 @@ class FlowResult:
     steps_p50_ms: dict[str, float]  # event type -> p50 from sending OrderCreated to it
     cpu_s: dict[str, float]
     wall_s: float
+    records: int = 0  # written to every topic in the window
+    alone_broker_cpu_s: float = 0.0  # the brokers', ProducerPerformance sending as many
+    alone_wall_s: float = 0.0
 
 
 class Finals:
@@ -151,7 +168,8 @@ def run(topology: Topology, bootstrap: str, orders: int, rate: float, report: Re
     with (
         tempfile.TemporaryDirectory() as ledger,
         scratch_topology(topology, bootstrap, "fbench") as scratch,
-        running_flow(
+    ):
+        flow_run = running_flow(
             scratch,
             bootstrap,
             {
@@ -165,24 +183,51 @@ def run(topology: Topology, bootstrap: str, orders: int, rate: float, report: Re
             warm_up,
             Path(logs) if logs else None,
             verbose=bool(logs),
-        ) as flow,  # fmt: skip
-    ):
-        offered = "full speed" if not rate else f"{rate:g}/s"
-        report(f"workers ready; {orders:,} orders offered at {offered}")
-        meter = CpuMeter()
-        meter.start(local_brokers() | flow.pids | {"driver": os.getpid()})
-        started = time.monotonic()
-        sent, send_s = _drive(flow.producer, measured, rate)
-        created = [e for e in measured if isinstance(e, OrderCreated)]
-        _wait_for_finals(flow.finals, created, 120 + orders / 10)
-        wall = time.monotonic() - started
-        meter.stop()
-        arrived = dict(flow.finals.arrived)
-        story = flow.finals.steps
+        )  # fmt: skip
+        with flow_run as flow:
+            offered = "full speed" if not rate else f"{rate:g}/s"
+            report(f"workers ready; {orders:,} orders offered at {offered}")
+            meter = CpuMeter()
+            meter.start(local_brokers() | flow.pids | {"driver": os.getpid()})
+            before = _records(scratch, bootstrap)
+            started = time.monotonic()
+            sent, send_s = _drive(flow.producer, measured, rate)
+            created = [e for e in measured if isinstance(e, OrderCreated)]
+            _wait_for_finals(flow.finals, created, 120 + orders / 10)
+            wall = time.monotonic() - started
+            meter.stop()
+            records = _records(scratch, bootstrap) - before
+            arrived = dict(flow.finals.arrived)
+            story = flow.finals.steps
+        size = record_size(measured, Codec())
+        alone_cpu, alone_wall = _kafka_alone(scratch, bootstrap, records, wall, size, report)
     steps = _steps(created, sent, story)  # the reader has stopped: story is still
     result = _result(created, sent, send_s, arrived, steps, meter, wall)
+    result = replace(result, records=records, alone_broker_cpu_s=round(alone_cpu, 2),
+                     alone_wall_s=round(alone_wall, 2))  # fmt: skip
     _report(result, meter, report, as_json)
     return result
+
+
+def _records(scratch: Topology, bootstrap: str) -> int:
+    """Every record written to the run's topics so far."""
+    return sum(log_ends(bootstrap, [t.name for t in scratch.topics()]).values())
+
+
+def _kafka_alone(scratch: Topology, bootstrap: str, records: int, over_s: float, size: int,
+                 report: Report) -> tuple[float, float]:  # fmt: skip
+    """Return the brokers' CPU seconds, and the wall time, while ProducerPerformance sends
+    `records` over `over_s` seconds to a topic of the run, with the workers' settings."""
+    per_second = records / over_s
+    report(f"Kafka alone: ProducerPerformance, {records:,} records at {per_second:,.0f}/s ...")
+    meter = CpuMeter()
+    meter.start(local_brokers())
+    started = time.monotonic()
+    props = java_props(PRODUCER_DEFAULTS | OUTPUTS)
+    topic = scratch.topic("order-flow-dlq").name  # nobody reads it any more
+    producer_performance(bootstrap, topic, max(1, records), size, props, per_second)
+    wall = time.monotonic() - started
+    return sum(meter.stop().values()), wall
 
 
 def _wait_for_finals(finals: Finals, created: list[OrderCreated], timeout: float) -> None:
@@ -262,3 +307,9 @@ def _report(result: FlowResult, meter: CpuMeter, report: Report, as_json: bool) 
     steps = ", ".join(f"{kind} {ms:.0f}" for kind, ms in result.steps_p50_ms.items())
     report(f"where an order's time went (p50 ms after sending it, first of each event): {steps}")
     report(meter.line(result.wall_s))
+    brokers = sum(v for k, v in result.cpu_s.items() if k.startswith("broker"))
+    report(f"the flow wrote {result.records:,} records ({result.records / result.orders:.1f} "
+           f"per order); Kafka alone, ProducerPerformance sending as many at the same rate "
+           f"(acks=all, linger.ms {OUTPUTS['linger.ms']}): brokers "
+           f"{result.alone_broker_cpu_s:.1f} CPU seconds over {result.alone_wall_s:.1f}s "
+           f"(under the flow: {brokers:.1f})")  # fmt: skip

@@ -9,12 +9,13 @@ publisher pays: Avro encoding, headers, keying, producing, and waiting for every
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bench.base import Rate, producer_performance
+from bench.base import CpuMeter, Rate, children_cpu_seconds, local_brokers, producer_performance
 from ecom.kafka import PRODUCER_DEFAULTS, scratch_topology
 from ecom.topology import Topology
 from producers.producer import EventProducer
@@ -66,20 +67,33 @@ def run(
         linger, compression = settings["linger.ms"], settings["compression.type"]
         report(f"our producer: {count:,} events, mean record {size} B, "
                f"linger.ms={linger} compression={compression}")  # fmt: skip
-        ours = _ours(scratch, bootstrap, events, size, overrides)
+        meter = CpuMeter()
+        ours = _ours(scratch, bootstrap, events, size, overrides, meter)
         report(f"  {ours.per_second:,.0f} events/s ({ours.mb_per_second:.1f} MB/s)")
+        report(f"  {meter.line(ours.seconds)}")
         report("Kafka ProducerPerformance, same count, size and settings ...")
+        meter.start(local_brokers())
+        before, started = children_cpu_seconds(), time.perf_counter()
         kafka = producer_performance(
-            bootstrap, scratch.topic("orders").name, count, size, _java_props(settings)
+            bootstrap, scratch.topic("orders").name, count, size, java_props(settings)
         )
+        took = time.perf_counter() - started
+        meter.stop()
+        meter.spent["ProducerPerformance"] = children_cpu_seconds() - before
         report(f"  {kafka.per_second:,.0f} records/s ({kafka.mb_per_second:.1f} MB/s)")
+        report(f"  {meter.line(took)} (the tool's JVM start included)")
     result = ProduceResult(ours, kafka, size)
     report(f"ratio ours / ProducerPerformance: {result.ratio:.2f}")
     return result
 
 
 def _ours(
-    topology: Topology, bootstrap: str, events: list[Event], size: int, overrides: dict[str, Any]
+    topology: Topology,
+    bootstrap: str,
+    events: list[Event],
+    size: int,
+    overrides: dict[str, Any],
+    meter: CpuMeter,
 ) -> Rate:
     producer = EventProducer(topology, bootstrap, "/ecomstream/bench", **overrides)
     producer.check_topics({e.event_type for e in events})
@@ -89,16 +103,18 @@ def _ours(
         producer.publish(event)
     producer.flush()
     already = producer.acknowledged
+    meter.start(local_brokers() | {"ours": os.getpid()})
     started = time.perf_counter()
     for event in events:
         producer.publish(event)
     producer.flush()
     took = time.perf_counter() - started
+    meter.stop()
     assert producer.acknowledged - already == len(events), "every event must be acknowledged"
     return Rate(len(events), took, len(events) * size)
 
 
-def _java_props(settings: dict[str, Any]) -> dict[str, str]:
+def java_props(settings: dict[str, Any]) -> dict[str, str]:
     """Translate our librdkafka settings into the Java producer's names."""
     return {
         "acks": "all",
