@@ -41,7 +41,6 @@ class Deliveries:
         self._loop = loop
         self._lock = threading.Lock()
         self._pending = 0
-        self.tracked = 0  # records sent, acknowledged or not
         self._sealed = False
         self.failure: DeliveryFailed | None = None
         self.done: asyncio.Future[None] = loop.create_future()
@@ -50,7 +49,6 @@ class Deliveries:
         """Count one more record; return the callback for its delivery report."""
         with self._lock:
             self._pending += 1
-            self.tracked += 1
         return self._report
 
     def _report(self, outcome: Outcome) -> None:

@@ -281,8 +281,7 @@ class Flow(Generic[R]):
                     await handle(inputs)
                     handled = time.perf_counter() - started
                     metrics.BATCH_SECONDS.labels(self.service, "handle").observe(handled)
-                quiet = checkpoint.outputs.tracked == 0
-                checkpoint.changes = self.table.take_changes(quiet)
+                checkpoint.changes = self.table.take_changes()
                 checkpoint.outputs.seal()
                 self._current = None
                 await committer.submit(checkpoint)

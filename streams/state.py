@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,8 +32,6 @@ from ecom.kafka import BytesProducer, Message, OutcomeCallback, read_to_end
 
 LOG = logging.getLogger("ecom.streams")
 LOOK_AGAIN = timedelta(seconds=1)  # a finished row not yet sealed: sealed within a batch
-# Records that change nothing persist their cursors this often, not with every batch.
-CURSOR_LAG_S = 1.0
 CURSOR = b"\x00next:"  # cursor keys; never an entity id (ids are [A-Za-z0-9._:@-])
 
 
@@ -73,7 +70,6 @@ class Table(Generic[R]):
         self._dirty: dict[tuple[int, bytes], R | None] = {}
         self._loads: dict[int, asyncio.Future[None]] = {}
         self._loaded: dict[int, int] = {}  # partition -> times loaded
-        self._cursors_at = 0.0  # when take_changes last returned cursors (monotonic)
 
     # -- rows ------------------------------------------------------------------------
 
@@ -115,17 +111,8 @@ class Table(Generic[R]):
         self.cursors[partition][topic] = next_offset
         self._dirty[(partition, CURSOR + topic.encode())] = None  # marker: write the cursor
 
-    def take_changes(self, quiet: bool = False) -> list[Change]:
-        """Return what changed since the last call, as changelog records.
-
-        A quiet batch (it sent nothing) that changed no row leaves its cursors for a later
-        call, for up to CURSOR_LAG_S: read again after a restart or a rebalance, records
-        that changed nothing change nothing, and writing their cursors per batch was most
-        of a worker's requests to the brokers (each of the four reads every order event)."""
-        now = time.monotonic()
-        if quiet and now - self._cursors_at < CURSOR_LAG_S and self._only_cursors():
-            return []
-        self._cursors_at = now
+    def take_changes(self) -> list[Change]:
+        """Return what changed since the last call, as changelog records."""
         dirty, self._dirty = self._dirty, {}
         rows, cursors = [], []
         for (partition, key), row in dirty.items():
@@ -141,9 +128,6 @@ class Table(Generic[R]):
                 marks = self.marks[partition].get(key, {})
                 rows.append(Change(partition, key, _dump(row, marks)))
         return rows + cursors  # cursors last: see the module's docstring
-
-    def _only_cursors(self) -> bool:
-        return all(key.startswith(CURSOR) for _, key in self._dirty)
 
     def take_deletions(self) -> list[Change]:
         """Return only the rows deleted since the last take (tombstones). Retention deletes

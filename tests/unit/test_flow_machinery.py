@@ -182,29 +182,6 @@ def test_a_table_turns_rows_cursors_and_deletions_into_changelog_records() -> No
     assert [c.key for c in table.take_changes()] == [b"o-2"], "the rest waits for a batch"
 
 
-def test_the_cursors_of_batches_that_change_nothing_wait_a_while(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    clock = [100.0]
-    monkeypatch.setattr("streams.state.time.monotonic", lambda: clock[0])
-    table = _table()
-    table.advance(0, "orders", 5)
-    assert [c.key for c in table.take_changes()] == [CURSOR + b"orders"]
-    table.advance(0, "orders", 6)
-    assert table.take_changes(quiet=True) == [], "nothing sent, no row changed: it waits"
-    table.advance(0, "orders", 7)
-    assert [c.key for c in table.take_changes()] == [CURSOR + b"orders"], "a batch that sent"
-    table.advance(0, "orders", 8)
-    table.put(0, b"o-1", Priced("c-1"))
-    keys = [c.key for c in table.take_changes(quiet=True)]
-    assert keys == [b"o-1", CURSOR + b"orders"], "a row changed: its cursor goes with it"
-    table.advance(0, "orders", 9)
-    assert table.take_changes(quiet=True) == []
-    clock[0] += 1.0
-    changes = table.take_changes(quiet=True)
-    assert [orjson.loads(c.value or b"") for c in changes] == [{"next": 9}], "not for long"
-
-
 def test_retention_forgets_finished_rows_once_their_time_is_up() -> None:
     table = _table()
     retention = Retention(table, timedelta(seconds=60), lambda row: row.finished_at)
