@@ -218,7 +218,7 @@ def _kafka_alone(scratch: Topology, bootstrap: str, records: int, over_s: float,
                  report: Report) -> tuple[float, float]:  # fmt: skip
     """Return the brokers' CPU seconds, and the wall time, while ProducerPerformance sends
     `records` over `over_s` seconds to a topic of the run, with the workers' settings."""
-    per_second = records / over_s
+    per_second = max(1.0, records / over_s)  # ProducerPerformance waits forever at 0
     report(f"Kafka alone: ProducerPerformance, {records:,} records at {per_second:,.0f}/s ...")
     meter = CpuMeter()
     meter.start(local_brokers())
