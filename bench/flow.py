@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,7 @@ class FlowResult:
     cpu_s: dict[str, float]
     wall_s: float
     records: int = 0  # written to every topic in the window
+    records_by_topic: dict[str, int] = field(default_factory=dict)  # topics.yaml names
     alone_broker_cpu_s: float = 0.0  # the brokers', ProducerPerformance sending as many
     alone_wall_s: float = 0.0
 
@@ -196,22 +197,30 @@ def run(topology: Topology, bootstrap: str, orders: int, rate: float, report: Re
             _wait_for_finals(flow.finals, created, 120 + orders / 10)
             wall = time.monotonic() - started
             meter.stop()
-            records = _records(scratch, bootstrap) - before
+            written = _records(scratch, bootstrap) - before
             arrived = dict(flow.finals.arrived)
             story = flow.finals.steps
         size = record_size(measured, Codec())
+        records = written.total()
         alone_cpu, alone_wall = _kafka_alone(scratch, bootstrap, records, wall, size, report)
     steps = _steps(created, sent, story)  # the reader has stopped: story is still
     result = _result(created, sent, send_s, arrived, steps, meter, wall)
-    result = replace(result, records=records, alone_broker_cpu_s=round(alone_cpu, 2),
+    by_topic = {name: count for name, count in written.most_common() if count}
+    result = replace(result, records=records, records_by_topic=by_topic,
+                     alone_broker_cpu_s=round(alone_cpu, 2),
                      alone_wall_s=round(alone_wall, 2))  # fmt: skip
     _report(result, meter, report, as_json)
     return result
 
 
-def _records(scratch: Topology, bootstrap: str) -> int:
-    """Every record written to the run's topics so far."""
-    return sum(log_ends(bootstrap, [t.name for t in scratch.topics()]).values())
+def _records(scratch: Topology, bootstrap: str) -> Counter[str]:
+    """Every record written to the run's topics so far, by topics.yaml name."""
+    names = {topic.name: topic.spec.name for topic in scratch.topics()}
+    ends = log_ends(bootstrap, list(names))
+    counts: Counter[str] = Counter()
+    for (topic, _), end in ends.items():
+        counts[names[topic]] += end
+    return counts
 
 
 def _kafka_alone(scratch: Topology, bootstrap: str, records: int, over_s: float, size: int,
@@ -313,3 +322,6 @@ def _report(result: FlowResult, meter: CpuMeter, report: Report, as_json: bool) 
            f"(acks=all, linger.ms {OUTPUTS['linger.ms']}): brokers "
            f"{result.alone_broker_cpu_s:.1f} CPU seconds over {result.alone_wall_s:.1f}s "
            f"(under the flow: {brokers:.1f})")  # fmt: skip
+    mix = ", ".join(f"{name} {count / result.orders:.1f}"
+                    for name, count in result.records_by_topic.items())  # fmt: skip
+    report(f"records per order by topic: {mix}")
