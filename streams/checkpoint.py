@@ -7,7 +7,7 @@
 The agent seals a checkpoint per batch (at most BATCH records or ~50 ms) and goes on
 deciding the next one while earlier checkpoints' sends are in flight: the in-memory
 state runs ahead of what is persisted, and what is persisted never runs ahead of the
-outputs it reflects. Checkpoints commit one at a time, in the order they were sealed.
+outputs it reflects. Checkpoints commit in the order they were sealed.
 A crash anywhere replays, from the last committed offsets, records whose outputs may be
 out already: decisions are deterministic and event ids derived, so they come out the
 same, and the next worker drops the duplicates.
@@ -32,7 +32,7 @@ from ecom.kafka import BytesProducer, Outcome
 from streams.state import CURSOR, Change, Table
 
 LOG = logging.getLogger("ecom.streams")
-MAX_IN_FLIGHT = 8  # sealed checkpoints waiting to commit before the agent waits too
+MAX_IN_FLIGHT = 8  # sealed checkpoints not yet committed before the agent waits too
 
 
 class Deliveries:
@@ -107,7 +107,9 @@ class Committer:
         self.table = table
         self.ack = ack
         self.on_commit = on_commit
-        self._queue: asyncio.Queue[Checkpoint] = asyncio.Queue(MAX_IN_FLIGHT)
+        self._queue: asyncio.Queue[Checkpoint] = asyncio.Queue()
+        # Room counts every checkpoint not yet committed, in a group being committed too.
+        self._room = asyncio.Semaphore(MAX_IN_FLIGHT)
         # Hand-overs take turns (asyncio.Lock is first come, first served): a caller that
         # finds room must not overtake one already waiting for room, or the retention
         # timer's tombstone could commit before the row it deletes.
@@ -121,7 +123,8 @@ class Committer:
         they were sealed."""
         checkpoint.sealed_at = time.monotonic()
         async with self._turn:
-            await self._queue.put(checkpoint)
+            await self._room.acquire()
+            self._queue.put_nowait(checkpoint)
 
     async def run(self) -> None:
         """Commit checkpoints until cancelled; a failed delivery raises DeliveryFailed."""
@@ -140,6 +143,7 @@ class Committer:
                 if self.on_commit is not None:
                     self.on_commit(checkpoint, now - checkpoint.sealed_at)
                 self._queue.task_done()
+                self._room.release()
 
     async def _next_group(self) -> list[Checkpoint]:
         """Return the next checkpoint and those sealed after it that are waiting already,

@@ -16,7 +16,7 @@ from ecom.errors import DeliveryFailed, ProcessFailed
 from ecom.gateway import Charge, Ledger
 from ecom.kafka import Delivery, Outcome
 from ecom.process import RestartPolicy, Spec, Supervisor, claim_slot
-from streams.checkpoint import MAX_IN_FLIGHT, Checkpoint, Committer, Deliveries
+from streams.checkpoint import MAX_IN_FLIGHT, Checkpoint, Committer, Deliveries, merged
 from streams.flow import DUPLICATE, GAP, STALE, TAKE, Lineup, log_start
 from streams.pricing import Priced
 from streams.replica import History
@@ -117,9 +117,9 @@ def test_a_hand_over_that_finds_room_does_not_overtake_one_waiting_for_room() ->
         task = asyncio.ensure_future(committer.run())
         await asyncio.wait_for(committer.submit(sealed("agent0", waits=True)), 5)
         await asyncio.sleep(0)  # the committer takes agent0 and waits for its outputs
-        for number in range(1, MAX_IN_FLIGHT + 1):  # fills the queue: none of them waits
+        for number in range(1, MAX_IN_FLIGHT):  # agent0 and these fill it: none waits
             await asyncio.wait_for(committer.submit(sealed(f"agent{number}")), 5)
-        agent = asyncio.ensure_future(committer.submit(sealed(f"agent{MAX_IN_FLIGHT + 1}")))
+        agent = asyncio.ensure_future(committer.submit(sealed(f"agent{MAX_IN_FLIGHT}")))
         await asyncio.sleep(0.01)
         assert not agent.done(), "the agent waits while the queue is full"
         producer.deliver_all()
@@ -130,7 +130,7 @@ def test_a_hand_over_that_finds_room_does_not_overtake_one_waiting_for_room() ->
         return log
 
     log = asyncio.run(scenario())
-    agents = [f"ack agent{n}" for n in range(MAX_IN_FLIGHT + 2)]
+    agents = [f"ack agent{n}" for n in range(MAX_IN_FLIGHT + 1)]
     assert [line for line in log if line.startswith("ack ")] == [*agents, "ack timer"]
 
 
@@ -193,6 +193,59 @@ def test_checkpoints_sealed_meanwhile_commit_together_and_tombstones_lead_a_grou
     assert log.index("acked changelog " + repr(cursor)) < log.index(
         "send changelog b'gone'", log.index("ack b")
     ), "the tombstone is sent once the cursor before it is persisted"
+
+
+def test_a_failed_output_of_any_member_stops_the_group_before_state_or_acks() -> None:
+    async def scenario() -> tuple[list[str], BaseException | None]:
+        log: list[str] = []
+        producer = Recorder(log)
+        table = _table()
+        committer = Committer(producer, table, _logging_ack(log))  # type: ignore[arg-type]
+        task = asyncio.ensure_future(committer.run())
+        loop = asyncio.get_running_loop()
+        for name in ("a", "b"):
+            outputs = Deliveries(loop)
+            producer.produce("orders", b"x", name, on_outcome=outputs.track())
+            table.put(0, name.encode(), Priced(name))
+            checkpoint = Checkpoint(outputs, records=[name])
+            checkpoint.changes = table.take_changes()
+            outputs.seal()
+            await committer.submit(checkpoint)
+            await asyncio.sleep(0)  # a is taken before b is sealed
+        first, second = producer.pending
+        producer.pending = [second]
+        first[1](Delivery("t", 0, 0, "k"))  # a's output acknowledged: b joins its group
+        await asyncio.sleep(0.01)
+        producer.deliver_all(failure=True)  # b's output refused
+        with pytest.raises(DeliveryFailed):
+            await asyncio.wait_for(task, 5)
+        return log, task.exception()
+
+    log, error = asyncio.run(scenario())
+    assert isinstance(error, DeliveryFailed)
+    assert not any(line.startswith(("ack ", "send changelog")) for line in log), log
+
+
+def test_a_row_put_again_after_its_tombstone_in_one_group_is_written_once_as_the_put() -> None:
+    loop = asyncio.new_event_loop()
+
+    def checkpoint(*changes: Change) -> Checkpoint:
+        return Checkpoint(Deliveries(loop), changes=list(changes))
+
+    cursor = CURSOR + b"orders"
+    group = [
+        checkpoint(Change(0, b"k", None)),
+        checkpoint(Change(0, b"k", b"again"), Change(0, cursor, b"5")),
+        checkpoint(Change(1, b"k", b"other partition"), Change(1, cursor, b"9")),
+        checkpoint(Change(0, cursor, b"7")),
+    ]
+    assert merged(group) == [
+        Change(0, b"k", b"again"),
+        Change(1, b"k", b"other partition"),
+        Change(0, cursor, b"7"),
+        Change(1, cursor, b"9"),
+    ]
+    loop.close()
 
 
 def _logging_ack(log: list[str]) -> Any:
