@@ -42,13 +42,19 @@ def compile_writer(schema: Any) -> Write:
     source = _Source()
     source.value(schema, "value", 1, {}, ())
     code = "def write(buffer, value):\n    _append = buffer.append\n" + "\n".join(source.lines)
-    scope = dict(_RUNTIME)
-    try:
-        exec(compile(code, f"<avro writer {_label(schema)}>", "exec"), scope)  # noqa: S102 - our own source
-    except SyntaxError as error:  # a shape the generator did not foresee: fastavro writes it
-        raise NotCompilable(f"generated writer does not compile: {error}") from error
-    write: Write = scope["write"]
+    write: Write = define(code, f"avro writer {label(schema)}", _RUNTIME)
     return write
+
+
+def define(code: str, what: str, runtime: dict[str, Any]) -> Any:
+    """Compile generated source that defines one function, and return the function."""
+    scope = dict(runtime)
+    try:
+        exec(compile(code, f"<{what}>", "exec"), scope)  # noqa: S102 - our own source
+    except SyntaxError as error:  # a shape the generator did not foresee: fastavro does it
+        raise NotCompilable(f"generated {what} does not compile: {error}") from error
+    defined = [value for key, value in scope.items() if key not in runtime and key[:2] != "__"]
+    return defined[0]
 
 
 _SHORT = "short name:"  # names[_SHORT + name]: the one record of that short name
@@ -62,12 +68,12 @@ _RUNTIME: dict[str, Any] = {
 }
 
 
-def _label(schema: Any) -> str:
+def label(schema: Any) -> str:
     return str(schema.get("name", "schema")) if isinstance(schema, dict) else str(schema)
 
 
-class _Source:
-    """Lines of a writer's body, and fresh variable names for them."""
+class Lines:
+    """Lines of a generated function's body, and fresh variable names for them."""
 
     def __init__(self) -> None:
         self.lines: list[str] = []
@@ -79,6 +85,34 @@ class _Source:
 
     def emit(self, indent: int, line: str) -> None:
         self.lines.append("    " * indent + line)
+
+
+def enter_record(schema: dict[str, Any], names: dict[str, Any], inside: tuple[str, ...]
+                 ) -> tuple[str, ...]:  # fmt: skip
+    """Note a record's names for later references to it; return `inside` with it. A
+    record that contains itself, or a field name that is no identifier, cannot compile."""
+    name = schema["name"]
+    if name in inside:
+        raise NotCompilable(f"record {name} contains itself")
+    names[f"{schema['namespace']}.{name}" if schema.get("namespace") else name] = schema
+    short = _SHORT + name.rsplit(".", 1)[-1]
+    names[short] = schema if names.get(short, schema) is schema else _AMBIGUOUS
+    for field in schema["fields"]:
+        if not field["name"].isidentifier() or keyword.iskeyword(field["name"]):
+            raise NotCompilable(f"field name {field['name']!r}")
+    return (*inside, name)
+
+
+def named_type(schema: str, names: dict[str, Any]) -> Any:
+    """Return the record a name refers to."""
+    found = names.get(schema) or names.get(_SHORT + schema.rsplit(".", 1)[-1])
+    if found is None or found is _AMBIGUOUS:
+        raise NotCompilable(f"unknown or ambiguous named type {schema}")
+    return found
+
+
+class _Source(Lines):
+    """The writer's lines."""
 
     def value(self, schema: Any, var: str, indent: int, names: dict[str, Any],
               inside: tuple[str, ...]) -> None:  # fmt: skip
@@ -112,10 +146,7 @@ class _Source:
         if schema in PRIMITIVES:
             self._primitive(schema, var, indent)
             return
-        found = names.get(schema) or names.get(_SHORT + schema.rsplit(".", 1)[-1])
-        if found is None or found is _AMBIGUOUS:
-            raise NotCompilable(f"unknown or ambiguous named type {schema}")
-        self.value(found, var, indent, names, inside)
+        self.value(named_type(schema, names), var, indent, names, inside)
 
     def _primitive(self, kind: str, var: str, indent: int) -> None:
         if kind == "null":
@@ -144,18 +175,11 @@ class _Source:
 
     def _record(self, schema: dict[str, Any], var: str, indent: int, names: dict[str, Any],
                 inside: tuple[str, ...]) -> None:  # fmt: skip
-        name = schema["name"]
-        if name in inside:
-            raise NotCompilable(f"record {name} contains itself")
-        names[f"{schema['namespace']}.{name}" if schema.get("namespace") else name] = schema
-        short = _SHORT + name.rsplit(".", 1)[-1]
-        names[short] = schema if names.get(short, schema) is schema else _AMBIGUOUS
+        inside = enter_record(schema, names, inside)
         for field in schema["fields"]:
-            if not field["name"].isidentifier() or keyword.iskeyword(field["name"]):
-                raise NotCompilable(f"field name {field['name']!r}")
             value = self.name("field")
             self.emit(indent, f"{value} = {var}.{field['name']}")
-            self.value(field["type"], value, indent, names, (*inside, name))
+            self.value(field["type"], value, indent, names, inside)
 
     def _array(self, items: Any, var: str, indent: int, names: dict[str, Any],
                inside: tuple[str, ...]) -> None:  # fmt: skip

@@ -1,8 +1,9 @@
 """The only place where event bytes exist.
 
 Encoding goes through writers compiled per schema (schemas.avro_writer) and is checked
-byte for byte against fastavro in the tests; decoding uses fastavro, which resolves an
-older writer schema into the current one.
+byte for byte against fastavro in the tests; decoding a body of the current schema goes
+through readers compiled the same way (schemas.avro_reader), and a body of an older
+writer schema through fastavro, which resolves it into the current one.
 
 Wire format: Avro single-object encoding - the marker C3 01, the writer schema's 8-byte
 CRC-64-AVRO fingerprint (little-endian), then the Avro binary body. Any reader can find
@@ -14,13 +15,14 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 from fastavro import schemaless_reader, schemaless_writer
 from pydantic import ValidationError
 from pydantic_core import SchemaValidator
 
+from schemas.avro_reader import Read, compile_reader
 from schemas.avro_writer import Write, compile_writer
 from schemas.base import CORE_PATTERNS, EVENT_TYPES, Event
 from schemas.errors import DecodeError, InvalidEvent, NotCompilable, UnknownSchema
@@ -103,14 +105,14 @@ def _fingerprint(payload: bytes | None) -> bytes:
 
 def _decoder(writer: SchemaVersion, reader: SchemaVersion) -> Decode:
     """Return the decode function of one writer schema, with everything it needs at hand."""
-    parsed, label, event_type = writer.parsed, writer.label, writer.event_type
-    resolve_into = None if reader is writer else reader.parsed
+    event_type = writer.event_type
+    read_body = _body_reader(writer, reader)
     model = EVENT_TYPES[event_type]
     checked = model.__pydantic_validator__.validate_python
     fast = _fast_validator(model)
 
     def decode(payload: bytes | None) -> Event:
-        record = _read_body(payload, parsed, resolve_into, label)
+        record = read_body(payload)
         try:
             return fast(record)
         except ValidationError:
@@ -165,6 +167,33 @@ def _in_core(schema: Any) -> Any:
         if pattern is not None:
             return {"type": "str", "pattern": pattern}
     return {key: _in_core(value) for key, value in schema.items()}
+
+
+def _body_reader(writer: SchemaVersion, reader: SchemaVersion) -> Callable[[bytes | None], Any]:
+    """Return the function reading a body of the writer schema as a record of the reader
+    schema: a reader compiled from the schema when they are the same, else fastavro
+    (which resolves an older writer schema into the current one)."""
+    label = writer.label
+    if reader is writer:
+        try:
+            return partial(_read_compiled, read=compile_reader(writer.raw), label=label)
+        except NotCompilable:
+            pass
+    resolve_into = None if reader is writer else reader.parsed
+    return partial(_read_body, writer=writer.parsed, reader=resolve_into, label=label)
+
+
+def _read_compiled(payload: bytes | None, read: Read, label: str) -> dict[str, Any]:
+    assert payload is not None
+    try:
+        record, end = read(payload, HEADER_SIZE)
+    except IndexError as error:
+        raise DecodeError(f"corrupt Avro body for {label}: it ends too early") from error
+    except Exception as error:
+        raise DecodeError(f"corrupt Avro body for {label}: {error!r}") from error
+    if end != len(payload):
+        raise DecodeError(f"{len(payload) - end} stray bytes after the {label} body")
+    return record  # type: ignore[no-any-return]
 
 
 def _read_body(payload: bytes | None, writer: Any, reader: Any, label: str) -> dict[str, Any]:
