@@ -85,12 +85,17 @@ def producer_performance(
     return Rate(sent, sent / per_second, sent * record_size)
 
 
-def consumer_performance(bootstrap: str, topic: str, messages: int, group: str) -> Rate:
-    """Run Kafka's ConsumerPerformance over a topic and return its rate (fetch time only,
-    as the tool reports it after the group has joined)."""
+def consumer_performance(bootstrap: str, topics: str | list[str], messages: int, group: str
+                         ) -> Rate:  # fmt: skip
+    """Run Kafka's ConsumerPerformance over a topic (or several, in one consumer) and
+    return its rate (fetch time only, as the tool reports it after the group has joined)."""
+    if isinstance(topics, str):
+        which = ["--topic", topics]
+    else:
+        which = ["--include", "^(" + "|".join(re.escape(topic) for topic in topics) + ")$"]
     output = run_kafka_tool(
         "org.apache.kafka.tools.ConsumerPerformance",
-        "--bootstrap-server", bootstrap, "--topic", topic, "--messages", str(messages),
+        "--bootstrap-server", bootstrap, *which, "--messages", str(messages),
         "--group", group, "--timeout", "60000", "--hide-header",
         *client_properties(bootstrap, "--consumer.config"),
         measuring=True,

@@ -59,7 +59,7 @@ def test_bench_replay_prints_start_to_switch_and_the_ratio(cli_env: dict[str, st
     assert re.search(
         r"^replay of every view: [\d,]+ records \([\d,]+ distinct keys\), start to switch "
         r"[\d.]+s = [\d,]+ records/s \(goal 100,000/s: (NOT )?reached\); ConsumerPerformance "
-        r"on the same topics: [\d,]+ records/s; ratio \d+\.\d{3}$",
+        r"reading the same topics in one consumer: [\d,]+ records/s; ratio \d+\.\d{3}$",
         out,
         re.M,
     ), out
