@@ -55,7 +55,6 @@ _RUNTIME: dict[str, Any] = {
     "_micros": lambda micros: timedelta(0, 0, micros),
     "_float": struct.Struct("<f").unpack_from,
     "_double": struct.Struct("<d").unpack_from,
-    "_bad_boolean": ValueError("a boolean byte other than 0 or 1"),
 }
 
 
@@ -104,7 +103,7 @@ class _Source(Lines):
         if kind == "boolean":
             self.emit(indent, f"{value} = data[pos]")
             self.emit(indent, f"if {value} > 1:")
-            self.emit(indent + 1, "raise _bad_boolean")
+            self.emit(indent + 1, "raise ValueError('a boolean byte other than 0 or 1')")
             self.emit(indent, f"{value} = {value} == 1")
             self.emit(indent, "pos += 1")
         elif kind in ("float", "double"):
@@ -145,7 +144,11 @@ class _Source(Lines):
     def _blocks(self, items: Any, keys: str | None, indent: int, names: dict[str, Any],
                 inside: tuple[str, ...]) -> str:  # fmt: skip
         """An array (keys None) or a map: blocks of items, each led by its count, ended
-        by a zero count; a negative count is followed by the block's size in bytes."""
+        by a zero count; a negative count is followed by the block's size in bytes. Every
+        item takes a byte at least, so a count past the body's end is refused at once (an
+        array of items that take none is left to fastavro)."""
+        if keys is None and _may_take_no_bytes(items, names):
+            raise NotCompilable("an array of items that may take no bytes")
         result = self.name("map" if keys else "array")
         self.emit(indent, f"{result} = {{}}" if keys else f"{result} = []")
         self.emit(indent, "while True:")
@@ -155,6 +158,8 @@ class _Source(Lines):
         self.emit(indent + 1, f"if {count} < 0:")
         self.emit(indent + 2, f"{count} = -{count}")
         self.emit(indent + 2, "pos = read_long(data, pos)[1]")
+        self.emit(indent + 1, f"if {count} > len(data) - pos:")
+        self.emit(indent + 2, "raise EOFError('a block count past the end of the body')")
         self.emit(indent + 1, f"for _ in range({count}):")
         key = self._primitive(keys, indent + 2) if keys else None
         item = self.value(items, indent + 2, names, inside)
@@ -176,3 +181,19 @@ class _Source(Lines):
         self.emit(indent, "else:")
         self.emit(indent + 1, "raise ValueError('a union branch the schema does not have')")
         return value
+
+
+def _may_take_no_bytes(schema: Any, names: dict[str, Any]) -> bool:
+    """Tell whether a value of `schema` can be encoded in no bytes (null, or a record of
+    such fields): a block count cannot be checked against the bytes left for those."""
+    if isinstance(schema, str):
+        if schema in PRIMITIVES:
+            return schema == "null"
+        return _may_take_no_bytes(named_type(schema, names), names)
+    if isinstance(schema, list):
+        return False  # a union's branch index takes a byte
+    if schema["type"] == "record":
+        return all(_may_take_no_bytes(field["type"], names) for field in schema["fields"])
+    if isinstance(schema["type"], (dict, list)) or schema["type"] == "null":
+        return _may_take_no_bytes(schema["type"], names)
+    return False  # other primitives, arrays and maps (their end marker) take a byte

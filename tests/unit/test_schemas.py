@@ -299,3 +299,12 @@ def test_the_codec_refuses_a_cut_body_whichever_reader_reads_it(cut: int) -> Non
     data = CODEC.encode(sample("OrderCreated"))
     with pytest.raises(DecodeError, match="corrupt Avro body for OrderCreated"):
         CODEC.decode(data[:-cut])
+
+
+def test_compiled_reader_refuses_a_block_count_past_the_end_at_once() -> None:
+    ints = _record("R", ("xs", {"type": "array", "items": "int"}))
+    huge = bytes([0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F])  # 2**62, zig-zag
+    with pytest.raises(EOFError, match="block count past the end"):
+        compile_reader(ints)(huge + b"\x02" * 8, 0)
+    with pytest.raises(NotCompilable):  # nothing to check a count of nulls against
+        compile_reader(_record("R", ("xs", {"type": "array", "items": "null"})))
