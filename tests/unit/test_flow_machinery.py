@@ -134,6 +134,14 @@ def test_a_hand_over_that_finds_room_does_not_overtake_one_waiting_for_room() ->
     assert [line for line in log if line.startswith("ack ")] == [*agents, "ack timer"]
 
 
+def _sealed(producer: Recorder, name: str, changes: list[Change]) -> Checkpoint:
+    """A checkpoint of one sent output (keyed by its name) and one input record, sealed."""
+    outputs = Deliveries(asyncio.get_running_loop())
+    producer.produce("orders", b"x", name, on_outcome=outputs.track())
+    outputs.seal()
+    return Checkpoint(outputs, records=[name], changes=changes)
+
+
 async def _drain(committer: Committer, producer: Recorder) -> None:
     """Deliver every send until the committer has committed all it was handed."""
     drained = asyncio.ensure_future(committer.drain())
@@ -155,22 +163,16 @@ def test_checkpoints_sealed_meanwhile_commit_together_and_tombstones_lead_a_grou
         table = _table()
         committer = Committer(producer, table, _logging_ack(log))  # type: ignore[arg-type]
         task = asyncio.ensure_future(committer.run())
-        loop = asyncio.get_running_loop()
 
         async def seal(name: str, *changes: tuple[str, bytes, Priced | None]) -> None:
-            outputs = Deliveries(loop)
-            producer.produce("orders", b"x", name, on_outcome=outputs.track())
             for step, key, row in changes:
                 table.advance(0, "orders", int(step))
                 if row is None:
                     table.delete(0, key)
                 else:
                     table.put(0, key, row)
-            checkpoint = Checkpoint(outputs, records=[name])
-            checkpoint.changes = (table.take_deletions() if name == "timer"
-                                  else table.take_changes())  # fmt: skip
-            outputs.seal()
-            await committer.submit(checkpoint)
+            taken = table.take_deletions() if name == "timer" else table.take_changes()
+            await committer.submit(_sealed(producer, name, taken))
 
         await seal("a", ("1", b"k1", Priced("first")), ("1", b"gone", Priced("old")))
         await asyncio.sleep(0)  # the committer takes a and waits for its outputs
@@ -202,15 +204,9 @@ def test_a_failed_output_of_any_member_stops_the_group_before_state_or_acks() ->
         table = _table()
         committer = Committer(producer, table, _logging_ack(log))  # type: ignore[arg-type]
         task = asyncio.ensure_future(committer.run())
-        loop = asyncio.get_running_loop()
         for name in ("a", "b"):
-            outputs = Deliveries(loop)
-            producer.produce("orders", b"x", name, on_outcome=outputs.track())
             table.put(0, name.encode(), Priced(name))
-            checkpoint = Checkpoint(outputs, records=[name])
-            checkpoint.changes = table.take_changes()
-            outputs.seal()
-            await committer.submit(checkpoint)
+            await committer.submit(_sealed(producer, name, table.take_changes()))
             await asyncio.sleep(0)  # a is taken before b is sealed
         first, second = producer.pending
         producer.pending = [second]
@@ -266,13 +262,8 @@ def test_a_failed_output_stops_the_committer_before_any_state_is_written() -> No
 
         committer = Committer(producer, table, ack)  # type: ignore[arg-type]
         task = asyncio.ensure_future(committer.run())
-        outputs = Deliveries(asyncio.get_running_loop())
-        producer.produce("orders", b"x", "out", on_outcome=outputs.track())
         table.put(0, b"k", Priced("c"))
-        checkpoint = Checkpoint(outputs, records=["r"])
-        checkpoint.changes = table.take_changes()
-        outputs.seal()
-        await committer.submit(checkpoint)
+        await committer.submit(_sealed(producer, "r", table.take_changes()))
         await asyncio.sleep(0.01)
         producer.deliver_all(failure=True)
         with pytest.raises(DeliveryFailed):
