@@ -29,6 +29,7 @@ from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
 
 from ecom.gateway import Charge, Gateway
+from ecom.metrics import WITHOUT_OTEL
 from ecom.settings import Settings
 from schemas import (
     Event,
@@ -253,7 +254,9 @@ def orders_app(urls: dict[str, str]) -> FastAPI:
 
 
 def _app(name: str, lifespan: Any = None) -> FastAPI:
-    app = FastAPI(title=f"ecomstream synchronous chain: {name}", lifespan=lifespan)
+    app = FastAPI(
+        telemetry=WITHOUT_OTEL, title=f"ecomstream synchronous chain: {name}", lifespan=lifespan
+    )
 
     @app.get("/livez")
     async def livez() -> dict[str, str]:

@@ -10,6 +10,7 @@ changes.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -38,6 +39,29 @@ class QueryView:
     def __init__(self, store: Store, pinned: dict[str, int] | None = None) -> None:
         self.store = store
         self.pinned = pinned or {}  # projection -> generation to read instead of the live one
+        self._seen = threading.local()  # (version, freshness by projection) of this thread
+
+    def _answer(
+        self, read: Read, generations: dict[str, int], names: list[str], data: Any
+    ) -> dict[str, Any]:
+        return {"data": data, "freshness": self._freshness(read, generations, names)}
+
+    def _freshness(
+        self, read: Read, generations: dict[str, int], names: list[str]
+    ) -> dict[str, Any]:
+        """Freshness as _freshness reads it, kept while the database does not change: a
+        point read is then two statements, not one more per projection it names."""
+        version = self.store.version(read)
+        if version is None:
+            return _freshness(read, generations, names)
+        seen = getattr(self._seen, "last", None)
+        if seen is None or seen[0] != version:
+            seen = self._seen.last = (version, {})
+        known: dict[str, Any] = seen[1]
+        missing = [name for name in names if name not in known]
+        if missing:
+            known.update(_freshness(read, generations, missing))
+        return {name: known[name] for name in names}
 
     def _generations(self, read: Read) -> dict[str, int]:
         return _generations(read) | self.pinned
@@ -49,7 +73,7 @@ class QueryView:
         with self.store.snapshot() as read:
             generations = self._generations(read)
             rows = _select(read, generations, Order, "order_id = ?", [order_id])
-            return _answer(read, generations, ["orders"], _order(rows[0]) if rows else None)
+            return self._answer(read, generations, ["orders"], _order(rows[0]) if rows else None)
 
     def orders(self, status: str | None, after: str | None, limit: int) -> dict[str, Any]:
         """Return a page of orders, optionally with one status."""
@@ -59,7 +83,9 @@ class QueryView:
         with self.store.snapshot() as read:
             generations = self._generations(read)
             rows = _select(read, generations, Order, where, params, "order_id", limit + 1)
-            return _answer(read, generations, ["orders"], _page(rows, limit, "order_id", _order))
+            return self._answer(
+                read, generations, ["orders"], _page(rows, limit, "order_id", _order)
+            )
 
     def user_orders(self, user_id: str, after: str | None, limit: int) -> dict[str, Any]:
         """Return a user, if known, and a page of their orders."""
@@ -78,7 +104,7 @@ class QueryView:
             )
             page = _page(rows, limit, "order_id", _order)
             page["user"] = _plain(users[0]) if users else None
-            return _answer(read, generations, ["catalogue", "orders"], page)
+            return self._answer(read, generations, ["catalogue", "orders"], page)
 
     # -- products and stock ------------------------------------------------------------
 
@@ -88,7 +114,7 @@ class QueryView:
             generations = self._generations(read)
             products = _select(read, generations, Product, "product_id = ?", [product_id])
             product = self._with_price_and_stock(read, generations, products)
-            return _answer(
+            return self._answer(
                 read,
                 generations,
                 ["catalogue", "pricing", "inventory"],
@@ -103,14 +129,14 @@ class QueryView:
             rows = _select(read, generations, Product, where, params, "product_id", limit + 1)
             page = _page(rows, limit, "product_id", lambda r: r)
             page["items"] = self._with_price_and_stock(read, generations, page["items"])
-            return _answer(read, generations, ["catalogue", "pricing", "inventory"], page)
+            return self._answer(read, generations, ["catalogue", "pricing", "inventory"], page)
 
     def inventory(self, product_id: str) -> dict[str, Any] | None:
         """Return a product's stock."""
         with self.store.snapshot() as read:
             generations = self._generations(read)
             rows = _select(read, generations, Stock, "product_id = ?", [product_id])
-            return _answer(read, generations, ["inventory"], _stock(rows[0]) if rows else None)
+            return self._answer(read, generations, ["inventory"], _stock(rows[0]) if rows else None)
 
     def _with_price_and_stock(
         self, read: Read, generations: dict[str, int], products: list[dict[str, Any]]
@@ -127,7 +153,10 @@ class QueryView:
             r["product_id"]: r
             for r in _select(read, generations, Stock, f"product_id IN ({marks})", ids)
         }
-        rates = _select(read, generations, TaxRates, "1 = 1", [])
+        rates = [
+            (r["country"], json.loads(r["rates"]))
+            for r in _select(read, generations, TaxRates, "1 = 1", [])
+        ]
         result = []
         for product in products:
             item = _plain(product)
@@ -135,9 +164,7 @@ class QueryView:
             category = (price or {}).get("category") or product.get("category")
             item["price"] = _price(price)
             item["tax_rates_bp"] = {
-                r["country"]: json.loads(r["rates"])[category]
-                for r in rates
-                if category in json.loads(r["rates"])
+                country: table[category] for country, table in rates if category in table
             }
             item["stock"] = (
                 _stock(stock[product["product_id"]]) if product["product_id"] in stock else None
@@ -159,7 +186,7 @@ class QueryView:
                 for row in read(f"SELECT status, COUNT(*) AS n FROM {table} GROUP BY status", []):
                     statuses[row["status"]] = int(row["n"])
             stock = _select(read, generations, Stock, "1 = 1", [], "product_id", products)
-            lags = _freshness(read, generations, sorted(generations))
+            lags = self._freshness(read, generations, sorted(generations))
             return {
                 "orders": statuses,
                 "stock": [
@@ -177,7 +204,7 @@ class QueryView:
             generations = self._generations(read)
             return {
                 "status": "ok",
-                "projections": _freshness(read, generations, sorted(generations)),
+                "projections": self._freshness(read, generations, sorted(generations)),
             }
 
 
@@ -245,10 +272,6 @@ def _freshness(read: Read, generations: dict[str, int], names: list[str]) -> dic
             "event_time": max(times, default=None),
         }
     return result
-
-
-def _answer(read: Read, generations: dict[str, int], names: list[str], data: Any) -> dict[str, Any]:
-    return {"data": data, "freshness": _freshness(read, generations, names)}
 
 
 def _plain(record: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ PostgreSQL connection rewrites placeholders to `%s`.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 import sqlite3
@@ -137,6 +138,7 @@ class Store:
         connection = getattr(self._local, "connection", None)
         if connection is None:
             connection = self._local.connection = self._connect()
+            self._local.serial = next(_CONNECTIONS)
             with self._lock:
                 self._opened.append(connection)
         return connection
@@ -193,6 +195,12 @@ class Store:
 
     def _begin_snapshot(self, connection: Connection) -> None:
         """SQLite read transactions are snapshots already."""
+
+    def version(self, read: Callable[[str, Sequence[Any]], list[dict[str, Any]]]) -> Any:
+        """Within a snapshot that has read already: a token equal to an earlier one of this
+        thread only if nothing was committed between the two snapshots; None when the
+        database cannot tell."""
+        return None
 
     # -- schema ----------------------------------------------------------------------
 
@@ -552,6 +560,9 @@ def _record(row: Row) -> dict[str, Any]:
     return record
 
 
+_CONNECTIONS = itertools.count()
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -575,6 +586,11 @@ class SqliteStore(Store):
         connection.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL survives a process kill
         connection.execute("PRAGMA busy_timeout = 30000")
         return connection
+
+    def version(self, read: Callable[[str, Sequence[Any]], list[dict[str, Any]]]) -> Any:
+        # data_version moves when another connection commits; its numbers are this
+        # connection's own, hence the serial beside it.
+        return self._local.serial, read("PRAGMA data_version", [])[0]["data_version"]
 
     @contextmanager
     def bulk_writes(self) -> Iterator[None]:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, create_model
 from ecom.apikeys import MAX_BODY_BYTES, ApiKeys, protect
 from ecom.errors import BadInput, DeliveryFailed, KafkaUnavailable
 from ecom.kafka import LOW_LATENCY
-from ecom.metrics import instrument
+from ecom.metrics import WITHOUT_OTEL, instrument
 from ecom.topology import Topology
 from producers.idempotency import IdempotencyKeys, fingerprint
 from producers.input import build_event
@@ -131,6 +131,7 @@ def create_app(
         state.pop("keys").close()
 
     app = FastAPI(
+        telemetry=WITHOUT_OTEL,
         title="ecomstream commands",
         description="Commands of the shop. Each is validated, published as an event, and "
         "answered with 202 once Kafka has acknowledged it.",

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from consumers.api import create_app
+from consumers.api import PointReads, create_app
 from consumers.live import PRODUCTS_SHOWN, Live, order_watch
 from consumers.projections import PROJECTIONS
 from consumers.queries import QueryView
@@ -87,6 +87,46 @@ def test_unknown_things_are_404_with_freshness(shop: Shop) -> None:
         assert response.status_code == 404
         assert "is not in the view (yet)" in response.json()["detail"]
         assert response.json()["freshness"]
+
+
+def test_point_reads_answer_byte_for_byte_as_the_routes_they_shadow(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    order = shop.orders()[3].order_id
+    product = next(e for e in shop.events if isinstance(e, ProductCreated)).product_id
+    paths = [f"/orders/{order}", f"/products/{product}", f"/inventory/{product}"]
+    paths += ["/orders/nope", "/products/nope", "/inventory/nope", f"/orders/{order}?x=1"]
+    paths += ["/orders/", f"/orders/{order}/", f"/orders/{order}/x", "//orders/x", "/Orders/x"]
+    paths += ["/orders/o%20x", "/orders/%C3%A9", "/orders/a%2Fb", f"/users/{order}/orders"]
+    answered: list[str] = []
+    match = PointReads._match
+
+    def counted(self: PointReads, scope: Any) -> Any:
+        found = match(self, scope)
+        if found is not None:
+            answered.append(scope["path"])
+        return found
+
+    monkeypatch.setattr(PointReads, "_match", counted)
+    keys, auth = keyed("queries")
+    with (
+        open_store(shop.store_url) as view,
+        TestClient(create_app(view, keys), headers=auth) as fast,
+        TestClient(create_app(view, keys, point_reads=False), headers=auth) as routed,
+    ):
+        for method in ("GET", "HEAD"):
+            for path in paths:
+                ours = fast.request(method, path, follow_redirects=False)
+                theirs = routed.request(method, path, follow_redirects=False)
+                assert (ours.status_code, ours.headers, ours.content) == (
+                    theirs.status_code,
+                    theirs.headers,
+                    theirs.content,
+                ), f"{method} {path}"
+        assert fast.get(paths[0], headers={"Authorization": "Bearer nope"}).status_code == 401
+    # Every GET of one id (a query string too, %2F not: that makes two segments).
+    assert len(answered) == 9, answered
+    assert len(set(answered)) == 8
 
 
 def test_order_lists_are_paged_and_filtered(shop: Shop) -> None:
