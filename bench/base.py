@@ -6,6 +6,7 @@ cluster and topic settings, and print both figures and their ratio.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import resource
@@ -147,6 +148,15 @@ class CpuMeter:
         parts = ", ".join(f"{name} {seconds:.1f}" for name, seconds in self.spent.items())
         total = sum(self.spent.values())
         return f"CPU seconds over {wall:.1f}s of wall time: {parts}; total {total:.1f}"
+
+
+def child_pids(pid: int) -> list[int]:
+    """The pids of a process's living children (Linux: /proc), in pid order."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            found += [int(p) for p in task.read_text().split()]
+    return sorted(found)
 
 
 def local_brokers() -> dict[str, int]:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.base import CpuMeter, consumer_performance, percentile
+from bench.base import CpuMeter, child_pids, consumer_performance, percentile
 from consumers.projections import PROJECTIONS
 from consumers.queries import QueryView
 from consumers.runner import ProjectionRunner
@@ -63,6 +63,7 @@ class Load:
 
     clients: int = 8
     seconds: float = 5.0
+    api_workers: int = 1  # processes of the query API (serve query --workers)
 
 
 def run(topology: Topology, bootstrap: str, orders: int, reads: int, report: Report,
@@ -79,9 +80,10 @@ def run(topology: Topology, bootstrap: str, orders: int, reads: int, report: Rep
         _apply_rates(scratch, bootstrap, store_url, report)
         order_ids = [e.order_id for e in events if isinstance(e, OrderCreated)]
         product_ids = sorted({e.product_id for e in events if e.event_type == "ProductCreated"})  # type: ignore[attr-defined]
-        with _query_server(store_url) as (server, pid):
+        load = load or Load()
+        with _query_server(store_url, load.api_workers) as (server, pids):
             _reads("idle", store_url, server, order_ids, product_ids, reads, report)
-            _load(server, pid, order_ids, product_ids, load or Load(), report)
+            _load(server, pids, order_ids, product_ids, load, report)
             more = _traffic(orders, seed=12)
             _publish(scratch, bootstrap, more)
             with _worker(scratch, bootstrap, store_url) as applied:
@@ -178,8 +180,8 @@ def _reads(
         view.store.close()
 
 
-def _load(server: QueryServer, pid: int, orders: list[str], products: list[str], load: Load,
-          report: Report) -> None:  # fmt: skip
+def _load(server: QueryServer, pids: dict[str, int], orders: list[str], products: list[str],
+          load: Load, report: Report) -> None:  # fmt: skip
     """Hammer the query API from `load.clients` processes; report rate, latency and CPU,
     all over one window the clients share."""
     paths = [f"/orders/{o}" for o in orders] + [f"/products/{p}" for p in products]
@@ -192,7 +194,7 @@ def _load(server: QueryServer, pid: int, orders: list[str], products: list[str],
     with multiprocessing.get_context("spawn").Pool(load.clients) as pool:
         pending = pool.starmap_async(_hammer, jobs)
         time.sleep(max(0.0, begin - time.time()))
-        meter.start({"query API": pid})
+        meter.start(pids)
         time.sleep(max(0.0, begin + load.seconds - time.time()))
         meter.stop()
         results = pending.get(timeout=load.seconds + 60)
@@ -203,8 +205,9 @@ def _load(server: QueryServer, pid: int, orders: list[str], products: list[str],
     p99 = percentile(latencies, 0.99)
     reached = rate >= LOAD_GOAL_PER_S and p99 <= LOAD_GOAL_P99_MS
     report(
-        f"load over HTTP, {load.clients} clients for {load.seconds:g}s: {len(latencies):,} "
-        f"requests = {rate:,.0f} requests/s, p50 {percentile(latencies, 0.5):.2f} ms, "
+        f"load over HTTP, {load.clients} clients, {load.api_workers} API processes, "
+        f"{load.seconds:g}s: {len(latencies):,} requests = {rate:,.0f} requests/s, "
+        f"p50 {percentile(latencies, 0.5):.2f} ms, "
         f"p99 {p99:.2f} ms (goal {LOAD_GOAL_PER_S:,}/s with p99 <= {LOAD_GOAL_P99_MS:g} ms: "
         f"{'reached' if reached else 'NOT reached'})"
     )
@@ -318,9 +321,9 @@ class QueryServer:
 
 
 @contextmanager
-def _query_server(store_url: str) -> Iterator[tuple[QueryServer, int]]:
+def _query_server(store_url: str, workers: int) -> Iterator[tuple[QueryServer, dict[str, int]]]:
     """Start `ecom serve query` in another process with a key of its own; yield it and
-    its pid."""
+    the pids that answer (with --workers, the supervisor's children)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -330,19 +333,26 @@ def _query_server(store_url: str) -> Iterator[tuple[QueryServer, int]]:
         api_keys = ApiKeys(keys_file)
         key = api_keys.create("bench", "queries")
         api_keys.close()
-        args = ("serve", "query", "--port", str(port), "--no-watch")  # measure the API alone
+        args = ("serve", "query", "--port", str(port), "--no-watch",  # measure the API alone
+                "--workers", str(workers))  # fmt: skip
         env = {"ECOM_API_KEYS_FILE": str(keys_file), "ECOM_STORE": store_url}
         server = children.start(Spec("query-api", args, env))
         deadline = time.monotonic() + 30
         while True:
+            answering = workers == 1 or len(child_pids(server.pid)) == workers
             try:
                 httpx.get(f"{base_url}/health", timeout=1).raise_for_status()
-                break
+                if answering:
+                    break
             except httpx.HTTPError:
-                if time.monotonic() > deadline or not server.alive():
-                    raise RuntimeError("the query server did not start") from None
-                time.sleep(0.2)
-        yield QueryServer(base_url, key), server.pid
+                pass
+            if time.monotonic() > deadline or not server.alive():
+                raise RuntimeError("the query server did not start") from None
+            time.sleep(0.2)
+        pids = {"query API": server.pid} if workers == 1 else {
+            f"query API {n}": pid for n, pid in enumerate(child_pids(server.pid), 1)
+        }  # fmt: skip
+        yield QueryServer(base_url, key), pids
 
 
 @contextmanager

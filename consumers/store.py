@@ -588,9 +588,10 @@ class SqliteStore(Store):
         return connection
 
     def version(self, read: Callable[[str, Sequence[Any]], list[dict[str, Any]]]) -> Any:
-        # data_version moves when another connection commits; its numbers are this
-        # connection's own, hence the serial beside it.
-        return self._local.serial, read("PRAGMA data_version", [])[0]["data_version"]
+        # data_version moves when another connection commits, total_changes when this one
+        # writes; their numbers are this connection's own, hence the serial beside them.
+        version = read("PRAGMA data_version", [])[0]["data_version"]
+        return self._local.serial, version, self.connection.total_changes
 
     @contextmanager
     def bulk_writes(self) -> Iterator[None]:

@@ -9,6 +9,7 @@ The APIs serve them at their own `/metrics`; the projection runners on
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from ecom.asgi import Asgi, Message, Receive, Scope, Send
 from ecom.errors import PortInUse
@@ -37,6 +39,9 @@ if TYPE_CHECKING:  # FastAPI costs 0.4 s to import: only the APIs pay for it
 WITHOUT_OTEL: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 REGISTRY = CollectorRegistry()
+# prometheus_client's own variable: set before it is imported, every value lives in a
+# file of that directory, one per process, and exposition() sums them.
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 RECORDS_CONSUMED = Counter(
@@ -80,6 +85,7 @@ BATCH_SECONDS = Histogram(
 LAG = Gauge(
     "kafka_consumergroup_lag", "Records in the log not yet applied, per partition.",
     ["consumergroup", "topic", "partition"], registry=REGISTRY,
+    multiprocess_mode="mostrecent",  # with `serve query --workers`: each watch's latest
 )  # fmt: skip
 HTTP_REQUESTS = Counter(
     "ecom_http_requests", "HTTP requests answered.",
@@ -173,7 +179,12 @@ class Measured:
 
 
 def exposition() -> tuple[bytes, str]:
-    """Return the metrics text and its content type."""
+    """Return the metrics text and its content type: with MULTIPROCESS_ENV set, the sum
+    of every process that shares the directory it names (`serve query --workers`)."""
+    if os.environ.get(MULTIPROCESS_ENV):
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+        return generate_latest(merged), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 

@@ -48,14 +48,19 @@ def produce(
               help="Client processes of the HTTP load phase.")  # fmt: skip
 @click.option("--load-s", type=click.FloatRange(0.5, 300), default=5.0, show_default=True,
               help="Seconds the HTTP load phase lasts.")  # fmt: skip
+@click.option("--api-workers", type=click.IntRange(1, 64), default=min(64, os.cpu_count() or 1),
+              show_default="one per CPU", help="The query API's processes (serve query "
+              "--workers).")  # fmt: skip
 @bootstrap_option
-def query(orders: int, reads: int, clients: int, load_s: float, bootstrap: str | None) -> None:
+def query(orders: int, reads: int, clients: int, load_s: float, api_workers: int,
+          bootstrap: str | None) -> None:  # fmt: skip
     """Apply rate beside ConsumerPerformance, point-read latency idle and under load, and
     requests/s of the query API under concurrent clients."""
     from bench.query import Load, run
 
     ctx = context(bootstrap)
-    run(ctx.topology, ctx.bootstrap, orders, reads, click.echo, Load(clients, load_s))
+    load = Load(clients, load_s, api_workers)
+    run(ctx.topology, ctx.bootstrap, orders, reads, click.echo, load)
 
 
 @bench.command()
@@ -80,7 +85,7 @@ def flow(orders: int, rate: float, as_json: bool, bootstrap: str | None) -> None
 
 @bench.command()
 @click.option("--events", type=click.IntRange(1000), default=1_000_000, show_default=True)
-@click.option("--processes", type=click.IntRange(1), default=os.cpu_count() or 1,
+@click.option("--processes", type=click.IntRange(1), default=min(64, os.cpu_count() or 1),
               show_default="one per CPU",
               help="Processes a replay of 50,000 records or more folds in.")  # fmt: skip
 @store_option

@@ -27,7 +27,7 @@ def test_bench_produce_prints_both_rates_and_the_ratio(cli_env: dict[str, str]) 
 def test_bench_query_prints_apply_rates_and_read_latencies(cli_env: dict[str, str]) -> None:
     result = run_cli(
         "bench", "query", "--orders", "300", "--reads", "200", "--clients", "2", "--load-s", "1",
-        env=cli_env, timeout=600,
+        "--api-workers", "2", env=cli_env, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     rates = re.findall(r"^(\w+): applied [\d,]+ events .* ratio (\d+\.\d+)$", result.stdout, re.M)
@@ -37,14 +37,14 @@ def test_bench_query_prints_apply_rates_and_read_latencies(cli_env: dict[str, st
     )
     assert latencies == ["order", "product", "stock"] * 2
     load = re.search(
-        r"^load over HTTP, 2 clients for 1s: ([\d,]+) requests = [\d,]+ requests/s, "
+        r"^load over HTTP, 2 clients, 2 API processes, 1s: ([\d,]+) requests = [\d,]+ requests/s, "
         r"p50 [\d.]+ ms, p99 [\d.]+ ms \(goal .*: (NOT )?reached\)$",
         result.stdout,
         re.M,
     )
     assert load, result.stdout
     assert int(load.group(1).replace(",", "")) > 0
-    cpu = r"^  CPU seconds over .*: query API [\d.]+, clients [\d.]+; total"
+    cpu = r"^  CPU seconds over .*: query API 1 [\d.]+, query API 2 [\d.]+, clients [\d.]+; total"
     assert re.search(cpu, result.stdout, re.M), result.stdout
 
 

@@ -38,6 +38,9 @@ def test_freshness_kept_between_reads_follows_every_commit(tmp_path: Path) -> No
         writer.commit("orders", 1, [], [OffsetRow("t", 0, 12, 12)])
         assert _orders_freshness(view)["offsets"] == {"t/0": 12}
 
+        reader.commit("orders", 1, [], [OffsetRow("t", 0, 14, 14)])
+        assert _orders_freshness(view)["offsets"] == {"t/0": 14}, "a write of its own"
+
 
 def _orders_freshness(view: QueryView) -> dict[str, Any]:
     answer = view.order("o-1")
