@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -153,6 +153,10 @@ class Measured:
 
     def __init__(self, app: Asgi, service: str) -> None:
         self.app, self.service = app, service
+        # (route, method, status) -> its counter and histogram: labels() costs more than
+        # the counting. Bounded: routes are templates, the server knows a fixed set of
+        # methods.
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -171,11 +175,19 @@ class Measured:
             await self.app(scope, receive, sending)
         finally:
             template = getattr(scope.get("route"), "path", "unmatched")
-            method = scope["method"]
-            HTTP_REQUESTS.labels(self.service, template, method, str(status)).inc()
-            HTTP_SECONDS.labels(self.service, template, method).observe(
-                time.perf_counter() - started
-            )
+            series = self._series.get((template, scope["method"], status))
+            if series is None:
+                series = self._new_series(template, scope["method"], status)
+            series[0].inc()
+            series[1].observe(time.perf_counter() - started)
+
+    def _new_series(self, template: str, method: str, status: int) -> tuple[Any, Any]:
+        series = (
+            HTTP_REQUESTS.labels(self.service, template, method, str(status)),
+            HTTP_SECONDS.labels(self.service, template, method),
+        )
+        self._series[(template, method, status)] = series
+        return series
 
 
 def exposition() -> tuple[bytes, str]:
