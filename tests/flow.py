@@ -8,10 +8,10 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ecom.errors import DecodeError, InvalidEvent
 from ecom.kafka import Message, TopicReader
@@ -251,12 +251,23 @@ def check_payments(follower: Follower, orders: list[OrderCreated], ledger: Path)
     return eventually(lambda: _payments(follower.log, orders, ledger))
 
 
+def _ledger(path: Path) -> tuple[list[Any], list[Any]]:
+    """The gateway's charges and refunds; none while no payment worker has opened it (a
+    connection here would create the file without its tables)."""
+    if not path.exists():
+        return [], []
+    with closing(sqlite3.connect(path)) as db:
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'refunds'").fetchone():
+            return [], []
+        charges = db.execute("SELECT order_id, amount_minor, authorized FROM charges").fetchall()
+        refunds = db.execute("SELECT order_id, amount_minor FROM refunds").fetchall()
+    return charges, refunds
+
+
 def _payments(log: Log, orders: list[OrderCreated], ledger: Path) -> dict[str, int]:
     finals = {e.order_id: e for e in log.by_topic["orders"] if isinstance(e, FINAL_EVENTS)}
     wanted = {o.order_id for o in orders}
-    with sqlite3.connect(ledger) as db:
-        charges = db.execute("SELECT order_id, amount_minor, authorized FROM charges").fetchall()
-        refunds = db.execute("SELECT order_id, amount_minor FROM refunds").fetchall()
+    charges, refunds = _ledger(ledger)
     by_order = defaultdict(list)
     for order_id, amount, authorized in charges:
         if order_id in wanted:
