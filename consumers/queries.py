@@ -50,7 +50,7 @@ class QueryView:
         self, read: Read, generations: dict[str, int], names: list[str]
     ) -> dict[str, Any]:
         """Freshness as _freshness reads it, kept while the database does not change: a
-        point read is then two statements, not one more per projection it names."""
+        read then spares one statement per projection it names, for one pragma."""
         version = self.store.version(read)
         if version is None:
             return _freshness(read, generations, names)

@@ -64,6 +64,16 @@ def wait_for(
         time.sleep(interval)
 
 
+def alive(pid: int) -> bool:
+    """Tell whether a process still runs (a zombie does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat")
+    return state.exists() and state.read_text().rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
 def free_port() -> int:
     """Return a loopback port that is free right now."""
     with socket.socket() as sock:

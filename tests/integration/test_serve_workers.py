@@ -14,8 +14,7 @@ import httpx
 from bench.base import child_pids
 from ecom.apikeys import ApiKeys
 from ecom.process import Spec, kill, spawn
-from tests.integration.test_supervision import alive
-from tests.support import REPO, free_port, run_cli, wait_for
+from tests.support import REPO, alive, free_port, run_cli, wait_for
 
 
 def _env(tmp_path: Path) -> tuple[dict[str, str], str]:

@@ -18,7 +18,7 @@ from ecom.kafka import GroupAdmin
 from ecom.process import RESTARTS_ENV, RestartPolicy, Spec, Supervisor, kill, spawn, stop, wait
 from ecom.topology import FLOW_SERVICES, Topology
 from tests.conftest import KafkaCluster
-from tests.support import REPO, free_port, run_cli, scratch_cluster_env, wait_for
+from tests.support import REPO, alive, free_port, run_cli, scratch_cluster_env, wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -38,15 +38,6 @@ def children_of(pid: int) -> dict[str, int]:
         if parent == pid and b"worker" in command:
             found[command[command.index(b"worker") + 1].decode()] = int(entry.name)
     return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    state = Path(f"/proc/{pid}/stat")
-    return state.exists() and state.read_text().rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
 def _all(topology: Topology, bootstrap: str, **env: str) -> Spec:
