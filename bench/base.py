@@ -61,6 +61,19 @@ class Rate:
 _PRODUCER_SUMMARY = re.compile(r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\)")
 
 
+@dataclass(frozen=True)
+class Payloads:
+    """Records for ProducerPerformance to send instead of random letters: a file of
+    payloads, one per line, and how many distinct integer keys to draw for them."""
+
+    path: Path
+    keys: int
+
+    def options(self) -> list[str]:
+        return ["--payload-file", str(self.path), "--key-distribution", "random",
+                "--record-key-range", str(self.keys)]  # fmt: skip
+
+
 def producer_performance(
     bootstrap: str,
     topic: str,
@@ -68,12 +81,15 @@ def producer_performance(
     record_size: int,
     props: dict[str, str],
     throughput: float = -1,
+    payloads: Payloads | None = None,
 ) -> Rate:
     """Run Kafka's ProducerPerformance and return its overall rate (throughput: records
-    per second it paces itself to; -1, as fast as it can)."""
+    per second it paces itself to; -1, as fast as it can). Without payloads it sends
+    unkeyed records of random letters, record_size bytes each."""
+    what = payloads.options() if payloads else ["--record-size", str(record_size)]
     output = run_kafka_tool(
         "org.apache.kafka.tools.ProducerPerformance",
-        "--topic", topic, "--num-records", str(records), "--record-size", str(record_size),
+        "--topic", topic, "--num-records", str(records), *what,
         "--throughput", f"{throughput:g}", *client_properties(bootstrap, "--producer.config"),
         "--producer-props", f"bootstrap.servers={bootstrap}",
         *(f"{k}={v}" for k, v in props.items()),

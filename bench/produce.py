@@ -1,21 +1,33 @@
 """`ecom bench produce`: our producer beside Kafka's ProducerPerformance.
 
-Both write the same number of records, of the same mean size, with acks=all and the
-same batching settings, to topics made from the same topics.yaml spec, on the same
-cluster. Events are generated before the clock starts; our figure covers what every
-publisher pays: Avro encoding, headers, keying, producing, and waiting for every ack.
+Both write the same number of records with acks=all and the same batching settings, to
+topics made from the same topics.yaml spec, on the same cluster. ProducerPerformance
+sends our own records: a sample of them, key, headers and body laid end to end as its
+payloads (7-bit, its payload file is text), with integer keys over as many distinct
+keys, so that compression and partitioning meet the same data. Events are generated
+before the clock starts; our figure covers what every publisher pays: Avro encoding,
+headers, keying, producing, and waiting for every ack.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from bench.base import CpuMeter, Rate, children_cpu_seconds, local_brokers, producer_performance
+from bench.base import (
+    CpuMeter,
+    Payloads,
+    Rate,
+    children_cpu_seconds,
+    local_brokers,
+    producer_performance,
+)
 from ecom.kafka import PRODUCER_DEFAULTS, scratch_topology
 from ecom.topology import Topology
 from producers.producer import EventProducer
@@ -24,6 +36,10 @@ from schemas import Codec, Event, headers
 
 Report = Callable[[str], None]
 KEY_SIZE = 16  # our entity ids are about this long
+SOURCE = "/ecomstream/bench"
+PAYLOADS = 20_000  # records sampled for ProducerPerformance's payload file
+# Its payload file is read as UTF-8 text split at newlines: keep 7 bits, no newline.
+_TEXT = bytes(11 if i & 0x7F == 10 else i & 0x7F for i in range(256))
 
 
 @dataclass(frozen=True)
@@ -33,6 +49,7 @@ class ProduceResult:
     ours: Rate
     kafka: Rate
     record_size: int
+    kafka_record_size: int
 
     @property
     def ratio(self) -> float:
@@ -45,14 +62,13 @@ def realistic_events(count: int, seed: int = 7) -> list[Event]:
     return list(itertools.islice(Shop(plan).events(), count))
 
 
-def record_size(events: list[Event], codec: Codec) -> int:
-    """Return the mean size of key + value + headers, as our producer sends them."""
+def record_size(events: list[Event], codec: Codec, topology: Topology | None = None) -> int:
+    """Return the mean size of key + value + headers, as our producer sends them (keys
+    as long as our ids usually are, or each event's own key given its topology)."""
     picked = events[:: max(1, len(events) // 2000)]
-    total = 0
-    for event in picked:
-        head = sum(len(k) + len(v or b"") for k, v in headers(event, "/ecomstream/bench"))
-        total += len(codec.encode(event)) + KEY_SIZE + head
-    return round(total / len(picked))
+    sizes = [len(_wire(e, codec, _key(e, topology) if topology else "k" * KEY_SIZE))
+             for e in picked]  # fmt: skip
+    return round(sum(sizes) / len(sizes))
 
 
 def run(
@@ -61,9 +77,11 @@ def run(
     """Measure our producer, then ProducerPerformance, on scratch copies of the topics."""
     report(f"generating {count:,} events ...")
     events = realistic_events(count)
-    size = record_size(events, Codec())
+    size = record_size(events, Codec(), topology)
     settings = PRODUCER_DEFAULTS | overrides
-    with scratch_topology(topology, bootstrap, "bench") as scratch:
+    with scratch_topology(topology, bootstrap, "bench") as scratch, \
+            tempfile.TemporaryDirectory(prefix="ecom-bench-") as scratch_dir:  # fmt: skip
+        payloads, kafka_size = payload_file(events, topology, Path(scratch_dir) / "payloads")
         linger, compression = settings["linger.ms"], settings["compression.type"]
         report(f"our producer: {count:,} events, mean record {size} B, "
                f"linger.ms={linger} compression={compression}")  # fmt: skip
@@ -71,20 +89,51 @@ def run(
         ours = _ours(scratch, bootstrap, events, size, overrides, meter)
         report(f"  {ours.per_second:,.0f} events/s ({ours.mb_per_second:.1f} MB/s)")
         report(f"  {meter.line(ours.seconds)}")
-        report("Kafka ProducerPerformance, same count, size and settings ...")
+        report(
+            "Kafka ProducerPerformance, same count and settings, our records as payloads "
+            f"(mean {kafka_size} B with its integer key), {payloads.keys:,} keys ..."
+        )
         meter.start(local_brokers())
         before, started = children_cpu_seconds(), time.perf_counter()
         kafka = producer_performance(
-            bootstrap, scratch.topic("orders").name, count, size, java_props(settings)
-        )
+            bootstrap, scratch.topic("orders").name, count, kafka_size, java_props(settings),
+            payloads=payloads,
+        )  # fmt: skip
         took = time.perf_counter() - started
         meter.stop()
         meter.spent["ProducerPerformance"] = children_cpu_seconds() - before
         report(f"  {kafka.per_second:,.0f} records/s ({kafka.mb_per_second:.1f} MB/s)")
         report(f"  {meter.line(took)} (the tool's JVM start included)")
-    result = ProduceResult(ours, kafka, size)
-    report(f"ratio ours / ProducerPerformance: {result.ratio:.2f}")
+    result = ProduceResult(ours, kafka, size, kafka_size)
+    report(f"ratio ours / ProducerPerformance: {result.ratio:.2f} "
+           f"(both keyed: its keys are integers, ours the entity ids)")  # fmt: skip
     return result
+
+
+def payload_file(events: list[Event], topology: Topology, path: Path) -> tuple[Payloads, int]:
+    """Write a sample of our records as ProducerPerformance payloads; return them and the
+    mean size of the records it will send (payload and integer key)."""
+    codec = Codec()
+    keys = {_key(event, topology) for event in events}
+    picked = events[:: max(1, len(events) // PAYLOADS)]
+    lines = [_wire(event, codec, _key(event, topology)).translate(_TEXT) for event in picked]
+    path.write_bytes(b"\n".join(lines))
+    key_size = len(str(len(keys) - 1))  # most random integer keys have every digit
+    return Payloads(path, len(keys)), round(sum(map(len, lines)) / len(lines)) + key_size
+
+
+def _key(event: Event, topology: Topology) -> str:
+    return str(getattr(event, topology.for_event(event.event_type).key_field(event.event_type)))
+
+
+def _wire(event: Event, codec: Codec, key: str) -> bytes:
+    """Key, header names and values, and body: the bytes our producer hands to Kafka."""
+    head = b"".join(name.encode() + _bytes(value) for name, value in headers(event, SOURCE))
+    return key.encode() + head + codec.encode(event)
+
+
+def _bytes(value: str | bytes | None) -> bytes:
+    return value.encode() if isinstance(value, str) else value or b""
 
 
 def _ours(
@@ -95,7 +144,7 @@ def _ours(
     overrides: dict[str, Any],
     meter: CpuMeter,
 ) -> Rate:
-    producer = EventProducer(topology, bootstrap, "/ecomstream/bench", **overrides)
+    producer = EventProducer(topology, bootstrap, SOURCE, **overrides)
     producer.check_topics({e.event_type for e in events})
     # Warm up fresh topics (leaders, connections, broker JIT) before the clock starts;
     # ProducerPerformance runs second, on the same warm cluster.

@@ -16,7 +16,9 @@ def test_bench_produce_prints_both_rates_and_the_ratio(cli_env: dict[str, str]) 
     assert result.returncode == 0, result.stderr
     assert re.search(r"^  [\d,]+ events/s \([\d.]+ MB/s\)$", result.stdout, re.M)
     assert re.search(r"^  [\d,]+ records/s \([\d.]+ MB/s\)$", result.stdout, re.M)
-    assert re.search(r"^ratio ours / ProducerPerformance: \d+\.\d\d$", result.stdout, re.M)
+    ratio = r"^ratio ours / ProducerPerformance: \d+\.\d\d \(both keyed"
+    assert re.search(ratio, result.stdout, re.M)
+    assert re.search(r"our records as payloads \(mean \d+ B .*\), [\d,]+ keys", result.stdout)
     cpu = re.findall(r"^  CPU seconds over .*", result.stdout, re.M)
     assert len(cpu) == 2, result.stdout
     assert "broker-1" in cpu[0], "where our run's CPU went: the brokers"
