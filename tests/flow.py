@@ -40,21 +40,24 @@ class Workers(Children):
     """The order-flow workers, each in a process of its own, named `service` (or
     `service-2` for a second one of a service)."""
 
-    def __init__(self, topology: Topology, bootstrap: str, env: dict[str, str]) -> None:
+    def __init__(self, topology: Topology, bootstrap: str, env: dict[str, str],
+                 logs: Path | None = None) -> None:  # fmt: skip
         super().__init__()
         self.env = env | {
             "ECOM_TOPIC_PREFIX": topology.prefix,
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         }
-        self.logs = os.environ.get("ECOM_TEST_WORKER_LOGS")  # a folder, to debug a flow test
+        debug = os.environ.get("ECOM_TEST_WORKER_LOGS")  # a folder, to debug a flow test
+        self.verbose = bool(debug)
+        self.logs = Path(debug) if debug else logs
         self.killed = 0
         self.metrics_ports: dict[str, int] = {}  # worker name -> its /metrics port
 
     def start_worker(self, name: str) -> None:
         service = name.split("-")[0]
-        log = Path(self.logs) / f"{name}-{time.time():.0f}.log" if self.logs else None
+        log = self.logs / f"{name}-{time.time():.0f}.log" if self.logs else None
         port = self.metrics_ports.get(name, 0)
-        args = ("worker", service, "--metrics-port", str(port), *(["-v"] if self.logs else []))
+        args = ("worker", service, "--metrics-port", str(port), *(["-v"] if self.verbose else []))
         self.start(Spec(name, args, self.env, log, cwd=REPO))
 
     def restart(self, name: str) -> None:
@@ -71,11 +74,21 @@ class Workers(Children):
             if (code := child.process.poll()) is not None
         }
 
+    def tails(self, service: str, lines: int = 40) -> str:
+        """The last lines of each log a worker of `service` wrote (to explain a failure)."""
+        if not self.logs:
+            return "(no worker logs kept)"
+        found = sorted(self.logs.glob(f"{service}*.log"))
+        return "\n".join(f"--- {log.name}\n" + "\n".join(
+            log.read_text(errors="replace").splitlines()[-lines:]) for log in found)  # fmt: skip
+
 
 @contextmanager
-def running_workers(topology: Topology, bootstrap: str, **env: str) -> Iterator[Workers]:
-    """Run the four workers; fail if one exits by itself (no worker restarts itself)."""
-    with Workers(topology, bootstrap, env) as workers:
+def running_workers(topology: Topology, bootstrap: str, *, logs: str | None = None, **env: str
+                    ) -> Iterator[Workers]:  # fmt: skip
+    """Run the four workers (their output in the folder logs, if given; env: variables
+    for them); fail if one exits by itself (no worker restarts itself)."""
+    with Workers(topology, bootstrap, env, Path(logs) if logs else None) as workers:
         for service in SERVICES:
             workers.start_worker(service)
         yield workers

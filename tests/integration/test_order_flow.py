@@ -100,7 +100,9 @@ def test_invariants_hold_while_workers_and_a_broker_are_killed(
     traffic = [e for e in events if e not in reference]
     with (
         Follower(topology, kafka.bootstrap, FLOW_TOPICS) as follower,
-        running_workers(topology, kafka.bootstrap, **_env(tmp_path)) as workers,
+        running_workers(
+            topology, kafka.bootstrap, logs=str(tmp_path / "logs"), **_env(tmp_path)
+        ) as workers,
     ):
         kafka.seed(topology, reference)
         chunks = [traffic[i : i + 400] for i in range(0, len(traffic), 400)]
@@ -120,7 +122,9 @@ def test_invariants_hold_while_workers_and_a_broker_are_killed(
     assert sum(counts.values()) == 1200
     # Expiry is a valid end too: without this, a payment worker that never took a
     # payment would pass (seen once in CI: an empty ledger, every unpaid order expired).
-    assert counts.get("OrderConfirmed", 0) > 0, f"no order confirmed: {counts}, payments {paid}"
+    assert counts.get("OrderConfirmed", 0) > 0, (
+        f"no order confirmed: {counts}, payments {paid}\n{workers.tails('payment')}"
+    )
 
 
 def test_orders_wait_out_a_payment_outage_and_unpaid_ones_expire(
