@@ -67,3 +67,6 @@ def test_bench_replay_prints_start_to_switch_and_the_ratio(cli_env: dict[str, st
     ), out
     assert re.search(r"^where the time went \([\d.]+ process-seconds\): decode .*database "
                      r".*kafka\+loop", out, re.M), out  # fmt: skip
+    cpu = re.search(r"^CPU seconds over [\d.]+s of wall time: broker-1 .*ours [\d.]+, replay "
+                    r"processes [\d.]+; total [\d.]+ \(every replay", out, re.M)  # fmt: skip
+    assert cpu, out
