@@ -105,8 +105,10 @@ def run(
         report(f"  {kafka.per_second:,.0f} records/s ({kafka.mb_per_second:.1f} MB/s)")
         report(f"  {meter.line(took)} (the tool's JVM start included)")
     result = ProduceResult(ours, kafka, size, kafka_size)
-    report(f"ratio ours / ProducerPerformance: {result.ratio:.2f} "
-           f"(both keyed: its keys are integers, ours the entity ids)")  # fmt: skip
+    partitions = topology.topic("orders").spec.partitions
+    report(f"ratio ours / ProducerPerformance: {result.ratio:.2f} (both keyed: ours by entity "
+           f"id over {_spread(events, topology)}, its integer keys over one topic of "
+           f"{partitions} partitions; its payloads hold our keys too)")  # fmt: skip
     return result
 
 
@@ -114,12 +116,28 @@ def payload_file(events: list[Event], topology: Topology, path: Path) -> tuple[P
     """Write a sample of our records as ProducerPerformance payloads; return them and the
     mean size of the records it will send (payload and integer key)."""
     codec = Codec()
-    keys = {_key(event, topology) for event in events}
-    picked = events[:: max(1, len(events) // PAYLOADS)]
+    keys = len({_key(event, topology) for event in events})
+    picked = events[:: max(1, len(events) // PAYLOADS)][:PAYLOADS]
     lines = [_wire(event, codec, _key(event, topology)).translate(_TEXT) for event in picked]
     path.write_bytes(b"\n".join(lines))
-    key_size = len(str(len(keys) - 1))  # most random integer keys have every digit
-    return Payloads(path, len(keys)), round(sum(map(len, lines)) / len(lines)) + key_size
+    return Payloads(path, keys), round(sum(map(len, lines)) / len(lines) + _digits(keys))
+
+
+def _spread(events: list[Event], topology: Topology) -> str:
+    """How many topics, and partitions in all, the events go to."""
+    topics = [topology.for_event(t) for t in {event.event_type for event in events}]
+    partitions = {topic.name: topic.spec.partitions for topic in topics}
+    return f"{len(partitions)} topics of {sum(partitions.values())} partitions"
+
+
+def _digits(count: int) -> float:
+    """The mean length of the integers 0 .. count-1 written out: the tool's keys."""
+    total, low = 0, 0
+    while low < count:
+        high = min(count, max(10, low * 10))
+        total += (high - low) * len(str(low))
+        low = high
+    return total / count if count else 0.0
 
 
 def _key(event: Event, topology: Topology) -> str:

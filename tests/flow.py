@@ -48,16 +48,18 @@ class Workers(Children):
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         }
         debug = os.environ.get("ECOM_TEST_WORKER_LOGS")  # a folder, to debug a flow test
-        self.verbose = bool(debug)
         self.logs = Path(debug) if debug else logs
+        self.log_files: list[Path] = []  # this run's, oldest first
         self.killed = 0
         self.metrics_ports: dict[str, int] = {}  # worker name -> its /metrics port
 
     def start_worker(self, name: str) -> None:
         service = name.split("-")[0]
-        log = self.logs / f"{name}-{time.time():.0f}.log" if self.logs else None
+        log = self.logs / f"{name}-{time.time_ns()}.log" if self.logs else None
+        if log:
+            self.log_files.append(log)
         port = self.metrics_ports.get(name, 0)
-        args = ("worker", service, "--metrics-port", str(port), *(["-v"] if self.verbose else []))
+        args = ("worker", service, "--metrics-port", str(port), *(["-v"] if log else []))
         self.start(Spec(name, args, self.env, log, cwd=REPO))
 
     def restart(self, name: str) -> None:
@@ -76,9 +78,9 @@ class Workers(Children):
 
     def tails(self, service: str, lines: int = 40) -> str:
         """The last lines of each log a worker of `service` wrote (to explain a failure)."""
-        if not self.logs:
+        found = [log for log in self.log_files if log.name.startswith(service)]
+        if not found:
             return "(no worker logs kept)"
-        found = sorted(self.logs.glob(f"{service}*.log"))
         return "\n".join(f"--- {log.name}\n" + "\n".join(
             log.read_text(errors="replace").splitlines()[-lines:]) for log in found)  # fmt: skip
 
@@ -91,7 +93,12 @@ def running_workers(topology: Topology, bootstrap: str, *, logs: str | None = No
     with Workers(topology, bootstrap, env, Path(logs) if logs else None) as workers:
         for service in SERVICES:
             workers.start_worker(service)
-        yield workers
+        try:
+            yield workers
+        except BaseException:
+            if workers.log_files:  # pytest shows this beside the failure
+                print("\n".join(workers.tails(service) for service in SERVICES))
+            raise
         died = workers.died()
         print(f"workers killed by the test: {workers.killed}; exited by themselves: {died}")
         assert not died, f"workers exited by themselves (code): {died}"
