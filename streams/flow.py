@@ -41,7 +41,7 @@ import faust
 from faust.types import TP, EventT
 
 from ecom import metrics
-from ecom.errors import DecodeError, InvalidEvent
+from ecom.errors import DecodeError, InvalidEvent, KafkaUnavailable
 from ecom.kafka import (
     Admin,
     BytesProducer,
@@ -194,10 +194,17 @@ async def log_start(
     within: float = START_WITHIN_S,
 ) -> int:
     """Return a partition's log start offset, asking again while it is unknown (Kafka
-    answers -1001 while the partition has no leader, a broker being down)."""
+    answers -1001 while the partition has no leader, or does not answer at all for a
+    while, a broker being down or restarting)."""
     deadline = time.monotonic() + within
     while True:
-        start = (await asyncio.to_thread(starts, [where]))[where]
+        try:
+            start = (await asyncio.to_thread(starts, [where]))[where]
+        except KafkaUnavailable as error:
+            if time.monotonic() > deadline:
+                raise
+            LOG.warning("log start of %s[%d] unknown yet: %s", *where, error)
+            start = -1
         if start >= 0:
             return start
         if time.monotonic() > deadline:  # the agent fails, and the worker restarts

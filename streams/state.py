@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,9 +29,12 @@ from typing import Any, Generic, Protocol, Self, TypeVar
 
 import orjson
 
+from ecom.errors import KafkaUnavailable
 from ecom.kafka import BytesProducer, Message, OutcomeCallback, read_to_end
 
 LOG = logging.getLogger("ecom.streams")
+LOAD_WITHIN_S = 120.0  # how long a partition's state may wait for the cluster to answer
+LOAD_RETRY_S = 1.0
 LOOK_AGAIN = timedelta(seconds=1)  # a finished row not yet sealed: sealed within a batch
 CURSOR = b"\x00next:"  # cursor keys; never an entity id (ids are [A-Za-z0-9._:@-])
 
@@ -198,11 +202,26 @@ class Table(Generic[R]):
         self._loaded[partition] = self._loaded.get(partition, 0) + 1
 
     async def _load(self, partition: int) -> None:
-        rows: dict[bytes, R] = {}
-        cursors: dict[str, int] = {}
-        marks: dict[bytes, dict[str, int]] = {}
-        apply = _reader(self.row_type, rows, cursors, marks)
-        await asyncio.to_thread(read_to_end, self.bootstrap, self.changelog, [partition], apply)
+        """Read a partition's state from its changelog. A cluster that does not answer
+        for a while (a broker restarting) is waited for, up to LOAD_WITHIN_S: each try
+        starts afresh, and only then does the error fail the agent."""
+        deadline = time.monotonic() + LOAD_WITHIN_S
+        while True:
+            rows: dict[bytes, R] = {}
+            cursors: dict[str, int] = {}
+            marks: dict[bytes, dict[str, int]] = {}
+            apply = _reader(self.row_type, rows, cursors, marks)
+            try:
+                await asyncio.to_thread(
+                    read_to_end, self.bootstrap, self.changelog, [partition], apply
+                )
+                break
+            except KafkaUnavailable as error:
+                if time.monotonic() > deadline:
+                    raise
+                LOG.warning("%s[%d]: cannot load yet, trying again: %s",
+                            self.changelog, partition, error)  # fmt: skip
+                await asyncio.sleep(LOAD_RETRY_S)
         self.adopt(partition, rows, cursors, marks)
         LOG.info("%s[%d]: loaded %d row(s)", self.changelog, partition, len(rows))
 

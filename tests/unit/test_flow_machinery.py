@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from ecom.errors import DeliveryFailed, ProcessFailed
+from ecom.errors import DeliveryFailed, KafkaUnavailable, ProcessFailed
 from ecom.gateway import Charge, Ledger
 from ecom.kafka import Delivery, Outcome
 from ecom.process import RestartPolicy, Spec, Supervisor, claim_slot
@@ -338,17 +338,26 @@ def test_retention_looks_again_at_a_partition_that_went_and_came_back_between_ti
 
 
 def test_a_log_start_unknown_while_a_broker_is_down_is_asked_again_then_given_up() -> None:
-    answers = iter([-1001, -1001, 7])
+    answers = iter([-1001, None, -1001, 7])  # None: the cluster did not answer
     asked: list[list[tuple[str, int]]] = []
 
     def starts(partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
         asked.append(partitions)
-        return {partitions[0]: next(answers)}
+        answer = next(answers)
+        if answer is None:
+            raise KafkaUnavailable("cannot list offsets: Local: Timed out")
+        return {partitions[0]: answer}
 
     assert asyncio.run(log_start(starts, ("orders", 3))) == 7
-    assert asked == [[("orders", 3)]] * 3
+    assert asked == [[("orders", 3)]] * 4
     with pytest.raises(RuntimeError, match=r"no log start offset for orders\[3\]: -1001"):
         asyncio.run(log_start(lambda ps: {ps[0]: -1001}, ("orders", 3), within=0))
+
+    def silent(partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        raise KafkaUnavailable("cannot list offsets: Local: Timed out")
+
+    with pytest.raises(KafkaUnavailable, match="Timed out"):
+        asyncio.run(log_start(silent, ("orders", 3), within=0))
 
 
 def test_a_history_answers_the_value_in_force_at_a_time() -> None:
@@ -460,3 +469,59 @@ def test_changes_of_a_partition_that_went_are_not_written_even_if_it_came_back()
         return table.take_changes()
 
     assert asyncio.run(scenario()) == []
+
+
+class _Record:
+    """A changelog record as the state loader reads it."""
+
+    def __init__(self, key: bytes, value: bytes | None) -> None:
+        self._key, self._value = key, value
+
+    def key(self) -> bytes:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
+
+
+def _changelog_that_fails(times: int) -> Any:
+    """A read_to_end whose first `times` reads hand over a row, then find the cluster
+    gone (as during a broker restart); the next one reads the whole changelog."""
+    calls: list[int] = []
+
+    def read_to_end(bootstrap: str, topic: str, partitions: list[int], apply: Any) -> None:
+        calls.append(partitions[0])
+        row = orjson.dumps({"row": {"cause": "e-1", "finished_at": None}, "applied": {}})
+        if len(calls) <= times:
+            apply(_Record(b"o-half-read", row))
+            raise KafkaUnavailable("cannot reach Kafka at nowhere:1: Local: Timed out")
+        apply(_Record(b"o-1", row))
+        apply(_Record(CURSOR + b"orders", orjson.dumps({"next": 7})))
+
+    read_to_end.calls = calls  # type: ignore[attr-defined]
+    return read_to_end
+
+
+def test_a_partition_whose_changelog_cannot_be_read_yet_is_loaded_when_it_can(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reader = _changelog_that_fails(times=2)
+    monkeypatch.setattr("streams.state.read_to_end", reader)
+    monkeypatch.setattr("streams.state.LOAD_RETRY_S", 0.0)
+    table: Table[Priced] = Table(Priced, "changelog", "nowhere:1")
+    asyncio.run(table.ready(3))
+    assert reader.calls == [3, 3, 3]
+    assert set(table.rows[3]) == {b"o-1"}  # only what the whole read found
+    assert table.cursors[3] == {"orders": 7}
+    assert table.loaded() == [3]
+
+
+def test_a_changelog_that_stays_unreadable_fails_the_load_after_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("streams.state.read_to_end", _changelog_that_fails(times=10**6))
+    monkeypatch.setattr("streams.state.LOAD_WITHIN_S", 0.0)
+    table: Table[Priced] = Table(Priced, "changelog", "nowhere:1")
+    with pytest.raises(KafkaUnavailable, match="Timed out"):
+        asyncio.run(table.ready(3))
+    assert table.loaded() == []
