@@ -11,6 +11,7 @@
     +-- NotPriceable              an order lacks a price or tax rate (OrderPricingFailed)
     +-- SchemaIncompatible        a schema change would break old or new readers (exit 2)
     +-- KafkaUnavailable          brokers unreachable or a request failed (exit 3)
+    |   +-- KafkaRefused          the cluster answered no: asking again will not help
     |   +-- DeliveryFailed        a record was not acknowledged by Kafka (exit 3)
     +-- ClusterError              the local cluster cannot start or stop (exit 4)
     |   +-- ToolMissing           Java or Maven is not installed
@@ -48,6 +49,7 @@ __all__ = [
     "EcomError",
     "Fenced",
     "InvalidEvent",
+    "KafkaRefused",
     "KafkaUnavailable",
     "NotCompilable",
     "NotPriceable",
@@ -81,6 +83,11 @@ class KafkaUnavailable(EcomError):
     """The brokers did not answer, or refused a request."""
 
     exit_code = 3
+
+
+class KafkaRefused(KafkaUnavailable):
+    """The cluster refused this client or this request (authentication, authorization, a
+    request it will never grant): unlike a timeout, asking again will not help."""
 
 
 class DeliveryFailed(KafkaUnavailable):

@@ -41,7 +41,7 @@ import faust
 from faust.types import TP, EventT
 
 from ecom import metrics
-from ecom.errors import DecodeError, InvalidEvent, KafkaUnavailable
+from ecom.errors import DecodeError, InvalidEvent, KafkaRefused, KafkaUnavailable
 from ecom.kafka import (
     Admin,
     BytesProducer,
@@ -198,17 +198,21 @@ async def log_start(
     while, a broker being down or restarting)."""
     deadline = time.monotonic() + within
     while True:
+        failed: KafkaUnavailable | None = None
         try:
             start = (await asyncio.to_thread(starts, [where]))[where]
+        except KafkaRefused:
+            raise
         except KafkaUnavailable as error:
-            if time.monotonic() > deadline:
-                raise
-            LOG.warning("log start of %s[%d] unknown yet: %s", *where, error)
-            start = -1
+            failed, start = error, -1
         if start >= 0:
             return start
         if time.monotonic() > deadline:  # the agent fails, and the worker restarts
+            if failed is not None:
+                raise failed
             raise RuntimeError(f"no log start offset for {where[0]}[{where[1]}]: {start}")
+        if failed is not None:
+            LOG.warning("log start of %s[%d] unknown yet: %s", *where, failed)
         await asyncio.sleep(0.5)
 
 
@@ -301,6 +305,7 @@ class Flow(Generic[R]):
             os._exit(EXIT_AGENT_FAILED)
         finally:
             commits.cancel()
+            self.table.close()
 
     async def _accept(self, records: Sequence[EventT[Any]], checkpoint: Checkpoint) -> list[Input]:
         """Decode the records that are next in line; skip duplicates, rewind on gaps."""

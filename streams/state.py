@@ -29,7 +29,7 @@ from typing import Any, Generic, Protocol, Self, TypeVar
 
 import orjson
 
-from ecom.errors import KafkaUnavailable
+from ecom.errors import KafkaRefused, KafkaUnavailable
 from ecom.kafka import BytesProducer, Message, OutcomeCallback, read_to_end
 
 LOG = logging.getLogger("ecom.streams")
@@ -169,6 +169,14 @@ class Table(Generic[R]):
         for partition in partitions - set(self._loads):
             self._loads[partition] = asyncio.ensure_future(self._load(partition))
 
+    def close(self) -> None:
+        """Stop the loads still running (the agent is stopping). They adopted nothing, so
+        a partition whose load stopped is loaded afresh if it is asked for again."""
+        for partition, load in list(self._loads.items()):
+            if not load.done():
+                load.cancel()
+                del self._loads[partition]
+
     async def ready(self, partition: int) -> None:
         """Wait until a partition's state is loaded (loading it if nobody asked yet)."""
         if partition not in self._loads:
@@ -203,8 +211,8 @@ class Table(Generic[R]):
 
     async def _load(self, partition: int) -> None:
         """Read a partition's state from its changelog. A cluster that does not answer
-        for a while (a broker restarting) is waited for, up to LOAD_WITHIN_S: each try
-        starts afresh, and only then does the error fail the agent."""
+        for a while (a broker restarting) is waited for, up to LOAD_WITHIN_S, each try
+        afresh; then, or at once if the cluster refused us, the error fails the agent."""
         deadline = time.monotonic() + LOAD_WITHIN_S
         while True:
             rows: dict[bytes, R] = {}
@@ -217,7 +225,7 @@ class Table(Generic[R]):
                 )
                 break
             except KafkaUnavailable as error:
-                if time.monotonic() > deadline:
+                if isinstance(error, KafkaRefused) or time.monotonic() > deadline:
                     raise
                 LOG.warning("%s[%d]: cannot load yet, trying again: %s",
                             self.changelog, partition, error)  # fmt: skip

@@ -8,7 +8,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
-from ecom.errors import KafkaUnavailable
+from ecom.errors import KafkaRefused, KafkaUnavailable
 
 TRANSIENT = {
     KafkaError.NOT_LEADER_FOR_PARTITION,
@@ -69,7 +69,7 @@ def unreachable(bootstrap: str, error: BaseException) -> KafkaUnavailable:
     """The error for a cluster that did not answer, saying so when it just refused us."""
     noted, refusal = REFUSALS.get(bootstrap, (0.0, ""))
     if refusal and time.monotonic() - noted < REFUSAL_KEPT_S:
-        return KafkaUnavailable(f"Kafka at {bootstrap} refused this client: {refusal}")
+        return KafkaRefused(f"Kafka at {bootstrap} refused this client: {refusal}")
     return kafka_error(f"cannot reach Kafka at {bootstrap}", error)
 
 

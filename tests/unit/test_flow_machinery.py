@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from ecom.errors import DeliveryFailed, KafkaUnavailable, ProcessFailed
+from ecom.errors import DeliveryFailed, KafkaRefused, KafkaUnavailable, ProcessFailed
 from ecom.gateway import Charge, Ledger
 from ecom.kafka import Delivery, Outcome
 from ecom.process import RestartPolicy, Spec, Supervisor, claim_slot
@@ -359,6 +359,15 @@ def test_a_log_start_unknown_while_a_broker_is_down_is_asked_again_then_given_up
     with pytest.raises(KafkaUnavailable, match="Timed out"):
         asyncio.run(log_start(silent, ("orders", 3), within=0))
 
+    def refusing(partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        asked.append(partitions)
+        raise KafkaRefused("cannot list offsets: Broker: Topic authorization failed")
+
+    asked.clear()
+    with pytest.raises(KafkaRefused):
+        asyncio.run(log_start(refusing, ("orders", 3)))
+    assert len(asked) == 1, "a refusal is not asked again"
+
 
 def test_a_history_answers_the_value_in_force_at_a_time() -> None:
     history: History[int] = History()
@@ -484,9 +493,10 @@ class _Record:
         return self._value
 
 
-def _changelog_that_fails(times: int) -> Any:
+def _changelog_that_fails(times: int, error: KafkaUnavailable | None = None) -> Any:
     """A read_to_end whose first `times` reads hand over a row, then find the cluster
-    gone (as during a broker restart); the next one reads the whole changelog."""
+    gone (as during a broker restart), or raise `error`; the next one reads the whole
+    changelog."""
     calls: list[int] = []
 
     def read_to_end(bootstrap: str, topic: str, partitions: list[int], apply: Any) -> None:
@@ -494,7 +504,7 @@ def _changelog_that_fails(times: int) -> Any:
         row = orjson.dumps({"row": {"cause": "e-1", "finished_at": None}, "applied": {}})
         if len(calls) <= times:
             apply(_Record(b"o-half-read", row))
-            raise KafkaUnavailable("cannot reach Kafka at nowhere:1: Local: Timed out")
+            raise error or KafkaUnavailable("cannot reach Kafka at nowhere:1: Local: Timed out")
         apply(_Record(b"o-1", row))
         apply(_Record(CURSOR + b"orders", orjson.dumps({"next": 7})))
 
@@ -519,9 +529,44 @@ def test_a_partition_whose_changelog_cannot_be_read_yet_is_loaded_when_it_can(
 def test_a_changelog_that_stays_unreadable_fails_the_load_after_the_deadline(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("streams.state.read_to_end", _changelog_that_fails(times=10**6))
-    monkeypatch.setattr("streams.state.LOAD_WITHIN_S", 0.0)
+    reader = _changelog_that_fails(times=10**6)
+    monkeypatch.setattr("streams.state.read_to_end", reader)
+    monkeypatch.setattr("streams.state.LOAD_WITHIN_S", 0.05)
+    monkeypatch.setattr("streams.state.LOAD_RETRY_S", 0.01)
     table: Table[Priced] = Table(Priced, "changelog", "nowhere:1")
     with pytest.raises(KafkaUnavailable, match="Timed out"):
         asyncio.run(table.ready(3))
+    assert len(reader.calls) > 1, "asked once only"
     assert table.loaded() == []
+
+
+def test_a_cluster_that_refuses_the_worker_fails_the_load_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    refused = KafkaRefused("Kafka at nowhere:1 refused this client: SASL authentication")
+    reader = _changelog_that_fails(times=10**6, error=refused)
+    monkeypatch.setattr("streams.state.read_to_end", reader)
+    table: Table[Priced] = Table(Priced, "changelog", "nowhere:1")
+    with pytest.raises(KafkaRefused):
+        asyncio.run(table.ready(3))
+    assert reader.calls == [3]
+
+
+def test_a_load_still_waiting_for_the_cluster_stops_when_the_agent_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reader = _changelog_that_fails(times=3)
+    monkeypatch.setattr("streams.state.read_to_end", reader)
+    monkeypatch.setattr("streams.state.LOAD_RETRY_S", 0.01)
+    table: Table[Priced] = Table(Priced, "changelog", "nowhere:1")
+
+    async def scenario() -> None:
+        table.assign({3})
+        await asyncio.sleep(0)  # the load's first read fails; it waits to try again
+        table.close()
+        assert table.loaded() == []
+        await table.ready(3)  # asked again: loaded afresh
+
+    asyncio.run(scenario())
+    assert set(table.rows[3]) == {b"o-1"}
+    assert table.loaded() == [3]
