@@ -19,7 +19,7 @@ from confluent_kafka.admin import (
 
 from ecom.errors import BadInput, KafkaRefused
 from ecom.kafka.config import client_config
-from ecom.kafka.errors import is_transient, kafka_error, metadata, reason
+from ecom.kafka.errors import is_refusal, is_transient, kafka_error, metadata, reason
 
 T = TypeVar("T")
 Partition = tuple[str, int]
@@ -43,9 +43,9 @@ class Admin:
             try:
                 return request()
             except KafkaException as error:
-                if not is_transient(error):
+                if is_refusal(error):
                     raise KafkaRefused(f"cannot {what}: {reason(error)}") from error
-                if time.monotonic() > deadline:
+                if not is_transient(error) or time.monotonic() > deadline:
                     raise kafka_error(f"cannot {what}", error) from error
                 time.sleep(0.2)
 

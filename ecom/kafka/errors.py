@@ -95,6 +95,15 @@ def error_code(error: BaseException) -> int | None:
     return None
 
 
+def is_refusal(error: BaseException) -> bool:
+    """Tell whether a Kafka error is the cluster saying no (a broker's error code, or a
+    failed authentication or TLS handshake), not a lost or slow connection."""
+    if is_transient(error) or not isinstance(error, KafkaException) or not error.args:
+        return False
+    cause = error.args[0]
+    return isinstance(cause, KafkaError) and (cause.code() >= 0 or cause.code() in _REFUSED_CODES)
+
+
 def is_transient(error: BaseException) -> bool:
     """Tell whether a Kafka error is worth retrying (leader moves, new topics, timeouts)."""
     if not isinstance(error, KafkaException) or not error.args:

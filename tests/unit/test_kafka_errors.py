@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from ecom.errors import KafkaUnavailable
-from ecom.kafka.errors import metadata, note_client_error
+from ecom.errors import KafkaRefused, KafkaUnavailable
+from ecom.kafka.errors import is_refusal, metadata, note_client_error
 
 DOWN, TRANSPORT, REFUSED = (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT,
                             KafkaError._AUTHENTICATION)  # fmt: skip
@@ -43,7 +43,7 @@ def test_every_broker_down_fails_the_first_attempt() -> None:
 
 def test_a_refused_password_fails_the_first_attempt_and_says_so() -> None:
     client = Client("127.0.0.1:3", [None, REFUSED])
-    with pytest.raises(KafkaUnavailable, match="refused this client"):
+    with pytest.raises(KafkaRefused, match="refused this client"):
         metadata(client, client.bootstrap, timeout=60)
     assert client.asked == 1
 
@@ -67,3 +67,19 @@ def test_a_silent_cluster_is_asked_until_the_timeout() -> None:
     with pytest.raises(KafkaUnavailable, match=r"cannot reach Kafka at 127\.0\.0\.1:5"):
         metadata(client, client.bootstrap, timeout=0)
     assert client.asked == 1
+
+
+@pytest.mark.parametrize(
+    ("code", "refused"),
+    [
+        (KafkaError.TOPIC_AUTHORIZATION_FAILED, True),  # a broker said no
+        (KafkaError.INVALID_REQUEST, True),
+        (REFUSED, True),  # authentication failed
+        (DOWN, False),  # nothing answered: worth asking again later
+        (TRANSPORT, False),
+        (KafkaError._TIMED_OUT, False),
+        (KafkaError.NOT_LEADER_FOR_PARTITION, False),  # transient, a broker's code
+    ],
+)
+def test_a_refusal_is_the_cluster_saying_no_not_a_connection_lost(code: int, refused: bool) -> None:
+    assert is_refusal(KafkaException(KafkaError(code))) is refused
