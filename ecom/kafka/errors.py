@@ -42,10 +42,19 @@ METADATA_SLICE_S = 0.5
 
 def note_client_error(bootstrap: str, error: KafkaError) -> None:
     """librdkafka's error_cb: remember why a cluster refused us, or that none answered."""
-    if error.code() in _REFUSED_CODES:
+    if _refused(error):
         REFUSALS[bootstrap] = (time.monotonic(), str(error.str()))
-    if error.code() in _REFUSED_CODES or error.code() == KafkaError._ALL_BROKERS_DOWN:
+    if _refused(error) or error.code() == KafkaError._ALL_BROKERS_DOWN:
         _HOPELESS[bootstrap] += 1
+
+
+def _refused(error: KafkaError) -> bool:
+    """An authentication or TLS failure, unless the connection broke during the handshake
+    (a broker dying or starting: "... handshake failed: Local: Broker transport failure"),
+    which says nothing about our credentials."""
+    text = str(error.str()).lower()
+    lost = "transport failure" in text or "disconnected" in text
+    return error.code() in _REFUSED_CODES and not lost
 
 
 def metadata(client: Any, bootstrap: str, timeout: float, **options: Any) -> Any:
@@ -101,7 +110,7 @@ def is_refusal(error: BaseException) -> bool:
     if is_transient(error) or not isinstance(error, KafkaException) or not error.args:
         return False
     cause = error.args[0]
-    return isinstance(cause, KafkaError) and (cause.code() >= 0 or cause.code() in _REFUSED_CODES)
+    return isinstance(cause, KafkaError) and (cause.code() >= 0 or _refused(cause))
 
 
 def is_transient(error: BaseException) -> bool:

@@ -19,9 +19,10 @@ class Client:
     """Stands in for a producer or admin client whose metadata requests all fail. Each
     poll serves the next error librdkafka queued (None: nothing queued)."""
 
-    def __init__(self, bootstrap: str, queued: list[int | None]) -> None:
+    def __init__(self, bootstrap: str, queued: list[int | None], text: str = "reported") -> None:
         self.bootstrap = bootstrap
         self.queued = queued
+        self.text = text
         self.asked = 0
 
     def list_topics(self, timeout: float, **_: Any) -> Any:
@@ -31,7 +32,7 @@ class Client:
     def poll(self, _: float) -> None:
         code = self.queued.pop(0) if self.queued else None
         if code is not None:
-            note_client_error(self.bootstrap, KafkaError(code, "reported"))
+            note_client_error(self.bootstrap, KafkaError(code, self.text))
 
 
 def test_every_broker_down_fails_the_first_attempt() -> None:
@@ -83,3 +84,14 @@ def test_a_silent_cluster_is_asked_until_the_timeout() -> None:
 )
 def test_a_refusal_is_the_cluster_saying_no_not_a_connection_lost(code: int, refused: bool) -> None:
     assert is_refusal(KafkaException(KafkaError(code))) is refused
+
+
+def test_a_handshake_cut_by_a_broker_going_down_is_no_refusal() -> None:
+    # Seen in the kill test while a broker restarted: the worker took it for a bad password.
+    lost = "SASL SCRAM-SHA-512 mechanism handshake failed: Local: Broker transport failure"
+    client = Client("127.0.0.1:4", [None, REFUSED], lost)
+    with pytest.raises(KafkaUnavailable) as raised:
+        metadata(client, client.bootstrap, timeout=1.2)
+    assert not isinstance(raised.value, KafkaRefused)
+    assert client.asked > 1, "given up at once, as for a refusal"
+    assert not is_refusal(KafkaException(KafkaError(REFUSED, lost)))
