@@ -512,13 +512,19 @@ def _changelog_that_fails(times: int, error: KafkaUnavailable | None = None) -> 
     return read_to_end
 
 
+def _loading(monkeypatch: pytest.MonkeyPatch, reader: Any, **settings: float) -> Table[Priced]:
+    """A table whose changelog reads go to `reader`, with streams.state's settings given."""
+    monkeypatch.setattr("streams.state.read_to_end", reader)
+    for name, value in settings.items():
+        monkeypatch.setattr(f"streams.state.{name}", value)
+    return Table(Priced, "changelog", "nowhere:1")
+
+
 def test_a_partition_whose_changelog_cannot_be_read_yet_is_loaded_when_it_can(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     reader = _changelog_that_fails(times=2)
-    monkeypatch.setattr("streams.state.read_to_end", reader)
-    monkeypatch.setattr("streams.state.LOAD_RETRY_S", 0.0)
-    table: Table[Priced] = Table(Priced, "changelog", "nowhere:1")
+    table = _loading(monkeypatch, reader, LOAD_RETRY_S=0.0)
     asyncio.run(table.ready(3))
     assert reader.calls == [3, 3, 3]
     assert set(table.rows[3]) == {b"o-1"}  # only what the whole read found
@@ -530,10 +536,7 @@ def test_a_changelog_that_stays_unreadable_fails_the_load_after_the_deadline(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     reader = _changelog_that_fails(times=10**6)
-    monkeypatch.setattr("streams.state.read_to_end", reader)
-    monkeypatch.setattr("streams.state.LOAD_WITHIN_S", 0.05)
-    monkeypatch.setattr("streams.state.LOAD_RETRY_S", 0.01)
-    table: Table[Priced] = Table(Priced, "changelog", "nowhere:1")
+    table = _loading(monkeypatch, reader, LOAD_WITHIN_S=0.05, LOAD_RETRY_S=0.01)
     with pytest.raises(KafkaUnavailable, match="Timed out"):
         asyncio.run(table.ready(3))
     assert len(reader.calls) > 1, "asked once only"
@@ -545,8 +548,7 @@ def test_a_cluster_that_refuses_the_worker_fails_the_load_at_once(
 ) -> None:
     refused = KafkaRefused("Kafka at nowhere:1 refused this client: SASL authentication")
     reader = _changelog_that_fails(times=10**6, error=refused)
-    monkeypatch.setattr("streams.state.read_to_end", reader)
-    table: Table[Priced] = Table(Priced, "changelog", "nowhere:1")
+    table = _loading(monkeypatch, reader)
     with pytest.raises(KafkaRefused):
         asyncio.run(table.ready(3))
     assert reader.calls == [3]
@@ -556,9 +558,7 @@ def test_a_load_still_waiting_for_the_cluster_stops_when_the_agent_does(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     reader = _changelog_that_fails(times=3)
-    monkeypatch.setattr("streams.state.read_to_end", reader)
-    monkeypatch.setattr("streams.state.LOAD_RETRY_S", 0.01)
-    table: Table[Priced] = Table(Priced, "changelog", "nowhere:1")
+    table = _loading(monkeypatch, reader, LOAD_RETRY_S=0.01)
 
     async def scenario() -> None:
         table.assign({3})
