@@ -224,8 +224,10 @@ class Table(Generic[R]):
                     read_to_end, self.bootstrap, self.changelog, [partition], apply
                 )
                 break
+            except KafkaRefused:
+                raise
             except KafkaUnavailable as error:
-                if isinstance(error, KafkaRefused) or time.monotonic() > deadline:
+                if time.monotonic() > deadline:
                     raise
                 LOG.warning("%s[%d]: cannot load yet, trying again: %s",
                             self.changelog, partition, error)  # fmt: skip

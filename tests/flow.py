@@ -101,7 +101,8 @@ def running_workers(topology: Topology, bootstrap: str, *, logs: str | None = No
             raise
         died = workers.died()
         print(f"workers killed by the test: {workers.killed}; exited by themselves: {died}")
-        assert not died, f"workers exited by themselves (code): {died}"
+        tails = "\n".join(workers.tails(name.split("-")[0]) for name in died)
+        assert not died, f"workers exited by themselves (code): {died}\n{tails}"
 
 
 @dataclass

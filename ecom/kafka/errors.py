@@ -42,9 +42,10 @@ METADATA_SLICE_S = 0.5
 
 def note_client_error(bootstrap: str, error: KafkaError) -> None:
     """librdkafka's error_cb: remember why a cluster refused us, or that none answered."""
-    if _refused(error):
+    refused = _refused(error)
+    if refused:
         REFUSALS[bootstrap] = (time.monotonic(), str(error.str()))
-    if _refused(error) or error.code() == KafkaError._ALL_BROKERS_DOWN:
+    if refused or error.code() == KafkaError._ALL_BROKERS_DOWN:
         _HOPELESS[bootstrap] += 1
 
 
