@@ -56,6 +56,10 @@ def cluster_settings(brokers: int) -> dict[str, str]:
         "group.share.min.session.timeout.ms": "6000",
         # A laptop cluster: consumers should not wait 3 s for the first rebalance.
         "group.initial.rebalance.delay.ms": "0",
+        # A restarted node leads its partitions again within seconds, not 5 minutes:
+        # until then the others do its share of the work (after `cluster up` on a
+        # stopped cluster, the first node up leads every partition).
+        "leader.imbalance.check.interval.seconds": "10",
     }
 
 

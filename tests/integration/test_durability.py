@@ -74,6 +74,14 @@ def _read_back(bootstrap: str, topic: str, group: str, expected: int) -> dict[st
     return seen
 
 
+def _led_elsewhere(bootstrap: str, topic: str, node: int) -> list[int]:
+    """Return the partitions whose preferred replica (the first) is `node` but whose
+    leader is another node."""
+    metadata = TopicAdmin(bootstrap).admin.list_topics(topic, timeout=10)
+    partitions = metadata.topics[topic].partitions.values()
+    return [p.id for p in partitions if p.replicas[0] == node and p.leader != node]
+
+
 def _leader_of_partition_0(bootstrap: str, topic: str) -> int:
     metadata = TopicAdmin(bootstrap).admin.list_topics(topic, timeout=10)
     leader: int = metadata.topics[topic].partitions[0].leader
@@ -122,3 +130,5 @@ def test_acknowledged_records_survive_a_broker_kill(
         return TopicAdmin(kafka.bootstrap).live_topics([topic])[topic].under_replicated == 0
 
     wait_for(healthy, 120, f"{topic} fully replicated again")
+    wait_for(lambda: _led_elsewhere(kafka.bootstrap, topic, victim) == [], 60,
+             f"node {victim} leading its preferred partitions of {topic} again")  # fmt: skip
