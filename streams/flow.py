@@ -313,9 +313,8 @@ class Flow(Generic[R]):
         for record in records:
             message = record.message
             topic, partition, offset = message.topic, message.partition, message.offset
-            await self.table.ready(partition)
-            if self.table.cursor(partition, topic) is None:
-                await self._start_cursor(topic, partition)
+            if not await self._in_line(topic, partition):
+                continue  # revoked meanwhile, not acked: its next owner handles it
             verdict, cursor = self.lineup.check(topic, partition, offset)
             if verdict == STALE:
                 continue  # not acked: faust delivers it again after the seek
@@ -336,16 +335,24 @@ class Flow(Generic[R]):
                 inputs.append(Input(record, event, self._logical[topic], partition, offset, key))
         return inputs
 
-    async def _start_cursor(self, topic: str, partition: int) -> None:
-        """A partition no worker ever handled starts at its log's first record: faust was
+    async def _in_line(self, topic: str, partition: int) -> bool:
+        """Wait for a partition's state and cursor; False if it was revoked meanwhile.
+
+        A partition no worker ever handled starts at its log's first record: faust was
         seen to start such a partition at its end after a rebalance (and to commit past
         what it skipped), so the cursor is set, and the lineup seeks back if needed."""
+        if not await self.table.ready(partition):
+            return False
+        if self.table.cursor(partition, topic) is not None:
+            return True
         if self._admin is None:
             self._admin = Admin(self.bootstrap)
         start = await log_start(self._admin.starts, (topic, partition))
-        await self.table.ready(partition)  # it may have gone and come back meanwhile
+        if not await self.table.ready(partition):  # it may have gone (and come back)
+            return False
         if self.table.cursor(partition, topic) is None:
             self.table.advance(partition, topic, start)
+        return True
 
     async def _rewind(self, tp: TP, cursor: int, offset: int) -> None:
         LOG.warning(

@@ -74,6 +74,7 @@ class Table(Generic[R]):
         self._dirty: dict[tuple[int, bytes], R | None] = {}
         self._loads: dict[int, asyncio.Future[None]] = {}
         self._loaded: dict[int, int] = {}  # partition -> times loaded
+        self._revoked: set[int] = set()  # taken from us, not given back since
 
     # -- rows ------------------------------------------------------------------------
 
@@ -158,6 +159,7 @@ class Table(Generic[R]):
     def assign(self, partitions: set[int]) -> None:
         """Keep the partitions given, drop the others; start loading the new ones."""
         gone = set(self._loads) - partitions
+        self._revoked = (self._revoked | gone) - partitions
         for partition in gone:
             self._loads.pop(partition).cancel()
             self.rows.pop(partition, None)
@@ -177,11 +179,23 @@ class Table(Generic[R]):
                 load.cancel()
                 del self._loads[partition]
 
-    async def ready(self, partition: int) -> None:
-        """Wait until a partition's state is loaded (loading it if nobody asked yet)."""
-        if partition not in self._loads:
-            self._loads[partition] = asyncio.ensure_future(self._load(partition))
-        await asyncio.shield(self._loads[partition])
+    async def ready(self, partition: int) -> bool:
+        """Wait until a partition's state is loaded (loading it if nobody asked yet).
+        Return False if the partition was taken from us, before or while it loaded: its
+        records are its next owner's to handle, and the agent goes on."""
+        while partition not in self._revoked:
+            if partition not in self._loads:
+                self._loads[partition] = asyncio.ensure_future(self._load(partition))
+            load = self._loads[partition]
+            try:
+                await asyncio.shield(load)
+                return True
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not load.cancelled() or (task is not None and task.cancelling()):
+                    raise  # our caller is stopping
+            # assign() stopped the load: the partition went, or went and came back
+        return False
 
     def loaded(self) -> list[int]:
         """The partitions whose state is in memory."""

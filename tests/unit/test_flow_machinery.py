@@ -570,3 +570,59 @@ def test_a_load_still_waiting_for_the_cluster_stops_when_the_agent_does(
     asyncio.run(scenario())
     assert set(table.rows[3]) == {b"o-1"}
     assert table.loaded() == [3]
+
+
+def test_a_partition_revoked_while_its_load_waits_lets_the_agent_go_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reader = _changelog_that_fails(times=10**6)
+    table = _loading(monkeypatch, reader, LOAD_RETRY_S=0.01)
+
+    async def scenario() -> tuple[bool, bool]:
+        table.assign({3})
+        waiting = asyncio.ensure_future(table.ready(3))
+        await asyncio.sleep(0.03)  # its reads fail; it waits to try again
+        table.assign(set())  # revoked (a rebalance)
+        revoked_then = await waiting  # before the fix: CancelledError, the agent's end
+        asked_again = await table.ready(3)  # a record of it still in the batch
+        return revoked_then, asked_again
+
+    assert asyncio.run(scenario()) == (False, False)
+    assert table.loaded() == []
+    assert 3 not in table.rows
+
+
+def test_a_partition_revoked_and_given_back_while_its_load_waits_is_loaded_afresh(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reader = _changelog_that_fails(times=2)
+    table = _loading(monkeypatch, reader, LOAD_RETRY_S=0.01)
+
+    async def scenario() -> bool:
+        table.assign({3})
+        waiting = asyncio.ensure_future(table.ready(3))
+        await asyncio.sleep(0)  # the first read fails; the load waits to try again
+        table.assign(set())
+        table.assign({3})  # given back before the waiter saw it go
+        return await waiting
+
+    assert asyncio.run(scenario()) is True
+    assert set(table.rows[3]) == {b"o-1"}
+    assert table.loaded() == [3]
+
+
+def test_a_waiter_whose_own_task_is_cancelled_still_stops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    table = _loading(monkeypatch, _changelog_that_fails(times=10**6), LOAD_RETRY_S=0.01)
+
+    async def scenario() -> None:
+        table.assign({3})
+        waiting = asyncio.ensure_future(table.ready(3))
+        await asyncio.sleep(0.02)
+        waiting.cancel()  # the worker stopping
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        table.close()
+
+    asyncio.run(scenario())
