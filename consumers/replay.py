@@ -168,6 +168,7 @@ class Replay:
         else:
             with self.store.bulk_writes():  # restored before the switch, which is durable
                 self._read(runner, dead_letters, partitions, ends)
+        self.store.ensure_indexes(self.projection, generation)  # once, over every row
         switched = None
         if until is None:
             switched = self._catch_up_and_switch(runner, dead_letters, partitions)
@@ -194,7 +195,8 @@ class Replay:
             raise BadInput(f"no interrupted replay of {self.projection.name} to resume")
         known = [g.generation for g in self.store.generations(self.projection.name)]
         generation = max(known, default=0) + 1
-        self.store.create_generation(self.projection, generation, REPLAYING, until)
+        self.store.create_generation(self.projection, generation, REPLAYING, until,
+                                     indexed=False)  # fmt: skip
         return generation
 
     def _ends(self, admin: Admin, partitions: list[Partition], until: str | None

@@ -209,12 +209,23 @@ class Store:
             for table in META_TABLES.values():
                 connection.execute(self._create_table_sql(table.name, table))
 
-    def ensure_tables(self, projection: Projection, generation: int) -> None:
-        """Create a projection's row tables for a generation, if missing."""
+    def ensure_tables(self, projection: Projection, generation: int, indexed: bool = True) -> None:
+        """Create a projection's row tables for a generation, if missing (their secondary
+        indexes too, unless not `indexed` yet)."""
         with self.transaction() as connection:
             for row_type in projection.row_types:
                 name = table_name(row_type.TABLE, generation)
                 connection.execute(self._create_table_sql(name, row_type.TABLE))
+        if indexed:
+            self.ensure_indexes(projection, generation)
+
+    def ensure_indexes(self, projection: Projection, generation: int) -> None:
+        """Create a generation's secondary indexes, if missing. A replay builds them once
+        its rows are in: measured on 200,000 orders rows in SQLite, 1.9 s of upserts with
+        them, 1.2 s without and 0.15 s to build them after."""
+        with self.transaction() as connection:
+            for row_type in projection.row_types:
+                name = table_name(row_type.TABLE, generation)
                 for columns in row_type.TABLE.indexes:
                     index = f"{name}__{'_'.join(columns)}"
                     connection.execute(
@@ -280,10 +291,15 @@ class Store:
         return int(rows[0]["generation"]) if rows else None
 
     def create_generation(
-        self, projection: Projection, generation: int, state: str, until_spec: str | None = None
+        self,
+        projection: Projection,
+        generation: int,
+        state: str,
+        until_spec: str | None = None,
+        indexed: bool = True,
     ) -> None:
-        """Register a new generation and create its tables."""
-        self.ensure_tables(projection, generation)
+        """Register a new generation and create its tables (see ensure_tables)."""
+        self.ensure_tables(projection, generation, indexed)
         with self.transaction() as connection:
             connection.execute(
                 self.sql(

@@ -31,6 +31,7 @@ from tests.support import keyed, run_cli, wait_for
 
 pytestmark = pytest.mark.kafka
 ORDERS = PROJECTIONS["orders"]
+INDEXED = ("user_id", "status")  # Order.TABLE.indexes
 
 
 class ReadLoad:
@@ -86,6 +87,7 @@ def test_replay_switches_under_read_load_and_equals_a_clean_run(
         assert set(load.counts) == {total}, "a read saw a half-built view"
         with open_store(clean_url) as clean:
             assert store.checksum(ORDERS, 2) == clean.checksum(ORDERS, 1)
+        assert _indexes(store, 2) == {f"orders__g2__{c}" for c in INDEXED}  # built last
         # The live worker follows the switch and carries on in the new generation.
         more = [e for e in shop_log(320, seed=11) if isinstance(e, OrderCreated)][300:]
         kafka.seed(topology, more)
@@ -134,6 +136,7 @@ def test_until_builds_the_view_of_the_past_beside_the_live_one(
         with open_store(url) as store:
             assert store.checksum(ORDERS, number) == expected
             assert store.active_generation("orders") == 1
+            assert _indexes(store, number) == {f"orders__g{number}__{c}" for c in INDEXED}
 
 
 def test_an_interrupted_replay_must_be_resumed_or_dropped(
@@ -156,6 +159,14 @@ def test_an_interrupted_replay_must_be_resumed_or_dropped(
     assert dropped.returncode == 0, dropped.stderr
     with open_store(url) as store:
         assert [g.generation for g in store.generations("orders")] == [1]
+
+
+def _indexes(store: Any, generation: int) -> set[str]:
+    rows = store.fetch(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
+        (f"orders__g{generation}",),
+    )
+    return {row["name"] for row in rows}
 
 
 def _count(bootstrap: str, names: list[str]) -> int:

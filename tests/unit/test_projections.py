@@ -357,3 +357,16 @@ def test_every_row_an_event_touches_is_keyed_by_its_record_key() -> None:
         # And topics.yaml gives its topics as many partitions each (else one process).
         assert len({TOPOLOGY.topic(t).spec.partitions for t in projection.topics}) == 1
     assert checked > 1000
+
+
+def test_a_generation_made_without_its_indexes_gets_them_when_asked(tmp_path: Path) -> None:
+    orders = PROJECTIONS["orders"]
+    store = SqliteStore(f"sqlite:///{tmp_path / 'view.db'}")
+    query = "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+    store.create_generation(orders, 1, "replaying", indexed=False)
+    assert store.fetch(query) == []
+    store.ensure_indexes(orders, 1)
+    store.ensure_indexes(orders, 1)  # a resumed replay asks again
+    names = {row["name"] for row in store.fetch(query)}
+    assert names == {"orders__g1__user_id", "orders__g1__status"}
+    store.close()
