@@ -77,6 +77,7 @@ from ecom.settings import LOG_FORMAT, get_settings
 from ecom.topology import Topology
 
 Report = Callable[[str], None]
+LOG = logging.getLogger("ecom.projections")
 REPLAYING = "replaying"
 RETIRED = "retired"
 PAST = "past"
@@ -168,7 +169,11 @@ class Replay:
         else:
             with self.store.bulk_writes():  # restored before the switch, which is durable
                 self._read(runner, dead_letters, partitions, ends)
+        indexing = time.monotonic()
         self.store.ensure_indexes(self.projection, generation)  # once, over every row
+        LOG.info("%s: generation %d indexed in %.2fs (SQLite: the database's write lock "
+                 "was held meanwhile)", self.projection.name, generation,
+                 time.monotonic() - indexing)  # fmt: skip
         switched = None
         if until is None:
             switched = self._catch_up_and_switch(runner, dead_letters, partitions)

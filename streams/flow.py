@@ -244,6 +244,7 @@ class Flow(Generic[R]):
         self._faust_topics: dict[str, Any] = {}
         self._current: Checkpoint | None = None
         self._committer: Committer | None = None
+        self._ack: Callable[[Sequence[EventT[Any]]], Awaitable[None]] | None = None
         self._wanted: frozenset[str] = frozenset()
         self._admin: Admin | None = None  # made when a partition without a cursor shows up
         self.lineup = Lineup(self.table)
@@ -278,6 +279,7 @@ class Flow(Generic[R]):
             for record in records:
                 await stream.ack(record)
 
+        self._ack = ack
         committer = self._committer = Committer(self.producer, self.table, ack, self._committed)
         commits = asyncio.ensure_future(committer.run())
         commits.add_done_callback(self._committer_done)
@@ -314,7 +316,8 @@ class Flow(Generic[R]):
             message = record.message
             topic, partition, offset = message.topic, message.partition, message.offset
             if not await self._in_line(topic, partition):
-                continue  # revoked meanwhile, not acked: its next owner handles it
+                await self._release(record)
+                continue
             verdict, cursor = self.lineup.check(topic, partition, offset)
             if verdict == STALE:
                 continue  # not acked: faust delivers it again after the seek
@@ -334,6 +337,17 @@ class Flow(Generic[R]):
                 key = message.key or b""
                 inputs.append(Input(record, event, self._logical[topic], partition, offset, key))
         return inputs
+
+    async def _release(self, record: EventT[Any]) -> None:
+        """Let go of a record of a partition taken from us while we waited for its state.
+        faust's revocation waits for every record an agent holds, so this is a guard. Acked
+        so that no later revocation waits for it; its offset may then be committed, and the
+        partition's next owner starts from the cursor in the changelog all the same."""
+        message = record.message
+        LOG.warning("%s: %s[%d] was taken from us while its state loaded; %d left to its owner",
+                    self.service, message.topic, message.partition, message.offset)  # fmt: skip
+        if self._ack is not None:
+            await self._ack([record])
 
     async def _in_line(self, topic: str, partition: int) -> bool:
         """Wait for a partition's state and cursor; False if it was revoked meanwhile.

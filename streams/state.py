@@ -189,12 +189,13 @@ class Table(Generic[R]):
             load = self._loads[partition]
             try:
                 await asyncio.shield(load)
-                return True
             except asyncio.CancelledError:
                 task = asyncio.current_task()
                 if not load.cancelled() or (task is not None and task.cancelling()):
                     raise  # our caller is stopping
-            # assign() stopped the load: the partition went, or went and came back
+            # assign() may have run between the load's end and our waking up
+            if self._loads.get(partition) is load and partition not in self._revoked:
+                return True
         return False
 
     def loaded(self) -> list[int]:

@@ -601,7 +601,7 @@ def test_a_partition_revoked_and_given_back_while_its_load_waits_is_loaded_afres
     async def scenario() -> bool:
         table.assign({3})
         waiting = asyncio.ensure_future(table.ready(3))
-        await asyncio.sleep(0)  # the first read fails; the load waits to try again
+        await asyncio.sleep(0)  # the load and the waiter have started
         table.assign(set())
         table.assign({3})  # given back before the waiter saw it go
         return await waiting
@@ -616,13 +616,32 @@ def test_a_waiter_whose_own_task_is_cancelled_still_stops(
 ) -> None:
     table = _loading(monkeypatch, _changelog_that_fails(times=10**6), LOAD_RETRY_S=0.01)
 
-    async def scenario() -> None:
+    async def scenario(revoked_too: bool) -> None:
         table.assign({3})
         waiting = asyncio.ensure_future(table.ready(3))
         await asyncio.sleep(0.02)
         waiting.cancel()  # the worker stopping
+        if revoked_too:
+            table.assign(set())  # in the same tick: the load is cancelled as well
         with pytest.raises(asyncio.CancelledError):
             await waiting
         table.close()
 
-    asyncio.run(scenario())
+    asyncio.run(scenario(revoked_too=False))
+    asyncio.run(scenario(revoked_too=True))
+
+
+def test_a_load_that_ends_as_its_partition_goes_is_not_reported_ready(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    table = _loading(monkeypatch, _changelog_that_fails(times=0))
+
+    async def scenario() -> bool:
+        table.assign({3})
+        waiting = asyncio.ensure_future(table.ready(3))
+        load = table._loads[3]
+        # The revocation lands after the load ended but before the waiter woke up.
+        load.add_done_callback(lambda _: table.assign(set()))
+        return await waiting
+
+    assert asyncio.run(scenario()) is False
