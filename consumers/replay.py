@@ -56,7 +56,7 @@ from consumers.runner import BATCH, Progress, ProjectionRunner
 from consumers.store import Store, open_store
 from ecom.errors import BadInput, EcomError, KafkaUnavailable, ProcessFailed
 from ecom.kafka import (
-    OFFSET_BEGINNING,
+    FIRST_OFFSET,
     Admin,
     Consumer,
     DeadLetters,
@@ -67,6 +67,7 @@ from ecom.kafka import (
     TopicPartition,
     consumer_config,
     kafka_error,
+    take,
     use_service,
 )
 from ecom.kafka.security import current_service
@@ -308,7 +309,7 @@ class Replay:
         for topic, partition in partitions:
             row = stored.get((topic, partition))
             runner.next_offsets[(topic, partition)] = row.next_offset if row else 0
-            offset = row.next_offset if row else OFFSET_BEGINNING
+            offset = row.next_offset if row else FIRST_OFFSET
             assigned.append(TopicPartition(topic, partition, offset))
         consumer.assign(assigned)
         self._pause_finished(consumer, runner, ends)
@@ -322,7 +323,7 @@ class Replay:
         with progress(f"replaying {self.projection.name}", total, shown) as advance:
             while not runner.has_read(ends):
                 batch: list[Message] = []
-                for message in consumer.consume(BATCH, timeout=0.5):
+                for message in take(consumer, BATCH, 0.5):
                     if not runner.fresh(message):
                         continue
                     tp = (message.topic() or "", message.partition() or 0)
@@ -357,7 +358,7 @@ class Replay:
                 old, ahead = self.store.switch_if_caught_up(name, runner.generation)
                 if not ahead:
                     return old
-                batch = [m for m in consumer.consume(BATCH, CATCH_UP_POLL_S) if runner.fresh(m)]
+                batch = [m for m in take(consumer, BATCH, CATCH_UP_POLL_S) if runner.fresh(m)]
                 if batch:
                     runner.apply(consumer, batch, dead_letters)
         finally:

@@ -33,8 +33,8 @@ from consumers.store import OffsetRow, Store
 from ecom import faults, metrics
 from ecom.errors import DecodeError, Fenced, InvalidEvent, KafkaUnavailable, StaleView
 from ecom.kafka import (
+    FIRST_OFFSET,
     LOW_LATENCY,
-    OFFSET_BEGINNING,
     Admin,
     BytesProducer,
     Consumer,
@@ -258,7 +258,7 @@ class ProjectionRunner:
         positions = {}
         for tp in partitions:
             row = stored.get((tp.topic, tp.partition))
-            positions[tp] = row.next_offset if row else OFFSET_BEGINNING
+            positions[tp] = row.next_offset if row else FIRST_OFFSET
             self.next_offsets[(tp.topic, tp.partition)] = row.next_offset if row else 0
         return positions
 

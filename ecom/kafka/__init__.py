@@ -15,7 +15,6 @@ re-exported here.
 """
 
 from confluent_kafka import (
-    OFFSET_BEGINNING,
     Consumer,
     KafkaError,
     KafkaException,
@@ -25,6 +24,7 @@ from confluent_kafka import (
 
 from ecom.kafka.admin import Admin, Partition, log_ends, registered_brokers
 from ecom.kafka.config import (
+    FIRST_OFFSET,
     LOW_LATENCY,
     PRODUCER_DEFAULTS,
     client_config,
@@ -35,13 +35,13 @@ from ecom.kafka.deadletters import DeadLetters, Failed, dead_letter_headers
 from ecom.kafka.errors import is_transient, kafka_error, reason
 from ecom.kafka.groups import GroupAdmin, GroupInfo, Member
 from ecom.kafka.producer import BytesProducer, Delivery, Headers, Outcome, OutcomeCallback
-from ecom.kafka.reader import TopicReader, live_keys, read_to_end
+from ecom.kafka.reader import TopicReader, live_keys, read_to_end, take
 from ecom.kafka.security import ClientSecurity, security_for, use_service
 from ecom.kafka.topics import TopicAdmin, scratch_topology
 
 __all__ = [
+    "FIRST_OFFSET",
     "LOW_LATENCY",
-    "OFFSET_BEGINNING",
     "PRODUCER_DEFAULTS",
     "Admin",
     "BytesProducer",
@@ -76,5 +76,6 @@ __all__ = [
     "registered_brokers",
     "scratch_topology",
     "security_for",
+    "take",
     "use_service",
 ]

@@ -11,13 +11,25 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from ecom.errors import KafkaUnavailable
 from ecom.kafka.admin import Admin, Partition, log_ends
-from ecom.kafka.config import client_config
+from ecom.kafka.config import FIRST_OFFSET, client_config
 
 Handle = Callable[[Message], None]
+# No group (assigned partitions, nothing committed); FIRST_OFFSET needs the reset.
+_READER = {"group.id": "unused", "enable.auto.commit": False, "auto.offset.reset": "earliest"}
+
+
+def take(consumer: Consumer, most: int, timeout: float) -> list[Message]:
+    """Return up to `most` records: wait up to `timeout` for the first, then take what has
+    arrived meanwhile without waiting. (librdkafka's consume waits its whole timeout
+    unless it gets all it asks for: a batch-sized ask held every partial batch.)"""
+    first = consumer.consume(1, timeout)
+    if not first or most <= 1:
+        return first
+    return first + consumer.consume(most - 1, 0)
 
 
 class TopicReader:
@@ -81,13 +93,12 @@ class TopicReader:
     def _run(self) -> None:
         # A fetch returns as soon as a record arrives; the wait only paces idle polling,
         # and every request costs the brokers CPU (a 50 ms wait was a third of them).
-        settings = {"group.id": "unused", "enable.auto.commit": False, "fetch.wait.max.ms": 500}
-        consumer = Consumer(client_config(self.bootstrap, **settings))
+        consumer = Consumer(client_config(self.bootstrap, **_READER, **{"fetch.wait.max.ms": 500}))
         try:
             consumer.assign(self._partitions(consumer))
             self._ready.set()
             while not self._stop.is_set():
-                for message in consumer.consume(1000, timeout=0.1):
+                for message in take(consumer, 1000, 0.1):
                     if message.error() is None:
                         self.handle(message)
                         where = (message.topic() or "", message.partition() or 0)
@@ -109,7 +120,7 @@ class TopicReader:
                 raise KafkaUnavailable(f"topics {missing} do not exist")
             time.sleep(0.2)
         return [
-            TopicPartition(topic, partition, OFFSET_BEGINNING)
+            TopicPartition(topic, partition, FIRST_OFFSET)
             for topic in self.topics
             for partition in metadata.topics[topic].partitions
         ]
@@ -126,15 +137,14 @@ def read_to_end(
     wanted = {p: end for p, end in ends.items() if end > 0}
     if not wanted:
         return ends
-    settings = {"group.id": "unused", "enable.auto.commit": False, "enable.partition.eof": True}
-    consumer = Consumer(client_config(bootstrap, **settings))
+    consumer = Consumer(client_config(bootstrap, **_READER, **{"enable.partition.eof": True}))
     deadline = time.monotonic() + timeout
     try:
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in wanted])
+        consumer.assign([TopicPartition(topic, p, FIRST_OFFSET) for p in wanted])
         while any(starts[p] < end for p, end in wanted.items()):
             if time.monotonic() > deadline:
                 raise KafkaUnavailable(f"could not read {topic} to its end within {timeout:.0f}s")
-            for message in consumer.consume(1000, timeout=0.5):
+            for message in take(consumer, 1000, 0.5):
                 partition, offset = message.partition() or 0, message.offset() or 0
                 error = message.error()
                 if error is not None:
