@@ -46,6 +46,7 @@ from ecom.kafka import (
     Message,
     TopicPartition,
     consumer_config,
+    take,
 )
 from ecom.process import held_instance_id
 from ecom.settings import get_settings
@@ -56,6 +57,9 @@ LOG = logging.getLogger("ecom.projections")
 BATCH = 5000
 SWITCH_CHECK_S = 1.0
 TOPIC_CHECK_S = 5.0
+# Kafka's copy of the stored offsets (for the lag tooling) trails the view by at most
+# this while records flow: a batch is whatever has arrived, and need not cost a request.
+REPORT_EVERY_S = 1.0
 DLQ_OWNER = "projections"
 
 
@@ -105,6 +109,8 @@ class ProjectionRunner:
         self._checked_topics = time.monotonic()
         self._topic_ids: dict[str, str] = {}
         self.pulse: Pulse | None = None
+        self._unreported: dict[tuple[str, int], int] = {}  # stored, not yet told to Kafka
+        self._next_report = 0.0
 
     # -- start-up checks -----------------------------------------------------------------
 
@@ -183,6 +189,7 @@ class ProjectionRunner:
             try:
                 self._loop(consumer, on_batch)
             finally:
+                self._report_offsets(consumer)
                 consumer.close()
                 self.store.close()
 
@@ -190,7 +197,8 @@ class ProjectionRunner:
         self, consumer: Consumer, on_batch: Callable[[ProjectionRunner], None] | None
     ) -> None:
         dead_letters = self.dead_letters()
-        consumer.subscribe(list(self._logical), on_assign=self._on_assign)
+        consumer.subscribe(list(self._logical), on_assign=self._on_assign,
+                           on_revoke=self._on_revoke)  # fmt: skip
         while not self.stop_event.is_set():
             try:
                 if self._step(consumer, dead_letters) and on_batch is not None:
@@ -245,11 +253,16 @@ class ProjectionRunner:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Start every assigned partition at the offset stored with the view."""
         self.next_offsets.clear()
+        self._unreported.clear()  # never commit for a partition another member may hold
         self.engine.forget()  # rows of partitions held elsewhere meanwhile may have changed
         for tp, offset in self._stored_positions(partitions).items():
             tp.offset = offset
         consumer.assign(partitions)
         LOG.info("%s: assigned %d partition(s)", self.projection.name, len(partitions))
+
+    def _on_revoke(self, consumer: Consumer, _: list[TopicPartition]) -> None:
+        """Tell Kafka what the view stored while the partitions are still ours."""
+        self._report_offsets(consumer)
 
     def _stored_positions(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         """Map each partition to where the view's stored offsets say to read on, and
@@ -283,15 +296,29 @@ class ProjectionRunner:
         self._seek_to_stored(consumer, consumer.assignment())
 
     def _step(self, consumer: Consumer, dead_letters: DeadLetters) -> bool:
-        messages = [m for m in consumer.consume(BATCH, timeout=0.5) if self.fresh(m)]
+        messages = [m for m in take(consumer, BATCH, 0.5) if self.fresh(m)]
         if not messages:
+            self._report_offsets(consumer)
             return False
-        offsets = self.apply(consumer, messages, dead_letters)
-        consumer.commit(
-            offsets=[TopicPartition(o.topic, o.partition, o.next_offset) for o in offsets],
-            asynchronous=True,
-        )
+        for row in self.apply(consumer, messages, dead_letters):
+            self._unreported[(row.topic, row.partition)] = row.next_offset
+        if time.monotonic() >= self._next_report:
+            self._report_offsets(consumer)
         return True
+
+    def _report_offsets(self, consumer: Consumer) -> None:
+        """Commit the offsets stored with the view to Kafka, for the lag tooling (the
+        view's own offsets are the ones the runner reads on from). Asynchronous: closing
+        the consumer waits for it, and a stop must not hang on brokers that are away."""
+        if not self._unreported:
+            return
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self._unreported.items()]
+        self._unreported.clear()
+        self._next_report = time.monotonic() + REPORT_EVERY_S
+        try:
+            consumer.commit(offsets=offsets, asynchronous=True)
+        except KafkaException as error:  # Kafka's copy only: the view holds them
+            LOG.warning("%s: could not commit offsets to Kafka: %s", self.projection.name, error)
 
     def apply(
         self, consumer: Consumer, messages: list[Message], dead_letters: DeadLetters
