@@ -198,7 +198,7 @@ class ProjectionRunner:
     ) -> None:
         dead_letters = self.dead_letters()
         consumer.subscribe(list(self._logical), on_assign=self._on_assign,
-                           on_revoke=self._on_revoke)  # fmt: skip
+                           on_revoke=self._on_revoke, on_lost=self._on_lost)  # fmt: skip
         while not self.stop_event.is_set():
             try:
                 if self._step(consumer, dead_letters) and on_batch is not None:
@@ -260,9 +260,20 @@ class ProjectionRunner:
         consumer.assign(partitions)
         LOG.info("%s: assigned %d partition(s)", self.projection.name, len(partitions))
 
-    def _on_revoke(self, consumer: Consumer, _: list[TopicPartition]) -> None:
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Tell Kafka what the view stored while the partitions are still ours."""
         self._report_offsets(consumer)
+        self._forget(partitions)
+
+    def _on_lost(self, _: Consumer, partitions: list[TopicPartition]) -> None:
+        """Partitions taken away without a revoke: others may hold them already."""
+        self._unreported.clear()
+        self._forget(partitions)
+
+    def _forget(self, partitions: list[TopicPartition]) -> None:
+        """Records of these partitions still in hand are not ours to apply (fresh())."""
+        for tp in partitions:
+            self.next_offsets.pop((tp.topic, tp.partition), None)
 
     def _stored_positions(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         """Map each partition to where the view's stored offsets say to read on, and
@@ -277,6 +288,7 @@ class ProjectionRunner:
 
     def _seek_to_stored(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.engine.forget()
+        self._unreported.clear()  # offsets of a fenced batch, or of the generation left
         for tp, offset in self._stored_positions(partitions).items():
             tp.offset = offset
             consumer.seek(tp)
@@ -389,8 +401,9 @@ class ProjectionRunner:
             if error.code() == KafkaError._PARTITION_EOF or not error.fatal():
                 return False
             raise KafkaUnavailable(f"{self.projection.name}: {error.str()}")
-        key = (message.topic() or "", message.partition() or 0)
-        return (message.offset() or 0) >= self.next_offsets.get(key, 0)
+        # A partition not (or no longer) held has no next offset: its records are not ours.
+        start = self.next_offsets.get((message.topic() or "", message.partition() or 0))
+        return start is not None and (message.offset() or 0) >= start
 
     def _decode(
         self, messages: list[Message]
