@@ -55,6 +55,7 @@ from consumers.projection import Projection
 from consumers.runner import BATCH, Progress, ProjectionRunner
 from consumers.store import Store, open_store
 from ecom.errors import BadInput, EcomError, KafkaUnavailable, ProcessFailed
+from ecom.heap import few_full_collections
 from ecom.kafka import (
     FIRST_OFFSET,
     Admin,
@@ -151,6 +152,10 @@ class Replay:
 
     def run(self, until: str | None = None, resume: bool = False) -> Outcome:
         """Replay into a new generation (or the interrupted one); switch unless `until`."""
+        with few_full_collections():
+            return self._run(until, resume)
+
+    def _run(self, until: str | None, resume: bool) -> Outcome:
         started = time.monotonic()
         generation = self._generation(until, resume)
         runner = ProjectionRunner(self.projection, self.store, self.topology, self.bootstrap,
@@ -393,7 +398,7 @@ def _read_share(index: int, share: Share, parent: int, levels: dict[str, int],
 
 
 def _fold_share(share: Share) -> Progress:
-    with open_store(share.store_url) as store:
+    with open_store(share.store_url) as store, few_full_collections():
         replay = Replay(share.projection, store, share.topology, share.bootstrap, _silent)
         runner = ProjectionRunner(share.projection, store, share.topology, share.bootstrap,
                                   generation=share.generation, replayed=True)  # fmt: skip

@@ -32,6 +32,7 @@ from consumers.projection import Envelope, Position, Projection
 from consumers.store import OffsetRow, Store
 from ecom import faults, metrics
 from ecom.errors import DecodeError, Fenced, InvalidEvent, KafkaUnavailable, StaleView
+from ecom.heap import few_full_collections
 from ecom.kafka import (
     FIRST_OFFSET,
     LOW_LATENCY,
@@ -187,7 +188,8 @@ class ProjectionRunner:
                 self.pulse = Pulse(self.store, self.projection.name, instance, settings)
             consumer = Consumer(self._consumer_config(instance))
             try:
-                self._loop(consumer, on_batch)
+                with few_full_collections():  # a large row cache: see ecom.heap
+                    self._loop(consumer, on_batch)
             finally:
                 self._report_offsets(consumer)
                 consumer.close()
