@@ -3,8 +3,13 @@ offsets, a replay switches only when it has caught up, retired generations go.""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from datetime import UTC, datetime
+
 import pytest
 
+from consumers.projection import Position
 from consumers.projections import PROJECTIONS
 from consumers.projections.inventory import Stock
 from consumers.replay import drop_retired
@@ -13,6 +18,7 @@ from ecom.errors import Fenced
 from schemas.rules.stock import StockLevel
 
 INVENTORY = PROJECTIONS["inventory"]
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 PARTITION = ("inventory", 0)
 
 
@@ -103,3 +109,30 @@ def test_a_big_batch_upserts_like_a_small_one_and_the_last_row_of_a_key_wins(
     wanted[("p-1",)] = 7  # two rows of p-1 in the first batch: the last one counts
     wanted |= {(f"p-{i}",): -i for i in range(COPY_FROM)}
     assert {key: row.on_hand for key, row in stored.items()} == wanted  # type: ignore[attr-defined]
+
+
+def test_the_checksum_is_the_digest_of_the_rows_whatever_order_they_were_written_in(
+    view: Store,
+) -> None:
+    def row(product: str, units: int, holders: tuple[str, ...]) -> Stock:
+        return Stock.of(product, StockLevel(units, len(holders), 0, 0, dict.fromkeys(holders, 1)),
+                        None).marked(Position("inventory", 0, units), EPOCH)  # fmt: skip
+
+    rows = [row(f"p-{i}", i, ("o-1", "o-2", "o-3")[: i % 4]) for i in range(40)]
+    shuffled = [row(r.product_id, r.on_hand, tuple(reversed(list(r.reservations)))) for r in rows]
+    for generation, batches in ((1, [rows]), (2, [shuffled[20:], shuffled[:20]])):
+        view.create_generation(INVENTORY, generation, "active")
+        for number, batch in enumerate(batches):
+            view.commit("inventory", generation, batch, _at(number + 1))
+    assert view.checksum(INVENTORY, 1) == view.checksum(INVENTORY, 2) == _digest(rows)
+    view.commit("inventory", 2, [row("p-7", 8, ())], _at(3))
+    assert view.checksum(INVENTORY, 2) != view.checksum(INVENTORY, 1)
+
+
+def _digest(rows: list[Stock]) -> str:
+    """The digest of rows in key order, each as the store writes its columns."""
+    digest = hashlib.sha256()
+    for row in sorted(rows, key=lambda r: r.product_id):
+        record = row.to_record() | {"available": row.available}
+        digest.update(json.dumps(record, sort_keys=True).encode())
+    return digest.hexdigest()
