@@ -14,7 +14,7 @@ change nothing here (the request already did).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from schemas.base import Event
 from schemas.errors import InvalidEvent
@@ -39,6 +39,13 @@ class StockLevel:
     @property
     def available(self) -> int:
         return self.on_hand - self.reserved
+
+    def but(self, **changes: object) -> StockLevel:
+        """Return a copy with some fields changed: dataclasses.replace without its cost
+        (it goes through __init__ field by field; these come from the rules below)."""
+        copy = object.__new__(StockLevel)
+        copy.__dict__.update(self.__dict__, **changes)
+        return copy
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,7 @@ def _adjust(level: StockLevel, event: StockAdjusted) -> StockLevel:
             f"StockAdjusted {event.product_id}: {event.quantity} would leave {on_hand} on hand "
             f"for {level.reserved} reserved units; stock cannot go below zero"
         )
-    return replace(level, on_hand=on_hand)
+    return level.but(on_hand=on_hand)
 
 
 def _request(level: StockLevel, event: StockReservationRequested) -> tuple[StockLevel, Decision]:
@@ -80,9 +87,9 @@ def _request(level: StockLevel, event: StockReservationRequested) -> tuple[Stock
         return level, Decision(event.order_id, held, True, level.available)
     if event.quantity > level.available:
         decision = Decision(event.order_id, event.quantity, False, level.available)
-        return replace(level, rejected=level.rejected + 1), decision
+        return level.but(rejected=level.rejected + 1), decision
     reservations = {**level.reservations, event.order_id: event.quantity}
-    reserved = replace(level, reserved=level.reserved + event.quantity, reservations=reservations)
+    reserved = level.but(reserved=level.reserved + event.quantity, reservations=reservations)
     return reserved, Decision(event.order_id, event.quantity, True, reserved.available)
 
 
@@ -91,7 +98,7 @@ def _release(level: StockLevel, order_id: str) -> StockLevel:
     if held is None:
         return level
     reservations = {k: v for k, v in level.reservations.items() if k != order_id}
-    return replace(level, reserved=level.reserved - held, reservations=reservations)
+    return level.but(reserved=level.reserved - held, reservations=reservations)
 
 
 def _commit(level: StockLevel, order_id: str) -> StockLevel:
@@ -99,4 +106,4 @@ def _commit(level: StockLevel, order_id: str) -> StockLevel:
     if held is None:
         return level
     released = _release(level, order_id)
-    return replace(released, on_hand=released.on_hand - held, sold=released.sold + held)
+    return released.but(on_hand=released.on_hand - held, sold=released.sold + held)
