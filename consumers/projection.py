@@ -99,15 +99,15 @@ class Row:
         if self.updated_at is None or self.updated_at < at:
             values["updated_at"] = at
 
+    def to_values(self) -> list[Any]:
+        """Return the row's column values, in its table's column order: JSON fields as
+        text, datetimes as ISO-8601 text, computed columns (such as available) asked for."""
+        values = self.__dict__
+        return [values[name] if how is None else how(self, name) for name, how in self._columns()]
+
     def to_record(self) -> dict[str, Any]:
-        """Return the row as column values."""
-        record = dict(self.__dict__)
-        for name in self._json_fields():
-            record[name] = _ENCODE(record[name])
-        for name in self._datetime_fields():
-            if record[name] is not None:
-                record[name] = record[name].isoformat()
-        return record
+        """Return the row as column values, by column name."""
+        return dict(zip(self.TABLE.columns, self.to_values(), strict=True))
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Self:
@@ -119,6 +119,17 @@ class Row:
             if values[name] is not None:
                 values[name] = datetime.fromisoformat(values[name])
         return cls(**values)
+
+    @classmethod
+    @cache
+    def _columns(cls) -> tuple[tuple[str, Callable[[Row, str], Any] | None], ...]:
+        """Each column, and how to get its value from a row (None: as it is)."""
+        json, times, stored = cls._json_fields(), cls._datetime_fields(), cls._field_names()
+        return tuple(
+            (name, _as_json if name in json else _as_time if name in times
+             else None if name in stored else getattr)
+            for name in cls.TABLE.columns
+        )  # fmt: skip
 
     @classmethod
     @cache
@@ -151,6 +162,15 @@ def _json_encoder() -> Callable[[Any], str]:
 
 # Keys sorted: a row's JSON must not depend on the order its streams were applied in.
 _ENCODE = _json_encoder()
+
+
+def _as_json(row: Row, name: str) -> str:
+    return _ENCODE(row.__dict__[name])
+
+
+def _as_time(row: Row, name: str) -> str | None:
+    value = row.__dict__[name]
+    return None if value is None else value.isoformat()
 
 
 def _thaw(value: Any) -> Any:

@@ -476,8 +476,7 @@ class Store:
             f"INSERT INTO {table_name(table, generation)} ({', '.join(names)}) "
             f"VALUES ({', '.join('?' for _ in names)}) {_on_conflict(table)}"
         )
-        records = [_record(row) for row in rows]
-        connection.executemany(self.sql(statement), [[r[c] for c in names] for r in records])
+        connection.executemany(self.sql(statement), [row.to_values() for row in rows])
 
     def offsets(self, projection: str, generation: int) -> dict[tuple[str, int], OffsetRow]:
         """Return the stored position of every partition a generation has read."""
@@ -569,14 +568,6 @@ def _fenced(projection: str, partition: tuple[str, int], before: int) -> Fenced:
 def _on_conflict(table: Table) -> str:
     updates = ", ".join(f"{c} = excluded.{c}" for c in table.columns if c not in table.key)
     return f"ON CONFLICT ({', '.join(table.key)}) DO UPDATE SET {updates}"
-
-
-def _record(row: Row) -> dict[str, Any]:
-    record = row.to_record()
-    for column in row.TABLE.columns:
-        if column not in record:  # computed columns, such as available
-            record[column] = getattr(row, column)
-    return record
 
 
 _CONNECTIONS = itertools.count()
@@ -683,8 +674,7 @@ class PostgresStore(Store):
         copying: Any = connection  # a psycopg cursor
         with copying.copy(f"COPY {stage} ({columns}) FROM STDIN") as copy:
             for row in {row.key: row for row in rows}.values():  # the last one of a key wins
-                record = _record(row)
-                copy.write_row([record[c] for c in table.columns])
+                copy.write_row(row.to_values())
         connection.execute(
             f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {stage} {_on_conflict(table)}"
         )
