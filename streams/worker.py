@@ -9,6 +9,7 @@ read again by the next worker).
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -20,6 +21,7 @@ import faust
 from ecom import faults
 from ecom.errors import BadInput
 from ecom.gateway import Gateway
+from ecom.heap import few_full_collections
 from ecom.settings import Settings
 from ecom.topology import FLOW_SERVICES as SERVICES
 from ecom.topology import Topology
@@ -63,7 +65,9 @@ def run(
     faults.reach("crash-at-worker-start")  # the supervision test's worker that always dies
     app = build(service, topology, bootstrap, settings)
     worker = Worker(app, loglevel="INFO" if verbose else "WARNING", quiet=not verbose)
-    worker.execute_from_commandline()
+    gc.freeze()  # what start-up made lives as long as the process: no collection walks it
+    with few_full_collections():  # see ecom.heap
+        worker.execute_from_commandline()
 
 
 class Worker(faust.Worker):
