@@ -101,7 +101,8 @@ class Row:
 
     def to_values(self) -> list[Any]:
         """Return the row's column values, in its table's column order: JSON fields as
-        text, datetimes as ISO-8601 text, computed columns (such as available) asked for."""
+        text, datetimes as ISO-8601 text, a column that is no field (none today) as the
+        row's attribute of that name."""
         values = self.__dict__
         return [values[name] if how is None else how(self, name) for name, how in self._columns()]
 

@@ -14,7 +14,7 @@ change nothing here (the request already did).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from schemas.base import Event
 from schemas.errors import InvalidEvent
@@ -43,9 +43,14 @@ class StockLevel:
     def but(self, **changes: object) -> StockLevel:
         """Return a copy with some fields changed: dataclasses.replace without its cost
         (it goes through __init__ field by field; these come from the rules below)."""
+        if not changes.keys() <= _LEVEL_FIELDS:
+            raise TypeError(f"StockLevel has no field {sorted(changes.keys() - _LEVEL_FIELDS)}")
         copy = object.__new__(StockLevel)
         copy.__dict__.update(self.__dict__, **changes)
         return copy
+
+
+_LEVEL_FIELDS = frozenset(item.name for item in fields(StockLevel))
 
 
 @dataclass(frozen=True)

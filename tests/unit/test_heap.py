@@ -35,3 +35,13 @@ def test_the_last_holder_to_leave_restores() -> None:
     leave.set()
     other.join(10)
     assert gc.get_threshold() == before
+
+
+def test_a_threshold_someone_else_set_meanwhile_stays() -> None:
+    before = gc.get_threshold()
+    try:
+        with few_full_collections():
+            gc.set_threshold(5000, 20, 30)
+        assert gc.get_threshold() == (5000, 20, 30)
+    finally:
+        gc.set_threshold(*before)

@@ -79,13 +79,14 @@ def test_commits_are_throttled_while_records_flow_and_sent_when_idle(
             consumer.polls.append([] if offset is None else [Record(offset)])
             return runner._step(consumer, None)  # type: ignore[arg-type]
 
+        start = clock[0]
         assert step(0)
         assert consumer.commits == [[(TOPIC, 0, 1)]], "the first batch is told at once"
-        clock[0] += REPORT_EVERY_S / 2
+        clock[0] = start + REPORT_EVERY_S / 2
         assert step(1)
         assert step(2)
         assert len(consumer.commits) == 1, "within a second of the last commit: none"
-        clock[0] += REPORT_EVERY_S / 2
+        clock[0] = start + REPORT_EVERY_S
         assert step(3)
         assert consumer.commits[-1] == [(TOPIC, 0, 4)], "a second on: the latest offset"
         assert step(4)
