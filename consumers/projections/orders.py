@@ -122,9 +122,14 @@ class Orders(Projection):
 
     def evolve(self, rows: dict[RowKey, Row | None], event: Event) -> dict[RowKey, Row]:
         ((key, row),) = rows.items()
-        order = row if isinstance(row, Order) else Order(key[1][0])
+        order = row if isinstance(row, Order) else _NEW.changed(order_id=key[1][0])
         updated = _payment(order, event) if event.domain == "payment" else _order(order, event)
-        return {key: updated} if updated != order else {}
+        # The fields compared as dicts: what == compares, without building two tuples.
+        unchanged = updated is order or updated.__dict__ == order.__dict__
+        return {} if unchanged else {key: updated}
+
+
+_NEW = Order("")  # a new order is a copy of this one (a frozen dataclass's __init__ is slow)
 
 
 def _order(order: Order, event: Event) -> Order:
