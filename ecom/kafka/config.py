@@ -16,7 +16,7 @@ from ecom.kafka.security import security_for
 
 LIBRDKAFKA_LOG = logging.getLogger("ecom.librdkafka")
 
-# Measured with `ecom bench produce` (see README): with acks=all every produce request
+# Measured with `ecom bench produce` (see docs/benchmarks.md): with acks=all every produce request
 # costs three brokers CPU, so fewer, fuller batches (linger 50 ms) more than double the
 # rate of 10 ms. Latency-sensitive callers (the command API, the order flow) add LOW_LATENCY.
 PRODUCER_DEFAULTS: dict[str, Any] = {
