@@ -56,6 +56,7 @@ from ecom.settings import Settings
 from ecom.topology import Topology
 from schemas import Codec, Event, headers
 from streams.checkpoint import Checkpoint, Committer, Deliveries
+from streams.eager import EagerApp
 from streams.state import Retention, Row, Table
 
 LOG = logging.getLogger("ecom.streams")
@@ -82,7 +83,7 @@ def make_app(service: str, topology: Topology, bootstrap: str, settings: Setting
     datadir = settings.home / ".ecom" / "faust" / name
     datadir.mkdir(parents=True, exist_ok=True)
     instance = instance_id(settings.instances_path, name, settings.host_id)
-    return faust.App(
+    return EagerApp(
         name,
         broker=brokers,
         store="memory://",
