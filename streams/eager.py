@@ -8,14 +8,18 @@ payment worker's own handler held the interpreter 10% of the time, faust's fetch
 delivery most of the rest), and every worker reads the whole orders topic.
 
 A delivery mostly finishes in its first step: the stream's queue has room and the flow is
-not suspended. `EagerWaitFirst` runs that first step at once, as the delivery's task
-would have run it first (mode schedules it ahead of the other three). Only a delivery
-that has to wait gets the tasks, and then everything goes as before: it still loses to
-a suspension (a rebalance) or a stop. This is what Python 3.12's eager tasks do.
+not suspended. `EagerWaitFirst` lets the event loop run what is already waiting (as
+mode's tasks would wait their turn: a rebalance's suspension queued meanwhile still comes
+first), then takes that first step itself, as the delivery's task would have taken it
+first (mode schedules it ahead of the other three). Only a delivery that has to wait
+gets the tasks, and then everything goes as before: it still loses to a suspension (a
+rebalance) or a stop. This is what Python 3.12's eager tasks do.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from collections.abc import Coroutine, Generator
 from typing import Any
 
@@ -33,6 +37,11 @@ class EagerWaitFirst(Service):
             return await super().wait_first(*coros, timeout=timeout)
         others = coros[1:]
         try:
+            await asyncio.sleep(0)  # what is queued already goes first, as with mode's tasks
+        except BaseException:
+            _close(coros)
+            raise
+        try:
             waiting_on = first.send(None)
         except StopIteration as finished:
             _close(others)
@@ -42,8 +51,7 @@ class EagerWaitFirst(Service):
         except BaseException:
             _close(others)
             raise
-        rest = _resume(first, waiting_on)
-        return await super().wait_first(rest, *others)
+        return await super().wait_first(resumed(first, waiting_on), *others)
 
 
 def _close(coros: tuple[WaitArgT, ...]) -> None:
@@ -51,6 +59,27 @@ def _close(coros: tuple[WaitArgT, ...]) -> None:
     for coro in coros:
         if isinstance(coro, Coroutine):
             coro.close()
+
+
+def resumed(coro: Coroutine[Any, Any, Any], waiting_on: Any) -> asyncio.Task[Any]:
+    """Return a task running a coroutine that took its first step already and now waits
+    on `waiting_on` (the future it yielded, or None) to its end."""
+    task = asyncio.ensure_future(_resume(coro, waiting_on))
+    task.add_done_callback(lambda _: _cancel_if_waiting(coro))
+    return task
+
+
+def _cancel_if_waiting(coro: Coroutine[Any, Any, Any]) -> None:
+    """A task cancelled before its first step never ran _resume, so nothing told the
+    coroutine: tell it now, as its own task would have (an asyncio.Lock waiting in it
+    passes its turn on only when it hears the cancellation)."""
+    if inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED:  # it finished: the usual case
+        return
+    try:
+        coro.throw(asyncio.CancelledError())
+    except BaseException:  # noqa: BLE001 - it ended, by the cancellation or otherwise
+        return
+    coro.close()  # it swallowed the cancellation and waits again: nobody would resume it
 
 
 async def _resume(coro: Coroutine[Any, Any, Any], waiting_on: Any) -> Any:
