@@ -33,7 +33,8 @@ class EagerWaitFirst(Service):
 
     async def wait_first(self, *coros: WaitArgT, timeout: Any = None) -> WaitResults:
         first = coros[0] if coros else None
-        if timeout is not None or not isinstance(first, Coroutine):
+        # A plain type check, not the Coroutine ABC's: this runs for every record.
+        if timeout is not None or not inspect.iscoroutine(first):
             return await super().wait_first(*coros, timeout=timeout)
         others = coros[1:]
         try:
