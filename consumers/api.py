@@ -28,8 +28,10 @@ from ecom.apikeys import MAX_BODY_BYTES, ApiKeys, protect
 from ecom.asgi import Asgi, Receive, Scope, Send
 from ecom.metrics import WITHOUT_OTEL, instrument
 from ecom.settings import Settings, get_settings
+from schemas.rules.order import RANK
 
 Limit = Query(50, ge=1, le=MAX_PAGE, description="Items per page.")
+Status = Query(None, pattern=f"^({'|'.join(RANK)})$", description="Only orders in this status.")
 After = Query(None, description="The `next` value of the previous page.")
 
 
@@ -78,7 +80,7 @@ def create_app(
 
     @app.get("/orders", tags=["orders"])
     async def list_orders(
-        status: str | None = None, after: str | None = After, limit: int = Limit
+        status: str | None = Status, after: str | None = After, limit: int = Limit
     ) -> Response:
         """Orders, optionally with one status (created, priced, awaiting-payment, confirmed ...)."""
         return _json(view.orders(status, after, limit))

@@ -4,7 +4,8 @@ Reads the orders topic, where each order's whole story is (payments included). T
 status only moves forward (created, then stock-reserved / priced, awaiting-payment,
 then one final state). Timeline entries are kept sorted by time.
 An order id belongs to its first OrderCreated: another one with the same id, and its
-pricing, change nothing (as in the order flow).
+pricing, change nothing (as in the order flow). Events of an order id no OrderCreated
+named make no row.
 """
 
 from __future__ import annotations
@@ -122,7 +123,11 @@ class Orders(Projection):
 
     def evolve(self, rows: dict[RowKey, Row | None], event: Event) -> dict[RowKey, Row]:
         ((key, row),) = rows.items()
-        order = row if isinstance(row, Order) else _NEW.changed(order_id=key[1][0])
+        order = row if isinstance(row, Order) else None
+        if order is None:
+            if not isinstance(event, OrderCreated):
+                return {}  # no such order (a cancel of a made-up id): ignored, as by the flow
+            order = _NEW.changed(order_id=key[1][0])
         updated = _payment(order, event) if event.domain == "payment" else _order(order, event)
         # The fields compared as dicts: what == compares, without building two tuples.
         unchanged = updated is order or updated.__dict__ == order.__dict__
