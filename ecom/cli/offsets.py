@@ -113,6 +113,8 @@ def reset(group: str, bootstrap: str | None, topics: tuple[str, ...], all_topics
     if holder and not (wipe_state and "stream app" in holder):
         raise BadInput(_stateful_message(group, holder, ctx.topology.projection_of(group)))
     partitions = _scope(admin, group, specifier, topics, all_topics)
+    if holder:
+        _refuse_partial_wipe(group, partitions, admin.committed(group))
     at_ms = _timestamp_ms(specifier)
     state = admin.log_state(group, partitions, at_ms)
     plan = make_plan(specifier, partitions, state)
@@ -124,6 +126,9 @@ def reset(group: str, bootstrap: str | None, topics: tuple[str, ...], all_topics
         _print_plan(plan, state.committed)
     if not execute:
         if not export:
+            if holder:
+                wiped = ", ".join(changelogs_of(group, all_names))
+                click.echo(f"with --execute, also empties {wiped}")
             click.echo("dry run: nothing was changed (add --execute to move the offsets)")
         return
     _refuse_active(admin.describe(group))  # again: a consumer may have joined meanwhile
@@ -177,6 +182,20 @@ def _refuse_active(info: GroupInfo) -> None:
             f"group {info.group} is {info.state} with {len(info.members)} live member(s): "
             "stop its consumers first (offsets can only move while a group is empty); "
             "nothing was changed"
+        )
+
+
+def _refuse_partial_wipe(group: str, partitions: list[Partition],
+                         committed: dict[Partition, int]) -> None:  # fmt: skip
+    """The wipe empties the state of every partition: their offsets must all move with it,
+    or the partitions left where they were would go on without their state."""
+    left = sorted(set(committed) - set(partitions))
+    if left:
+        shown = ", ".join(f"{t}:{p}" for t, p in left[:4]) + (" ..." if len(left) > 4 else "")
+        raise BadInput(
+            f"--wipe-state empties the state of every partition of {group}, so every "
+            f"partition it has committed must move too (--all-topics); {len(left)} would "
+            f"not ({shown}); nothing was changed"
         )
 
 

@@ -194,3 +194,24 @@ def test_a_flow_workers_wiped_state_starts_at_the_new_offsets(
         asyncio.run(table.ready(partition))
     cursor = {p: table.cursor(p, orders) for p in (0, 1)}
     assert (table.rows, cursor) == ({0: {}, 1: {}}, {0: 6, 1: 6}), "no row; at the new offsets"
+
+
+def test_a_wipe_moves_every_partition_or_nothing(kafka: KafkaCluster, topology: Topology) -> None:
+    """The wipe empties the state of every partition: moving some of them only would leave
+    the others going on from their offsets without their state."""
+    group = topology.flow_app("order")
+    orders, changelog = topology.topic("orders").name, topology.changelog("order", "orders").name
+    with kafka.producer() as producer:
+        for i in range(4):
+            producer.produce(orders, b"an event", f"o-{i}", partition=i % 2)
+    commit(kafka.bootstrap, group, {(orders, 0): 1, (orders, 1): 1})
+    env = {"ECOM_TOPIC_PREFIX": topology.prefix, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap}
+    some = ("offsets", "reset", group, "--to-latest", "--topic", f"{orders}:0", "--wipe-state")
+    refused = run_cli(*some, "--execute", env=env)
+    assert refused.returncode == 2
+    assert f"1 would not ({orders}:1); nothing was changed" in refused.stderr
+    assert GroupAdmin(kafka.bootstrap).committed(group) == {(orders, 0): 1, (orders, 1): 1}
+    planned = run_cli("offsets", "reset", group, "--to-latest", "--all-topics", "--wipe-state",
+                      env=env)  # fmt: skip
+    assert planned.returncode == 0, planned.stderr
+    assert f"with --execute, also empties {changelog}" in planned.stdout
