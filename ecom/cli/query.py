@@ -9,7 +9,7 @@ import click
 
 from consumers.projections import PROJECTIONS
 from consumers.queries import MAX_PAGE, QueryView
-from consumers.store import open_store
+from consumers.store import Store, open_store
 from ecom.cli.context import context
 from ecom.cli.output import echo_table, json_option, store_option
 from ecom.errors import BadInput
@@ -34,7 +34,21 @@ def query(click_context: click.Context, pins: tuple[str, ...]) -> None:
 def _view(store_url: str | None) -> QueryView:
     pinned = click.get_current_context().obj
     store = open_store(context(store=store_url).store_url)
-    return QueryView(store, pinned if isinstance(pinned, dict) else None)
+    pins = pinned if isinstance(pinned, dict) else {}
+    _check_pins(store, pins)
+    return QueryView(store, pins)
+
+
+def _check_pins(store: Store, pins: dict[str, int]) -> None:
+    """Refuse a --generation the view database does not hold."""
+    for name, number in sorted(pins.items()):
+        known = [g.generation for g in store.generations(name)]
+        if number not in known:
+            held = ", ".join(str(g) for g in known) or "none"
+            raise BadInput(
+                f"bad --generation {name}={number}: {name} has no generation {number} "
+                f"(it has: {held}; see `ecom projections list`)"
+            )
 
 
 def _show(answer: dict[str, Any] | None, what: str, as_json: bool) -> None:
