@@ -157,13 +157,14 @@ class Replay:
 
     def _run(self, until: str | None, resume: bool) -> Outcome:
         started = time.monotonic()
+        stop = parse_until(until)  # before anything is created: a bad one leaves nothing
         generation = self._generation(until, resume)
         runner = ProjectionRunner(self.projection, self.store, self.topology, self.bootstrap,
                                   generation=generation, replayed=True)  # fmt: skip
         runner.check_binding()
         admin = Admin(self.bootstrap)
         partitions = admin.partitions(dict.fromkeys(self.topics))
-        ends = self._ends(admin, partitions, until)
+        ends = self._ends(admin, partitions, stop)
         self.report(f"replaying {self.projection.name} into generation {generation} ...")
         marks: Headers = [
             ("ecom_replay", f"{self.projection.name} generation {generation}".encode())
@@ -210,19 +211,15 @@ class Replay:
                                      indexed=False)  # fmt: skip
         return generation
 
-    def _ends(self, admin: Admin, partitions: list[Partition], until: str | None
+    def _ends(self, admin: Admin, partitions: list[Partition], stop: int | datetime | None
               ) -> dict[Partition, int]:  # fmt: skip
         """Where to stop in each partition: the log end now, or the --until point."""
         latest = admin.ends(partitions)
-        if until is None:
+        if stop is None:
             return latest
-        if until.strip().lstrip("-").isdigit():
-            offset = int(until)
-            if offset < 0:
-                raise BadInput(f"--until {until}: an offset is 0 or more")
-            return {tp: min(offset, end) for tp, end in latest.items()}
-        at = parse_datetime(until)
-        found = admin.at_time(partitions, _ms(at))
+        if isinstance(stop, int):
+            return {tp: min(stop, end) for tp, end in latest.items()}
+        found = admin.at_time(partitions, _ms(stop))
         return {tp: found[tp] if found.get(tp, -1) >= 0 else latest[tp] for tp in partitions}
 
     def _shares(self, runner: ProjectionRunner, partitions: list[Partition],
@@ -484,6 +481,18 @@ def _add(total: Progress, part: Progress) -> None:
 
 def _silent(_: str) -> None:
     """Report nothing."""
+
+
+def parse_until(until: str | None) -> int | datetime | None:
+    """Parse --until: an offset (0 or more) or an ISO-8601 date-time (None: the log end)."""
+    if until is None:
+        return None
+    if until.strip().lstrip("-").isdigit():
+        offset = int(until)
+        if offset < 0:
+            raise BadInput(f"--until {until}: an offset is 0 or more")
+        return offset
+    return parse_datetime(until)
 
 
 def drop_retired(store: Store, projection: Projection, keep: int) -> list[int]:

@@ -11,6 +11,7 @@ from consumers.workers import run_workers
 from ecom import metrics
 from ecom.cli.context import context
 from ecom.cli.output import bootstrap_option, echo_table, store_option
+from ecom.errors import BadInput
 from ecom.kafka import use_service
 
 METRICS_PORT = 9400
@@ -79,8 +80,14 @@ def replay(name: str, until: str | None, resume: bool, drop: bool, gc: bool,
 
     After the switch, retired generations beyond the newest ECOM_KEEP_GENERATIONS
     (default 1) are dropped."""
-    from consumers.replay import Replay, drop_retired
+    from consumers.replay import Replay, drop_retired, parse_until
 
+    chosen = [flag for flag, on in (("--resume", resume), ("--drop", drop), ("--gc", gc)) if on]
+    if len(chosen) > 1:
+        raise BadInput(f"{chosen[0]} and {chosen[1]} cannot be combined: choose one")
+    if until is not None and (drop or gc):
+        raise BadInput(f"--until does not go with {chosen[0]}: it only bounds a replay")
+    parse_until(until)  # a bad --until fails before the view database is opened
     use_service("replay")
     ctx = context(bootstrap, store_url)
     with open_store(ctx.store_url) as store:

@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 
 from consumers.projections import PROJECTIONS
+from consumers.replay import Replay
 from consumers.store import open_store
-from tests.support import run_cli
+from ecom.errors import BadInput
+from ecom.topology import Topology
+from tests.support import REPO, run_cli
 
 
 def _one_line_error(result_stderr: str) -> str:
@@ -33,3 +36,26 @@ def test_a_generation_the_view_does_not_hold_is_named_with_those_it_does(
     assert "it has: 1, 2" in message
     held = run_cli("query", "--generation", "orders=2", "orders", "--store", url)
     assert held.returncode == 0, held.stderr
+
+
+@pytest.mark.parametrize("until", ["notatime", "-1"])
+def test_a_bad_until_leaves_no_generation_behind(tmp_path: Path, until: str) -> None:
+    topology = Topology.load(REPO / "topics.yaml", prefix="t-")
+    with open_store(f"sqlite:///{tmp_path / 'view.db'}") as store:
+        job = Replay(PROJECTIONS["orders"], store, topology, "127.0.0.1:1", lambda _: None)
+        with pytest.raises(BadInput, match=r"--until -1|bad date-time 'notatime'"):
+            job.run(until)
+        assert store.generations("orders") == []
+
+
+def test_replay_refuses_contradicting_flags_before_opening_the_view(tmp_path: Path) -> None:
+    view = tmp_path / "view.db"
+    for flags in (["--resume", "--drop"], ["--drop", "--gc"], ["--gc", "--until", "5"]):
+        result = run_cli("replay", "orders", *flags, "--store", f"sqlite:///{view}")
+        assert result.returncode == 2, flags
+        assert "cannot be combined" in result.stderr or "does not go with" in result.stderr
+        _one_line_error(result.stderr)
+    bad = run_cli("replay", "orders", "--until", "notatime", "--store", f"sqlite:///{view}")
+    assert bad.returncode == 2
+    assert _one_line_error(bad.stderr).startswith("error: bad date-time 'notatime'")
+    assert not view.exists()
