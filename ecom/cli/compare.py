@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ecom.cli.context import context
-from ecom.cli.output import bootstrap_option
+from ecom.cli.output import PORT, bootstrap_option
 from ecom.errors import BadInput
 
 SCENARIO_NAMES = ("normal", "payment-slow", "payment-down", "inventory-restart")
@@ -64,7 +64,7 @@ def sync_async(scenarios: tuple[str, ...], rate: float, seconds: float, down_s: 
 
 @compare.command("chain-service", hidden=True)
 @click.argument("service", type=click.Choice(["inventory", "pricing", "payment", "orders"]))
-@click.option("--port", type=int, required=True)
+@click.option("--port", type=PORT, required=True)
 @click.option("--seed", type=int, required=True)
 @click.option("--urls", required=True, help="JSON: service -> base URL.")
 @click.option("--data", type=click.Path(file_okay=False, path_type=Path), required=True,

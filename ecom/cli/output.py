@@ -34,4 +34,6 @@ store_option = click.option(
     "store_url",
     help="View database URL (default ECOM_STORE or sqlite:///.ecom/view.db).",
 )
+# A port to listen on: 0 would be a port the kernel picks, that nobody is told of.
+PORT = click.IntRange(1, 65535)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (lists in full).")

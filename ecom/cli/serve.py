@@ -12,7 +12,7 @@ import click
 
 from ecom.apikeys import ApiKeys
 from ecom.cli.context import context
-from ecom.cli.output import bootstrap_option
+from ecom.cli.output import PORT, bootstrap_option
 from ecom.errors import PortInUse
 from ecom.kafka import use_service
 from ecom.metrics import MULTIPROCESS_ENV
@@ -28,7 +28,7 @@ def serve() -> None:
 
 @serve.command()
 @host_option
-@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--port", type=PORT, default=8000, show_default=True)
 @bootstrap_option
 def commands(host: str, port: int, bootstrap: str | None) -> None:
     """Serve the command API: POST /orders and the shop's other commands (docs at /docs)."""
@@ -52,7 +52,7 @@ def commands(host: str, port: int, bootstrap: str | None) -> None:
 
 @serve.command(name="query")
 @host_option
-@click.option("--port", type=int, default=8001, show_default=True)
+@click.option("--port", type=PORT, default=8001, show_default=True)
 @click.option("--store", "store_url", help="View database URL (default ECOM_STORE).")
 @bootstrap_option
 @click.option(

@@ -59,3 +59,23 @@ def test_replay_refuses_contradicting_flags_before_opening_the_view(tmp_path: Pa
     assert bad.returncode == 2
     assert _one_line_error(bad.stderr).startswith("error: bad date-time 'notatime'")
     assert not view.exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["serve", "commands", "--port", "99999"],
+        ["serve", "query", "--port", "0"],
+        ["serve", "query", "--port", "65536", "--workers", "2"],
+        ["projections", "run", "--metrics-port", "99999"],
+        ["worker", "all", "--metrics-port", "-1"],
+        ["compare", "chain-service", "orders", "--port", "70000", "--seed", "1", "--urls",
+         "{}", "--data", "."],
+    ],
+)  # fmt: skip
+def test_a_port_out_of_range_is_refused(args: list[str]) -> None:
+    result = run_cli(*args, timeout=30)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "port" in result.stderr.lower()
+    assert "is not in the range" in result.stderr
