@@ -44,6 +44,7 @@ class GroupAdmin(Admin):
 
     def groups(self) -> list[tuple[str, str, str]]:
         """Return (group, state, type) of every consumer group, sorted by name."""
+        self.metadata()  # a cluster that does not answer fails here, not as an empty list
         result = self.call(
             "list consumer groups",
             lambda: self.admin.list_consumer_groups(request_timeout=self.timeout).result(),

@@ -79,3 +79,10 @@ def test_a_port_out_of_range_is_refused(args: list[str]) -> None:
     assert "Traceback" not in result.stderr
     assert "port" in result.stderr.lower()
     assert "is not in the range" in result.stderr
+
+
+def test_listing_groups_of_a_cluster_that_does_not_answer_fails_with_exit_3() -> None:
+    result = run_cli("offsets", "list", "--bootstrap", "127.0.0.1:1", timeout=60)
+    assert result.returncode == 3
+    assert _one_line_error(result.stderr).startswith("error: cannot reach Kafka at 127.0.0.1:1")
+    assert result.stdout == ""
