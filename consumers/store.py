@@ -582,19 +582,26 @@ class SqliteStore(Store):
 
     dialect = "sqlite"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, create: bool = True) -> None:
         self.path = Path(url.removeprefix("sqlite:///").removeprefix("sqlite://"))
+        self.create = create
         super().__init__(url)
 
     def _connect(self) -> sqlite3.Connection:
+        if not self.create and not self.path.is_file():
+            raise StoreError(
+                f"cannot open the view database {self.path}: there is none (the projections "
+                "make it: `ecom projections run`; or check --store / ECOM_STORE)"
+            )
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.create:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
             connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL survives a kill
+            connection.execute("PRAGMA busy_timeout = 30000")
         except (OSError, sqlite3.Error) as error:
             raise StoreError(f"cannot open the view database {self.path}: {error}") from error
-        connection.execute("PRAGMA journal_mode = WAL")
-        connection.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL survives a process kill
-        connection.execute("PRAGMA busy_timeout = 30000")
         return connection
 
     def version(self, read: Callable[[str, Sequence[Any]], list[dict[str, Any]]]) -> Any:
@@ -680,10 +687,12 @@ class PostgresStore(Store):
         )
 
 
-def open_store(url: str) -> Store:
-    """Open the view database a URL names: sqlite:///path or postgresql://..."""
+def open_store(url: str, create: bool = True) -> Store:
+    """Open the view database a URL names: sqlite:///path or postgresql://... Unless
+    `create`, a SQLite file that does not exist is an error, not a new empty view (for
+    commands that only read)."""
     if url.startswith("sqlite:"):
-        return SqliteStore(url)
+        return SqliteStore(url, create)
     if url.startswith(("postgresql:", "postgres:")):
         return PostgresStore(url)
     raise BadInput(

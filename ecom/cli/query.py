@@ -33,7 +33,7 @@ def query(click_context: click.Context, pins: tuple[str, ...]) -> None:
 
 def _view(store_url: str | None) -> QueryView:
     pinned = click.get_current_context().obj
-    store = open_store(context(store=store_url).store_url)
+    store = open_store(context(store=store_url).store_url, create=False)  # only reads
     pins = pinned if isinstance(pinned, dict) else {}
     _check_pins(store, pins)
     return QueryView(store, pins)

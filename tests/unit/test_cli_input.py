@@ -86,3 +86,20 @@ def test_listing_groups_of_a_cluster_that_does_not_answer_fails_with_exit_3() ->
     assert result.returncode == 3
     assert _one_line_error(result.stderr).startswith("error: cannot reach Kafka at 127.0.0.1:1")
     assert result.stdout == ""
+
+
+def test_a_query_never_creates_the_view_database(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "view.db"
+    result = run_cli("query", "order", "o-1", "--store", f"sqlite:///{missing}")
+    assert result.returncode == 5
+    message = _one_line_error(result.stderr)
+    assert message.startswith(f"error: cannot open the view database {missing}: there is none")
+    assert not missing.parent.exists()
+    with open_store(f"sqlite:///{missing}"):  # the writers still make it
+        pass
+    assert missing.is_file()
+    made = run_cli("query", "order", "o-1", "--store", f"sqlite:///{missing}")
+    assert (made.returncode, made.stderr.strip()) == (
+        2,
+        "error: order o-1 is not in the view (yet)",
+    )
