@@ -23,7 +23,9 @@ def asyncapi(output: Path | None, check: Path | None) -> None:
     """Print the AsyncAPI 3.0 document (YAML) made from topics.yaml and the .avsc files."""
     text = render(context().topology, version("ecomstream"))
     if check is not None:
-        if not check.is_file() or check.read_text() != text:
+        if not check.is_file():
+            raise BadInput(f"{check} does not exist: write it with `ecom asyncapi -o {check}`")
+        if check.read_text() != text:
             raise BadInput(f"{check} is stale: regenerate it with `ecom asyncapi -o {check}`")
         click.echo(f"ok: {check} matches topics.yaml and the schemas")
         return

@@ -25,8 +25,13 @@ def query(click_context: click.Context, pins: tuple[str, ...]) -> None:
     pinned: dict[str, int] = {}
     for pin in pins:
         name, _, number = pin.partition("=")
-        if name not in PROJECTIONS or not number.isdigit():
+        if not name or not number.isdigit():
             raise BadInput(f"bad --generation {pin!r}: expected PROJECTION=N, such as orders=3")
+        if name not in PROJECTIONS:
+            raise BadInput(
+                f"bad --generation {pin!r}: unknown projection {name!r}; "
+                f"known: {', '.join(sorted(PROJECTIONS))}"
+            )
         pinned[name] = int(number)
     click_context.obj = pinned
 

@@ -103,3 +103,24 @@ def test_a_query_never_creates_the_view_database(tmp_path: Path) -> None:
         2,
         "error: order o-1 is not in the view (yet)",
     )
+
+
+def test_an_unknown_projection_in_generation_is_called_so() -> None:
+    unknown = run_cli("query", "--generation", "nope=1", "orders")
+    assert unknown.returncode == 2
+    assert _one_line_error(unknown.stderr) == (
+        "error: bad --generation 'nope=1': unknown projection 'nope'; "
+        "known: catalogue, inventory, orders, pricing"
+    )
+    malformed = run_cli("query", "--generation", "orders=x", "orders")
+    assert malformed.returncode == 2
+    assert "expected PROJECTION=N" in _one_line_error(malformed.stderr)
+
+
+def test_asyncapi_check_of_a_missing_file_says_it_does_not_exist(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    result = run_cli("asyncapi", "--check", str(missing))
+    assert result.returncode == 2
+    message = _one_line_error(result.stderr)
+    assert message.startswith(f"error: {missing} does not exist")
+    assert "stale" not in message
