@@ -7,6 +7,7 @@ import socket
 import tempfile
 import threading
 from dataclasses import replace
+from typing import Any
 
 import click
 
@@ -32,13 +33,12 @@ def serve() -> None:
 @bootstrap_option
 def commands(host: str, port: int, bootstrap: str | None) -> None:
     """Serve the command API: POST /orders and the shop's other commands (docs at /docs)."""
-    import uvicorn
-
     from producers.api import create_app
 
     use_service("commands")
     ctx = context(bootstrap)
     settings = ctx.settings
+    sock = _listener(host, port)
     app = create_app(
         ctx.topology,
         ctx.bootstrap,
@@ -47,7 +47,7 @@ def commands(host: str, port: int, bootstrap: str | None) -> None:
         settings.home / ".ecom" / "idempotency.db",
         settings.max_body_bytes,
     )
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    _serve(app, sock, host, port)
 
 
 @serve.command(name="query")
@@ -75,31 +75,49 @@ def query_command(
         _run_workers(Spec("query-api", args, env, inherit=True), host, port, workers,
                      ctx.settings.restart_backoff_s)  # fmt: skip
         return
-    import uvicorn
-
     from consumers.api import create_app
     from consumers.live import Live, order_watch
     from consumers.queries import QueryView
     from consumers.store import open_store
 
     use_service("monitor")  # the live page's watch reads as the read-only monitor
-    shared = _shared_socket(host, port) if os.environ.get(SHARED_PORT_ENV) else None
+    sock = _listener(host, port)
     store = open_store(ctx.store_url)
     watch = None if no_watch else order_watch(ctx.topology, ctx.bootstrap)
     live = Live(QueryView(store), watch).start()
     keys = ApiKeys(ctx.settings.api_keys_path)
     app = create_app(store, keys, ctx.settings.max_body_bytes, live=live)
     try:
-        if shared is None:
-            uvicorn.run(app, host=host, port=port, log_level="warning")
-        else:
-            server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-            server.run(sockets=[shared])
+        _serve(app, sock, host, port)
     finally:
         live.stop()
 
 
 SHARED_PORT_ENV = "ECOM_SHARED_PORT"  # set by --workers for its children
+
+
+def _listener(host: str, port: int) -> socket.socket:
+    """Bind the port before anything else starts: a taken one fails at once (PortInUse).
+    A child of --workers shares it with its siblings."""
+    return _bound_socket(host, port, share=bool(os.environ.get(SHARED_PORT_ENV)))
+
+
+def _serve(app: Any, sock: socket.socket, host: str, port: int) -> None:
+    """Say where, then serve until SIGTERM or Ctrl-C (a child of --workers leaves the
+    saying to its parent, which says it once for all)."""
+    import uvicorn
+
+    shared = bool(os.environ.get(SHARED_PORT_ENV))
+    if not shared:
+        click.echo(f"serving on http://{host}:{port} (pid {os.getpid()}); "
+                   "SIGTERM or Ctrl-C stops it")  # fmt: skip
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    with sock:
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:
+            if shared:  # a child of --workers: its parent answers Ctrl-C
+                raise
 
 
 def _run_workers(spec: Spec, host: str, port: int, workers: int, backoff: float) -> None:
@@ -109,7 +127,7 @@ def _run_workers(spec: Spec, host: str, port: int, workers: int, backoff: float)
     # probe turns away another `--workers` already answering there).
     if _answering(host, port):
         raise PortInUse(f"cannot serve on {host}:{port} (something answers there already)")
-    holder = _shared_socket(host, port)
+    holder = _bound_socket(host, port)
     stopping = threading.Event()
     with (
         holder,
@@ -136,12 +154,14 @@ def _answering(host: str, port: int) -> bool:
     return True
 
 
-def _shared_socket(host: str, port: int) -> socket.socket:
+def _bound_socket(host: str, port: int, share: bool = True) -> socket.socket:
+    """Bind (not listen) host:port; `share`: with SO_REUSEPORT, for --workers."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     # SO_REUSEADDR as uvicorn sets it: the connections of a run just ended (TIME_WAIT)
     # do not hold the port; a listener still does.
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if share:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as error:

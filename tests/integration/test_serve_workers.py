@@ -10,6 +10,7 @@ import socket
 from pathlib import Path
 
 import httpx
+import pytest
 
 from bench.base import child_pids
 from ecom.apikeys import ApiKeys
@@ -81,3 +82,32 @@ def test_a_port_taken_by_another_program_is_one_line_and_no_process(tmp_path: Pa
     assert result.returncode != 0
     assert f"cannot serve on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [("serve", "query", "--no-watch"), ("serve", "commands", "--bootstrap", "127.0.0.1:1")]
+)
+def test_one_process_says_where_it_serves_as_workers_do(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    env, _ = _env(tmp_path)
+    port = free_port()
+    log = tmp_path / "serve.log"
+    command = spawn(Spec("serve", (*args, "--port", str(port)), env, log, REPO))
+    try:
+        wait_for(lambda: "serving on" in log.read_text(), 60, "the line saying where")
+        line = next(x for x in log.read_text().splitlines() if "serving on" in x)
+        assert line.startswith(f"serving on http://127.0.0.1:{port} (pid {command.pid})")
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}"), 60, "the API to answer")
+    finally:
+        kill(command)
+
+
+def test_one_process_on_a_taken_port_is_one_line(tmp_path: Path) -> None:
+    env, _ = _env(tmp_path)
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = run_cli("serve", "query", "--port", str(port), "--no-watch", env=env, timeout=60)
+    assert result.returncode == 4
+    assert result.stderr.startswith(f"error: cannot serve on 127.0.0.1:{port}")
+    assert result.stderr.count("\n") == 1
