@@ -15,7 +15,7 @@
     |   +-- DeliveryFailed        a record was not acknowledged by Kafka (exit 3)
     +-- ClusterError              the local cluster cannot start or stop (exit 4)
     |   +-- ToolMissing           Java or Maven is not installed
-    |   +-- PortInUse             a port the cluster needs is taken
+    |   +-- PortInUse             a port to listen on is taken (a node's, an API's)
     +-- StoreError                the view database cannot be opened or refused (exit 5)
     |   +-- Fenced                another runner wrote the same partition first
     +-- StaleView                 a view's offsets belong to another cluster or topic (exit 6)
@@ -105,7 +105,7 @@ class ToolMissing(ClusterError):
 
 
 class PortInUse(ClusterError):
-    """A port the local cluster needs is already taken."""
+    """A port to listen on is already taken: a node's, an API's or a metrics port."""
 
 
 class StoreError(EcomError):
