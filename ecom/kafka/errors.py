@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections import Counter
 from typing import Any
@@ -71,8 +72,24 @@ def metadata(client: Any, bootstrap: str, timeout: float, **options: Any) -> Any
             return client.list_topics(timeout=left, **options)
         except KafkaException as error:
             client.poll(0)  # serves error_cb: a refusal, or every broker down?
-            if _HOPELESS[bootstrap] > before or time.monotonic() >= deadline:
+            # librdkafka says "all brokers down" once; a fresh client may have said it
+            # already, among the old news: so look whether anything listens at all.
+            hopeless = _HOPELESS[bootstrap] > before or not listening(bootstrap)
+            if hopeless or time.monotonic() >= deadline:
                 raise unreachable(bootstrap, error) from error
+
+
+def listening(bootstrap: str) -> bool:
+    """Tell whether anything accepts a TCP connection at one of the bootstrap servers."""
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition("://")[2].rpartition(":")
+        try:
+            address = (host.strip("[]"), int(port))
+            socket.create_connection(address, timeout=METADATA_SLICE_S).close()
+        except (OSError, ValueError):
+            continue
+        return True
+    return False
 
 
 def unreachable(bootstrap: str, error: BaseException) -> KafkaUnavailable:

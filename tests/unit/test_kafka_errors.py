@@ -3,6 +3,8 @@ us, keep asking one that is only slow, and are not fooled by old reports."""
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -49,18 +51,36 @@ def test_a_refused_password_fails_the_first_attempt_and_says_so() -> None:
     assert client.asked == 1
 
 
-def test_a_cluster_that_only_failed_to_answer_is_asked_again() -> None:
-    client = Client("127.0.0.1:2", [None, TRANSPORT, TRANSPORT, DOWN])
-    with pytest.raises(KafkaUnavailable, match=r"cannot reach Kafka at 127\.0\.0\.1:2"):
+@pytest.fixture
+def listener() -> Iterator[str]:
+    """Something listening on loopback (it never answers a request): a slow cluster."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        yield f"127.0.0.1:{server.getsockname()[1]}"
+
+
+def test_a_cluster_that_only_failed_to_answer_is_asked_again(listener: str) -> None:
+    client = Client(listener, [None, TRANSPORT, TRANSPORT, DOWN])
+    with pytest.raises(KafkaUnavailable, match=f"cannot reach Kafka at {listener}"):
         metadata(client, client.bootstrap, timeout=60)
     assert client.asked == 3
 
 
-def test_a_report_queued_before_the_call_does_not_end_it() -> None:
-    client = Client("127.0.0.1:4", [DOWN, TRANSPORT, DOWN])
+def test_a_report_queued_before_the_call_does_not_end_it(listener: str) -> None:
+    client = Client(listener, [DOWN, TRANSPORT, DOWN])
     with pytest.raises(KafkaUnavailable):
         metadata(client, client.bootstrap, timeout=60)
     assert client.asked == 2, "the old report was served first and ignored"
+
+
+def test_nothing_listening_fails_the_first_attempt_whatever_was_reported_before() -> None:
+    """A fresh client may have said "all brokers down" before the call (its one report):
+    where nothing accepts a connection, the first failed attempt ends the wait."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        closed = f"127.0.0.1:{server.getsockname()[1]}"
+    client = Client(closed, [DOWN, TRANSPORT])
+    with pytest.raises(KafkaUnavailable, match=f"cannot reach Kafka at {closed}"):
+        metadata(client, client.bootstrap, timeout=60)
+    assert client.asked == 1
 
 
 def test_a_silent_cluster_is_asked_until_the_timeout() -> None:
@@ -86,10 +106,10 @@ def test_a_refusal_is_the_cluster_saying_no_not_a_connection_lost(code: int, ref
     assert is_refusal(KafkaException(KafkaError(code))) is refused
 
 
-def test_a_handshake_cut_by_a_broker_going_down_is_no_refusal() -> None:
+def test_a_handshake_cut_by_a_broker_going_down_is_no_refusal(listener: str) -> None:
     # Seen in the kill test while a broker restarted: the worker took it for a bad password.
     lost = "SASL SCRAM-SHA-512 mechanism handshake failed: Local: Broker transport failure"
-    client = Client("127.0.0.1:4", [None, REFUSED], lost)
+    client = Client(listener, [None, REFUSED], lost)
     with pytest.raises(KafkaUnavailable) as raised:
         metadata(client, client.bootstrap, timeout=1.2)
     assert not isinstance(raised.value, KafkaRefused)
