@@ -13,6 +13,7 @@ from consumers.store import Store, open_store
 from ecom.cli.context import context
 from ecom.cli.output import echo_table, json_option, store_option
 from ecom.errors import BadInput
+from schemas.rules.order import RANK
 
 
 @click.group()
@@ -104,7 +105,7 @@ def order(order_id: str, store_url: str | None, as_json: bool) -> None:
 
 
 @query.command()
-@click.option("--status", help="Only orders with this status.")
+@click.option("--status", type=click.Choice(list(RANK)), help="Only orders with this status.")
 @store_option
 @json_option
 def orders(status: str | None, store_url: str | None, as_json: bool) -> None:
@@ -124,8 +125,14 @@ def orders(status: str | None, store_url: str | None, as_json: bool) -> None:
 def user(user_id: str, store_url: str | None, as_json: bool) -> None:
     """A user and their orders."""
     view = _view(store_url)
+    first = view.user_orders(user_id, None, MAX_PAGE)
+    known = first["data"]["user"]
+    if known is None and not first["data"]["items"]:
+        raise BadInput(f"user {user_id} is not in the view (yet)")
+    if known is not None and not as_json:
+        click.echo(f"user {user_id}: {known['name']} <{known['email']}>, {known['country']}")
     _list(
-        lambda after: view.user_orders(user_id, after, MAX_PAGE),
+        lambda after: first if after is None else view.user_orders(user_id, after, MAX_PAGE),
         ["order_id", "status", "total_minor", "currency", "updated_at"],
         as_json,
     )

@@ -192,9 +192,15 @@ def test_cli_gives_the_same_answers(shop: Shop) -> None:
     assert "[inventory: lag 0" in human.stdout
     user = run_cli("query", "user", order.user_id, env=env)
     assert order.order_id in user.stdout
+    assert user.stdout.startswith(f"user {order.user_id}: "), "the user, then the orders"
     missing = run_cli("query", "order", "nope", env=env)
     assert missing.returncode == 2
     assert missing.stderr == "error: order nope is not in the view (yet)\n"
+    nobody = run_cli("query", "user", "u-nope", env=env)
+    assert (nobody.returncode, nobody.stderr) == (2, "error: user u-nope is not in the view (yet)\n")
+    bogus = run_cli("query", "orders", "--status", "bogus", env=env)
+    assert bogus.returncode == 2
+    assert "'bogus' is not one of" in bogus.stderr
 
 
 def test_the_live_page_and_its_numbers(shop: Shop, kafka: KafkaCluster) -> None:
