@@ -13,6 +13,7 @@
     +-- KafkaUnavailable          brokers unreachable or a request failed (exit 3)
     |   +-- KafkaRefused          the cluster answered no: asking again will not help
     |   +-- DeliveryFailed        a record was not acknowledged by Kafka (exit 3)
+    |   +-- ClientFailed          a client hit a fatal error: replace it (a fenced consumer)
     +-- ClusterError              the local cluster cannot start or stop (exit 4)
     |   +-- ToolMissing           Java or Maven is not installed
     |   +-- PortInUse             a port to listen on is taken (a node's, an API's)
@@ -43,6 +44,7 @@ from schemas.errors import (
 
 __all__ = [
     "BadInput",
+    "ClientFailed",
     "ClusterError",
     "DecodeError",
     "DeliveryFailed",
@@ -92,6 +94,11 @@ class KafkaRefused(KafkaUnavailable):
 
 class DeliveryFailed(KafkaUnavailable):
     """Kafka did not acknowledge a record."""
+
+
+class ClientFailed(KafkaUnavailable):
+    """A Kafka client hit a fatal error (a consumer fenced by another with its
+    group.instance.id, say): it does nothing any more, and must be closed and replaced."""
 
 
 class ClusterError(EcomError):

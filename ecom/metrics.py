@@ -77,6 +77,12 @@ FENCED = Counter(
     "ecom_fenced_batches", "Batches the store refused because another runner wrote first.",
     ["service"], registry=REGISTRY,
 )  # fmt: skip
+CONSUMERS_REPLACED = Counter(
+    "ecom_consumers_replaced",
+    "Consumers closed and made anew after a fatal error (fenced by another consumer with "
+    "the same group.instance.id, say).",
+    ["service"], registry=REGISTRY,
+)  # fmt: skip
 BATCH_SECONDS = Histogram(
     "ecom_batch_phase_seconds",
     "Time per batch in each phase (runners: decode, fold, commit; workers: handle).",

@@ -32,7 +32,7 @@ from ecom.kafka.config import (
     producer_config,
 )
 from ecom.kafka.deadletters import DeadLetters, Failed, dead_letter_headers
-from ecom.kafka.errors import is_transient, kafka_error, reason
+from ecom.kafka.errors import is_fatal, is_transient, kafka_error, reason
 from ecom.kafka.groups import GroupAdmin, GroupInfo, Member
 from ecom.kafka.producer import BytesProducer, Delivery, Headers, Outcome, OutcomeCallback
 from ecom.kafka.reader import TopicReader, live_keys, read_to_end, take
@@ -66,6 +66,7 @@ __all__ = [
     "client_config",
     "consumer_config",
     "dead_letter_headers",
+    "is_fatal",
     "is_transient",
     "kafka_error",
     "live_keys",

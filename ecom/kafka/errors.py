@@ -50,6 +50,13 @@ def note_client_error(bootstrap: str, error: KafkaError) -> None:
         _HOPELESS[bootstrap] += 1
 
 
+def is_fatal(error: KafkaError) -> bool:
+    """Tell whether an error leaves its client unusable (close it and make a new one). A
+    consumer's fatal error (fenced by another with its group.instance.id, say) comes as a
+    message error coded _FATAL, and confluent-kafka does not set fatal() on it."""
+    return bool(error.fatal()) or error.code() == KafkaError._FATAL
+
+
 def _refused(error: KafkaError) -> bool:
     """An authentication or TLS failure, unless the connection broke during the handshake
     (a broker dying or starting: "... handshake failed: Local: Broker transport failure"),
