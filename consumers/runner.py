@@ -15,6 +15,12 @@ Runners of one projection on several hosts share the group's partitions. Each ba
 compare-and-set on the stored offsets: if another runner wrote a partition since this
 one read it (a rebalance both saw at different times), the store refuses the batch
 (Fenced) and this runner drops its row cache and re-reads from the stored offsets.
+
+A consumer that hits a fatal error (fenced by another consumer with its group.instance.id,
+which a broker restart can also cause) is closed and replaced by one with the same id,
+which takes the membership back and reads on from the stored offsets. A runner whose
+consumers keep failing so (a second process with the same instance id) stops instead of
+fighting it forever.
 """
 
 from __future__ import annotations
@@ -25,13 +31,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 from consumers.engine import Engine
 from consumers.health import Pulse
 from consumers.projection import Envelope, Position, Projection
 from consumers.store import OffsetRow, Store
 from ecom import faults, metrics
-from ecom.errors import DecodeError, Fenced, InvalidEvent, KafkaUnavailable, StaleView
+from ecom.errors import (
+    ClientFailed,
+    DecodeError,
+    Fenced,
+    InvalidEvent,
+    KafkaRefused,
+    KafkaUnavailable,
+    StaleView,
+)
 from ecom.heap import few_full_collections
 from ecom.kafka import (
     FIRST_OFFSET,
@@ -42,11 +57,11 @@ from ecom.kafka import (
     DeadLetters,
     Failed,
     Headers,
-    KafkaError,
     KafkaException,
     Message,
     TopicPartition,
     consumer_config,
+    is_fatal,
     take,
 )
 from ecom.process import held_instance_id
@@ -62,6 +77,9 @@ TOPIC_CHECK_S = 5.0
 # this while records flow: a batch is whatever has arrived, and need not cost a request.
 REPORT_EVERY_S = 1.0
 DLQ_OWNER = "projections"
+# This many fatal consumer errors within the window: another process holds the instance id.
+FATAL_LIMIT = 3
+FATAL_WINDOW_S = 60.0
 
 
 @dataclass
@@ -73,6 +91,7 @@ class Progress:
     dead_letters: int = 0
     batches: int = 0
     fenced: int = 0
+    replaced: int = 0  # consumers closed and made anew after a fatal error
     started: float = field(default_factory=time.monotonic)
     # Where the time of apply() went, in seconds: decoding, folding, the database.
     decode_s: float = 0.0
@@ -112,6 +131,8 @@ class ProjectionRunner:
         self.pulse: Pulse | None = None
         self._unreported: dict[tuple[str, int], int] = {}  # stored, not yet told to Kafka
         self._next_report = 0.0
+        self.instance = ""  # group.instance.id, once running
+        self._failed_at: list[float] = []  # when consumers hit fatal errors, lately
 
     # -- start-up checks -----------------------------------------------------------------
 
@@ -186,25 +207,32 @@ class ProjectionRunner:
         with held_instance_id(settings.instances_path, self.group, settings.host_id) as instance:
             if not self.replayed:  # a replay's lag says nothing of the view being served
                 self.pulse = Pulse(self.store, self.projection.name, instance, settings)
-            consumer = Consumer(self._consumer_config(instance))
+            self.instance = instance
+            self.consumer = self._subscribed(instance)
             try:
                 with few_full_collections():  # a large row cache: see ecom.heap
-                    self._loop(consumer, on_batch)
+                    self._loop(self.consumer, on_batch)
             finally:
-                self._report_offsets(consumer)
-                consumer.close()
+                self._report_offsets(self.consumer)
+                self.consumer.close()
                 self.store.close()
+
+    def _subscribed(self, instance: str) -> Consumer:
+        consumer = Consumer(self._consumer_config(instance))
+        consumer.subscribe(list(self._logical), on_assign=self._on_assign,
+                           on_revoke=self._on_revoke, on_lost=self._on_lost)  # fmt: skip
+        return consumer
 
     def _loop(
         self, consumer: Consumer, on_batch: Callable[[ProjectionRunner], None] | None
     ) -> None:
         dead_letters = self.dead_letters()
-        consumer.subscribe(list(self._logical), on_assign=self._on_assign,
-                           on_revoke=self._on_revoke, on_lost=self._on_lost)  # fmt: skip
         while not self.stop_event.is_set():
             try:
                 if self._step(consumer, dead_letters) and on_batch is not None:
                     on_batch(self)
+            except ClientFailed as error:
+                consumer = self._replace(consumer, error)
             except Fenced as error:
                 LOG.warning(
                     "%s: %s; re-reading from the stored offsets", self.projection.name, error
@@ -215,7 +243,28 @@ class ProjectionRunner:
             self._follow_switch(consumer)
             self._recheck_topics()
             if self.pulse is not None:
-                self.pulse.tick(lambda: self._kafka_answers(consumer))
+                self.pulse.tick(partial(self._kafka_answers, consumer))
+
+    def _replace(self, consumer: Consumer, error: ClientFailed) -> Consumer:
+        """Close a consumer that hit a fatal error and join with a new one under the same
+        group.instance.id, which takes the membership back; on assignment it reads on from
+        the stored offsets. Stop when that keeps happening: another process has the id."""
+        self.next_offsets.clear()  # nothing is ours until assigned again
+        self._unreported.clear()  # a failed consumer can commit nothing
+        now = time.monotonic()
+        self._failed_at = [t for t in self._failed_at if now - t < FATAL_WINDOW_S] + [now]
+        if len(self._failed_at) >= FATAL_LIMIT:
+            raise KafkaRefused(
+                f"{error}; its consumer {self.instance} hit {FATAL_LIMIT} fatal errors in "
+                f"{FATAL_WINDOW_S:g}s: is another process running this projection with the "
+                "same instance id (the same ECOM_HOST_ID)? Stop one of them"
+            ) from error
+        LOG.warning("%s; replacing the consumer", error)
+        self.progress.replaced += 1
+        metrics.CONSUMERS_REPLACED.labels(self.group).inc()
+        consumer.close()
+        self.consumer = self._subscribed(self.instance)
+        return self.consumer
 
     def _kafka_answers(self, consumer: Consumer) -> bool:
         try:
@@ -400,9 +449,9 @@ class ProjectionRunner:
         """Drop errors we ride out, and records the view already holds."""
         error = message.error()
         if error is not None:
-            if error.code() == KafkaError._PARTITION_EOF or not error.fatal():
-                return False
-            raise KafkaUnavailable(f"{self.projection.name}: {error.str()}")
+            if is_fatal(error):
+                raise ClientFailed(f"{self.projection.name}: {error.str()}")
+            return False  # end of a partition, or what librdkafka retries itself
         # A partition not (or no longer) held has no next offset: its records are not ours.
         start = self.next_offsets.get((message.topic() or "", message.partition() or 0))
         return start is not None and (message.offset() or 0) >= start
