@@ -197,7 +197,8 @@ def test_cli_gives_the_same_answers(shop: Shop) -> None:
     assert missing.returncode == 2
     assert missing.stderr == "error: order nope is not in the view (yet)\n"
     nobody = run_cli("query", "user", "u-nope", env=env)
-    assert (nobody.returncode, nobody.stderr) == (2, "error: user u-nope is not in the view (yet)\n")
+    assert nobody.returncode == 2
+    assert nobody.stderr == "error: user u-nope is not in the view (yet)\n"
     bogus = run_cli("query", "orders", "--status", "bogus", env=env)
     assert bogus.returncode == 2
     assert "'bogus' is not one of" in bogus.stderr
