@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ecom.cluster import LocalCluster
+from ecom.kafka import registered_brokers
 from tests.support import TOPIC_COUNT, run_cli, scratch_cluster_env
 
 pytestmark = pytest.mark.local_cluster
@@ -38,6 +39,19 @@ def test_status_shows_every_node_alive_and_registered(local_cluster: LocalCluste
     rows = [line.split() for line in result.stdout.splitlines() if line[:1].isdigit()]
     assert [(r[0], r[4], r[5]) for r in rows] == [(str(i), "alive", "yes") for i in (1, 2, 3)]
     assert local_cluster.bootstrap_servers() in result.stdout
+
+
+def test_start_returns_once_the_restarted_node_itself_answers(
+    local_cluster: LocalCluster,
+) -> None:
+    """The cluster's broker list still names a node killed a moment ago (until its session
+    times out): start waits for the node's own listener, which opens only once it is
+    registered again."""
+    node = local_cluster.node(3)
+    assert run_cli("cluster", "kill", "3").returncode == 0
+    result = run_cli("cluster", "start", "3", timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert registered_brokers(f"127.0.0.1:{node.address.broker_port}") >= {3}, "it answers"
 
 
 def test_up_on_a_running_cluster_only_reports_it(local_cluster: LocalCluster) -> None:
