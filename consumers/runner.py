@@ -77,9 +77,9 @@ TOPIC_CHECK_S = 5.0
 # this while records flow: a batch is whatever has arrived, and need not cost a request.
 REPORT_EVERY_S = 1.0
 DLQ_OWNER = "projections"
-# This many fatal consumer errors within the window: another process holds the instance id.
+# This many fatal consumer errors within ECOM_RUNNER_FATAL_WINDOW_S: another process holds
+# the instance id.
 FATAL_LIMIT = 3
-FATAL_WINDOW_S = 60.0
 
 
 @dataclass
@@ -251,12 +251,12 @@ class ProjectionRunner:
         the stored offsets. Stop when that keeps happening: another process has the id."""
         self.next_offsets.clear()  # nothing is ours until assigned again
         self._unreported.clear()  # a failed consumer can commit nothing
-        now = time.monotonic()
-        self._failed_at = [t for t in self._failed_at if now - t < FATAL_WINDOW_S] + [now]
+        now, window = time.monotonic(), get_settings().runner_fatal_window_s
+        self._failed_at = [t for t in self._failed_at if now - t < window] + [now]
         if len(self._failed_at) >= FATAL_LIMIT:
             raise KafkaRefused(
                 f"{error}; its consumer {self.instance} hit {FATAL_LIMIT} fatal errors in "
-                f"{FATAL_WINDOW_S:g}s: is another process running this projection with the "
+                f"{window:g}s: is another process running this projection with the "
                 "same instance id (the same ECOM_HOST_ID)? Stop one of them"
             ) from error
         LOG.warning("%s; replacing the consumer", error)

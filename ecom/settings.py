@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     ready_max_lag: int = Field(default=1000, ge=0)
     ready_grace_s: float = Field(default=30.0, ge=0)
     runner_gone_s: float = Field(default=15.0, gt=0)
+    # A runner whose consumers hit 3 fatal errors (fenced) within this many seconds stops:
+    # another process runs its projection under the same instance id.
+    runner_fatal_window_s: float = Field(default=60.0, gt=0)
     heartbeat_s: float = Field(default=2.0, gt=0)
     # `ecom worker all`: the first wait before restarting a worker that died (doubling).
     restart_backoff_s: float = Field(default=1.0, ge=0)
