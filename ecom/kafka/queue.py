@@ -21,7 +21,7 @@ from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 
 from ecom.kafka.admin import Admin
 from ecom.kafka.config import client_config
-from ecom.kafka.errors import kafka_error
+from ecom.kafka.errors import is_fatal, kafka_error
 
 Verdict = Literal["accept", "release", "reject"]
 _TYPES = {
@@ -96,7 +96,7 @@ class ShareQueue:
             problem = message.error()
             if problem is None:
                 records.append(message)
-            elif problem.fatal():
+            elif is_fatal(problem):  # a _FATAL message error has fatal() False
                 raise kafka_error(f"share group {self.group} failed", KafkaException(problem))
         return records
 
