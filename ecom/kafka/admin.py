@@ -35,6 +35,7 @@ class Admin:
         self.bootstrap = bootstrap
         self.timeout = timeout
         self.admin = AdminClient(client_config(bootstrap, **(overrides or {})))
+        self._answered = False  # whether a metadata request was ever answered
 
     def call(self, what: str, request: Callable[[], T]) -> T:
         """Run a request; retry transient errors until the timeout, map the rest."""
@@ -64,7 +65,9 @@ class Admin:
 
     def metadata(self) -> Any:
         """Return the cluster's metadata (brokers, topics, partitions)."""
-        return metadata(self.admin, self.bootstrap, METADATA_TIMEOUT_S)
+        answer = metadata(self.admin, self.bootstrap, METADATA_TIMEOUT_S, not self._answered)
+        self._answered = True
+        return answer
 
     def cluster_id(self) -> str:
         """Return the cluster's id (a new one after a wipe)."""

@@ -66,10 +66,11 @@ def _refused(error: KafkaError) -> bool:
     return error.code() in _REFUSED_CODES and not lost
 
 
-def metadata(client: Any, bootstrap: str, timeout: float, **options: Any) -> Any:
+def metadata(client: Any, bootstrap: str, timeout: float, fresh: bool = False,
+             **options: Any) -> Any:  # fmt: skip
     """Return a producer's or admin client's metadata answer. Asked in short slices, so
     that a cluster where nothing listens, or that refuses us, fails at once instead of
-    after the timeout."""
+    after the timeout. `fresh`: the client never had an answer yet."""
     client.poll(0)  # reports queued before this call are old news
     before = _HOPELESS[bootstrap]
     deadline = time.monotonic() + timeout
@@ -79,24 +80,32 @@ def metadata(client: Any, bootstrap: str, timeout: float, **options: Any) -> Any
             return client.list_topics(timeout=left, **options)
         except KafkaException as error:
             client.poll(0)  # serves error_cb: a refusal, or every broker down?
-            # librdkafka says "all brokers down" once; a fresh client may have said it
-            # already, among the old news: so look whether anything listens at all.
-            hopeless = _HOPELESS[bootstrap] > before or not listening(bootstrap)
+            # librdkafka says "all brokers down" once, and a fresh client may have said it
+            # among the old news; with only its bootstrap servers to go by, nothing
+            # listening there is as good. (One that had answers knows other brokers too.)
+            hopeless = _HOPELESS[bootstrap] > before or (fresh and nothing_listens(bootstrap))
             if hopeless or time.monotonic() >= deadline:
                 raise unreachable(bootstrap, error) from error
 
 
-def listening(bootstrap: str) -> bool:
-    """Tell whether anything accepts a TCP connection at one of the bootstrap servers."""
+def nothing_listens(bootstrap: str, default_port: int = 9092) -> bool:
+    """Tell whether every bootstrap server refuses a TCP connection (an address we cannot
+    read counts as listening: the wait goes on, as before). A server without a port is
+    at librdkafka's default."""
     for server in bootstrap.split(","):
         host, _, port = server.strip().rpartition("://")[2].rpartition(":")
+        if not host:
+            host, port = port, str(default_port)
         try:
             address = (host.strip("[]"), int(port))
+        except ValueError:
+            return False
+        try:
             socket.create_connection(address, timeout=METADATA_SLICE_S).close()
-        except (OSError, ValueError):
+        except OSError:
             continue
-        return True
-    return False
+        return False
+    return True
 
 
 def unreachable(bootstrap: str, error: BaseException) -> KafkaUnavailable:

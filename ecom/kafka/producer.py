@@ -57,6 +57,7 @@ class BytesProducer:
         self.acknowledged = 0
         self._produced: dict[str, Any] = {}  # topic -> its counter (labels() costs ~2 us)
         self._unpolled = 0
+        self._answered = False  # whether a metadata request was ever answered
 
     def produce(
         self,
@@ -124,7 +125,8 @@ class BytesProducer:
 
     def missing_topics(self, names: list[str], timeout: float = 10.0) -> list[str]:
         """Return the topics among names that do not exist (fail fast before sending)."""
-        answer = metadata(self._producer, self.bootstrap, timeout)
+        answer = metadata(self._producer, self.bootstrap, timeout, not self._answered)
+        self._answered = True
         return [
             name
             for name in names

@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from ecom.errors import KafkaRefused, KafkaUnavailable
-from ecom.kafka.errors import is_refusal, metadata, note_client_error
+from ecom.kafka.errors import is_refusal, metadata, note_client_error, nothing_listens
 
 DOWN, TRANSPORT, REFUSED = (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT,
                             KafkaError._AUTHENTICATION)  # fmt: skip
@@ -37,15 +37,15 @@ class Client:
             note_client_error(self.bootstrap, KafkaError(code, self.text))
 
 
-def test_every_broker_down_fails_the_first_attempt() -> None:
-    client = Client("127.0.0.1:1", [None, DOWN])
-    with pytest.raises(KafkaUnavailable, match=r"cannot reach Kafka at 127\.0\.0\.1:1"):
-        metadata(client, client.bootstrap, timeout=60)
+def test_every_broker_down_fails_the_first_attempt(listener: str) -> None:
+    client = Client(listener, [None, DOWN])
+    with pytest.raises(KafkaUnavailable, match=f"cannot reach Kafka at {listener}"):
+        metadata(client, client.bootstrap, timeout=60, fresh=True)
     assert client.asked == 1
 
 
-def test_a_refused_password_fails_the_first_attempt_and_says_so() -> None:
-    client = Client("127.0.0.1:3", [None, REFUSED])
+def test_a_refused_password_fails_the_first_attempt_and_says_so(listener: str) -> None:
+    client = Client(listener, [None, REFUSED])
     with pytest.raises(KafkaRefused, match="refused this client"):
         metadata(client, client.bootstrap, timeout=60)
     assert client.asked == 1
@@ -72,20 +72,44 @@ def test_a_report_queued_before_the_call_does_not_end_it(listener: str) -> None:
     assert client.asked == 2, "the old report was served first and ignored"
 
 
-def test_nothing_listening_fails_the_first_attempt_whatever_was_reported_before() -> None:
+@pytest.fixture
+def closed() -> str:
+    """A loopback address where nothing listens."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        return f"127.0.0.1:{server.getsockname()[1]}"
+
+
+def test_nothing_listening_fails_a_fresh_clients_first_attempt(closed: str) -> None:
     """A fresh client may have said "all brokers down" before the call (its one report):
     where nothing accepts a connection, the first failed attempt ends the wait."""
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        closed = f"127.0.0.1:{server.getsockname()[1]}"
     client = Client(closed, [DOWN, TRANSPORT])
     with pytest.raises(KafkaUnavailable, match=f"cannot reach Kafka at {closed}"):
-        metadata(client, client.bootstrap, timeout=60)
+        metadata(client, client.bootstrap, timeout=60, fresh=True)
     assert client.asked == 1
 
 
-def test_a_silent_cluster_is_asked_until_the_timeout() -> None:
-    client = Client("127.0.0.1:5", [])
-    with pytest.raises(KafkaUnavailable, match=r"cannot reach Kafka at 127\.0\.0\.1:5"):
+def test_a_client_that_had_answers_waits_on_though_its_bootstrap_is_gone(closed: str) -> None:
+    """It knows the other brokers: one bootstrap server down says nothing of them."""
+    client = Client(closed, [DOWN, TRANSPORT, TRANSPORT])
+    with pytest.raises(KafkaUnavailable):
+        metadata(client, client.bootstrap, timeout=1.2)
+    assert client.asked > 1
+
+
+def test_an_address_without_a_port_is_probed_at_the_default_port(
+    listener: str, closed: str
+) -> None:
+    listening_port, closed_port = int(listener.split(":")[1]), int(closed.split(":")[1])
+    assert not nothing_listens("127.0.0.1", default_port=listening_port)
+    assert nothing_listens("127.0.0.1", default_port=closed_port)
+    assert nothing_listens(f"{closed},127.0.0.1", default_port=closed_port)
+    assert not nothing_listens(f"{closed},{listener}"), "one listening is enough"
+    assert not nothing_listens("not an address:x"), "unreadable: keep waiting"
+
+
+def test_a_silent_cluster_is_asked_until_the_timeout(listener: str) -> None:
+    client = Client(listener, [])
+    with pytest.raises(KafkaUnavailable, match=f"cannot reach Kafka at {listener}"):
         metadata(client, client.bootstrap, timeout=0)
     assert client.asked == 1
 
