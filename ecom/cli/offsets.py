@@ -114,7 +114,8 @@ def reset(group: str, bootstrap: str | None, topics: tuple[str, ...], all_topics
         raise BadInput(_stateful_message(group, holder, ctx.topology.projection_of(group)))
     partitions = _scope(admin, group, specifier, topics, all_topics)
     if holder:
-        _refuse_partial_wipe(group, partitions, admin.committed(group))
+        committed = set(admin.committed(group))
+        _refuse_partial_wipe(group, partitions, committed, specifier.kind == "from_file")
     at_ms = _timestamp_ms(specifier)
     state = admin.log_state(group, partitions, at_ms)
     plan = make_plan(specifier, partitions, state)
@@ -185,17 +186,24 @@ def _refuse_active(info: GroupInfo) -> None:
         )
 
 
-def _refuse_partial_wipe(group: str, partitions: list[Partition],
-                         committed: dict[Partition, int]) -> None:  # fmt: skip
-    """The wipe empties the state of every partition: their offsets must all move with it,
-    or the partitions left where they were would go on without their state."""
-    left = sorted(set(committed) - set(partitions))
+def _refuse_partial_wipe(group: str, partitions: list[Partition], committed: set[Partition],
+                         from_file: bool) -> None:  # fmt: skip
+    """The wipe empties the state of every partition: every partition the group has
+    committed must move with it, or those left where they were would go on without their
+    state. (One never committed starts at its log's first record, state and all.)"""
+    if not partitions:
+        raise BadInput(
+            f"--wipe-state: no partition of {group} to move (it has no committed offsets: "
+            "Kafka drops an empty group's after offsets.retention.minutes); name its input "
+            "topics with --topic; nothing was changed"
+        )
+    left = sorted(committed - set(partitions))
     if left:
         shown = ", ".join(f"{t}:{p}" for t, p in left[:4]) + (" ..." if len(left) > 4 else "")
+        how = "list them in the file" if from_file else "--all-topics, or --topic T alone"
         raise BadInput(
-            f"--wipe-state empties the state of every partition of {group}, so every "
-            f"partition it has committed must move too (--all-topics); {len(left)} would "
-            f"not ({shown}); nothing was changed"
+            f"--wipe-state empties the state of every partition of {group}, so each must "
+            f"move too ({how}); {len(left)} would not ({shown}); nothing was changed"
         )
 
 

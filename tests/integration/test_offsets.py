@@ -211,6 +211,11 @@ def test_a_wipe_moves_every_partition_or_nothing(kafka: KafkaCluster, topology: 
     assert refused.returncode == 2
     assert f"1 would not ({orders}:1); nothing was changed" in refused.stderr
     assert GroupAdmin(kafka.bootstrap).committed(group) == {(orders, 0): 1, (orders, 1): 1}
+    never = topology.flow_app("payment")  # its changelog exists; it never committed
+    nothing = run_cli("offsets", "reset", never, "--to-latest", "--all-topics", "--wipe-state",
+                      "--execute", env=env)  # fmt: skip
+    assert nothing.returncode == 2, "an empty scope would empty the state and move nothing"
+    assert f"no partition of {never} to move" in nothing.stderr
     planned = run_cli("offsets", "reset", group, "--to-latest", "--all-topics", "--wipe-state",
                       env=env)  # fmt: skip
     assert planned.returncode == 0, planned.stderr
