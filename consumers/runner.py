@@ -263,8 +263,9 @@ class ProjectionRunner:
         self.progress.replaced += 1
         metrics.CONSUMERS_REPLACED.labels(self.group).inc()
         consumer.close()
-        self.consumer = self._subscribed(self.instance)
-        return self.consumer
+        replacement = self._subscribed(self.instance)
+        self.consumer = replacement  # only now: run()'s finally closes what this names
+        return replacement
 
     def _kafka_answers(self, consumer: Consumer) -> bool:
         try:
