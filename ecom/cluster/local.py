@@ -508,7 +508,7 @@ class LocalCluster:
         once it is registered and unfenced: a restarted one first waits out that session.)"""
         waiting = list(nodes)
         while True:
-            for node in waiting:
+            for node in nodes:  # one that answered may die while another starts
                 if node.pid() is None:
                     raise ClusterError(
                         f"node {node.node_id} exited during start-up; its log ends with:\n"
@@ -521,8 +521,8 @@ class LocalCluster:
                 missing = [node.node_id for node in waiting]
                 tails = "\n".join(node.log_tail() for node in waiting)
                 raise ClusterError(
-                    f"nodes {missing} did not register within {START_TIMEOUT_S:.0f}s; "
-                    f"their logs end with:\n{tails}"
+                    f"nodes {missing} did not register and answer within "
+                    f"{START_TIMEOUT_S:.0f}s; their logs end with:\n{tails}"
                 )
             time.sleep(0.25)
 
