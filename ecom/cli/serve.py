@@ -109,6 +109,7 @@ def _serve(app: Any, sock: socket.socket, host: str, port: int) -> None:
 
     shared = bool(os.environ.get(SHARED_PORT_ENV))
     if not shared:
+        sock.listen(2048)  # connections wait in the backlog from the moment we say so
         click.echo(f"serving on http://{host}:{port} (pid {os.getpid()}); "
                    "SIGTERM or Ctrl-C stops it")  # fmt: skip
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
