@@ -150,6 +150,10 @@ class Children:
         child = self.running.get(name)
         return child is not None and child.alive()
 
+    def exited(self) -> Child | None:
+        """The first child (in start order) that is no longer running, if any."""
+        return next((child for child in self.running.values() if not child.alive()), None)
+
     def stop_all(self, grace: float = STOP_GRACE_S) -> dict[str, int]:
         """SIGTERM every child at once, then wait for each (SIGKILL after grace)."""
         children, self.running = self.running, {}

@@ -22,6 +22,7 @@ from consumers.store import open_store
 from ecom.apikeys import SCOPES, ApiKeys
 from ecom.cli.context import context
 from ecom.cli.output import bootstrap_option
+from ecom.errors import ProcessFailed
 from ecom.kafka import TopicAdmin, security_for
 from ecom.process import Children, Spec
 from ecom.settings import Settings
@@ -75,9 +76,13 @@ def demo(
     run(ctx.topology, ctx.bootstrap, ctx.settings, plan, rate, not leave, click.echo)
 
 
+Check = Callable[[], None]
+
+
 @contextmanager
-def services(settings: Settings, bootstrap: str, report: Report) -> Iterator[None]:
-    """Start the workers, the projections and both APIs; stop them all afterwards."""
+def services(settings: Settings, bootstrap: str, report: Report) -> Iterator[Check]:
+    """Start the workers, the projections and both APIs; stop them all afterwards. Yield a
+    check that raises ProcessFailed once one of them has exited: the shop cannot go on."""
     logs = settings.home / ".ecom" / "logs"
     query_port = _port(settings.query_url)
     commands = {
@@ -93,8 +98,17 @@ def services(settings: Settings, bootstrap: str, report: Report) -> Iterator[Non
             log = logs / f"{name}.log"
             child = children.start(Spec(name, args, env, log))
             report(f"  started {name:<12} pid {child.pid}, log {log}")
+
+        def check() -> None:
+            gone = children.exited()
+            if gone is not None:
+                raise ProcessFailed(
+                    f"the demo's {gone.spec.name} exited (code {gone.process.returncode}); "
+                    f"its log: {gone.spec.log}"
+                )
+
         try:
-            yield
+            yield check
         finally:
             children.stop_all(grace=60)
             report(f"stopped {', '.join(commands)}")
@@ -108,22 +122,24 @@ def run(topology: Topology, bootstrap: str, settings: Settings, plan: ShopPlan, 
     admin.execute(admin.plan(topology, dev=admin.broker_count() < 3))
     auth = _demo_keys(settings)
     report("starting the services:")
-    with services(settings, bootstrap, report):
-        _wait_watching(settings.query_url, auth["queries"], report)
+    with services(settings, bootstrap, report) as check:
+        _wait_watching(settings.query_url, auth["queries"], report, check)
         report(f"\nthe shop, live: {settings.query_url}/#key={auth['queries']}")
-        orders = _shop(topology, bootstrap, plan, rate, report)
+        orders = _shop(topology, bootstrap, plan, rate, report, check)
         view = QueryView(open_store(settings.store_url))
-        _wait_final(view, orders, report)
+        _wait_final(view, orders, report, check)
+        check()
         _report(view, orders, settings, auth, report)
         if stay:
             report("\nthe shop keeps running: press Ctrl-C to stop everything")
-            _wait_for_interrupt()
+            _wait_for_interrupt(check)
         view.store.close()
 
 
 def _shop(
-    topology: Topology, bootstrap: str, plan: ShopPlan, rate: float, report: Report
-) -> list[str]:
+    topology: Topology, bootstrap: str, plan: ShopPlan, rate: float, report: Report,
+    check: Check,
+) -> list[str]:  # fmt: skip
     shop = Shop(plan)
     stock = f"{plan.min_stock}-{plan.max_stock}"
     report(
@@ -140,6 +156,7 @@ def _shop(
         start = time.monotonic()
         for event in shop.order_events():
             if isinstance(event, OrderCreated):
+                check()
                 if (wait := start + len(orders) / rate - time.monotonic()) > 0:
                     time.sleep(wait)
                 orders.append(event.order_id)
@@ -160,10 +177,12 @@ def _statuses(view: QueryView, orders: list[str]) -> Counter[str]:
             return counts
 
 
-def _wait_final(view: QueryView, orders: list[str], report: Report, timeout: float = 600) -> None:
+def _wait_final(view: QueryView, orders: list[str], report: Report, check: Check,
+                timeout: float = 600) -> None:  # fmt: skip
     deadline = time.monotonic() + timeout
     last = ""
     while True:
+        check()
         counts = _statuses(view, orders)
         line = ", ".join(f"{status} {n}" for status, n in sorted(counts.items()))
         if line != last:
@@ -224,7 +243,8 @@ def _demo_keys(settings: Settings) -> dict[str, str]:
     return made
 
 
-def _wait_watching(url: str, key: str, report: Report, timeout: float = 60) -> None:
+def _wait_watching(url: str, key: str, report: Report, check: Check,
+                   timeout: float = 60) -> None:  # fmt: skip
     """Wait until the query API answers and its live page watches the log, so the page
     times every order of the run."""
     import httpx
@@ -232,6 +252,7 @@ def _wait_watching(url: str, key: str, report: Report, timeout: float = 60) -> N
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
+        check()
         try:
             answer = httpx.get(f"{url}/live", headers={"Authorization": f"Bearer {key}"}, timeout=2)
             kafka = answer.json()["kafka"] if answer.status_code == 200 else {}
@@ -252,9 +273,10 @@ def _left(stock: dict[str, int]) -> str:
     return f"{stock['available']} of {stock['on_hand'] + stock['sold']}"
 
 
-def _wait_for_interrupt() -> None:
+def _wait_for_interrupt(check: Check) -> None:
     try:
         while True:
+            check()
             time.sleep(1)
     except KeyboardInterrupt:
         return

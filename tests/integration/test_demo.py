@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -103,6 +104,37 @@ def test_demo_runs_the_shop_shows_it_live_and_stops(kafka: KafkaCluster, tmp_pat
         topology = Topology.load(REPO / "topics.yaml", prefix)
         TopicAdmin(kafka.bootstrap).delete([t.name for t in topology.topics()])
     _check_report(out.read_text(), tmp_path)
+
+
+def test_a_service_that_dies_stops_the_demo_naming_it(
+    kafka: KafkaCluster, tmp_path: Path
+) -> None:
+    """The command API cannot have its port (something holds it): the demo stops
+    everything it started and says which one died, instead of going on without it."""
+    prefix = unique("demo") + "-"
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
+            "ECOM_TOPIC_PREFIX": prefix,
+            "ECOM_HOME": str(tmp_path),
+            "ECOM_TOPICS_FILE": str(REPO / "topics.yaml"),
+            "ECOM_STORE": f"sqlite:///{tmp_path / 'view.db'}",
+            "ECOM_QUERY_URL": f"http://127.0.0.1:{free_port()}",
+            "ECOM_COMMANDS_PORT": str(taken.getsockname()[1]),
+        }
+        try:
+            demo = subprocess.run([sys.executable, "-m", "ecom", "demo", "--orders", "5"],
+                                  capture_output=True, text=True, env=env, cwd=REPO,
+                                  timeout=300, check=False)  # fmt: skip
+        finally:
+            topology = Topology.load(REPO / "topics.yaml", prefix)
+            TopicAdmin(kafka.bootstrap).delete([t.name for t in topology.topics()])
+    assert demo.returncode == 7, demo.stderr[-2000:] + demo.stdout[-2000:]
+    assert demo.stderr.startswith("error: the demo's command-api exited (code 4)"), demo.stderr
+    assert demo.stdout.strip().splitlines()[-1] == (
+        "stopped workers, projections, query-api, command-api"
+    )
 
 
 def _check_page(shown: dict[str, Any]) -> None:
