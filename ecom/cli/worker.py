@@ -24,14 +24,16 @@ METRICS_PORTS = {"inventory": 9401, "pricing": 9402, "payment": 9403, "order": 9
 @click.option("-v", "--verbose", is_flag=True, help="faust's own logs.")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), envvar="ECOM_METRICS_PORT",
               help="Serve /metrics and /livez on 127.0.0.1:PORT (0: off; default "
-                   "inventory 9401, pricing 9402, payment 9403, order 9404).")  # fmt: skip
+                   "inventory 9401, pricing 9402, payment 9403, order 9404; `all`: the "
+                   "four on PORT+1 to PORT+4).")  # fmt: skip
 def worker(name: str, bootstrap: str | None, verbose: bool, metrics_port: int | None) -> None:
     """Run one order-flow worker until SIGTERM; `all` runs the four, each in its own
     process, restarting one that dies (and giving up, naming it, if it keeps dying)."""
     ctx = context(bootstrap)
     if name == "all":
-        if metrics_port:
-            raise BadInput("`worker all` serves each worker on its own port; give none, or 0")
+        if metrics_port and metrics_port + len(SERVICES) > 65535:
+            raise BadInput(f"--metrics-port {metrics_port}: `worker all` serves the four on "
+                           "the next four ports, which must be 65535 or below")  # fmt: skip
         _run_all(ctx.bootstrap, verbose, metrics_port, ctx.settings.restart_backoff_s)
         return
     from streams.worker import run
@@ -43,12 +45,21 @@ def worker(name: str, bootstrap: str | None, verbose: bool, metrics_port: int | 
     run(name, ctx.topology, ctx.bootstrap, ctx.settings, verbose)
 
 
+def _port_of_one(service: str, given: int | None) -> int:
+    """The metrics port of one of `worker all`'s workers: the defaults (9401-9404), off
+    (0), or the four ports after the one given, which is the projections runner's (as
+    9400 is by default), so that one ECOM_METRICS_PORT moves them all."""
+    if given is None:
+        return METRICS_PORTS[service]
+    return given and given + 1 + SERVICES.index(service)
+
+
 def _run_all(bootstrap: str, verbose: bool, metrics_port: int | None, backoff: float) -> None:
     stopping = threading.Event()
     policy = RestartPolicy(first_backoff_s=backoff)
     with Supervisor(click.echo, policy) as supervisor, on_signals(stopping.set):
         for service in SERVICES:
-            port = METRICS_PORTS[service] if metrics_port is None else 0
+            port = _port_of_one(service, metrics_port)
             args = ("worker", service, "--bootstrap", bootstrap, "--metrics-port", str(port),
                     *(["-v"] if verbose else []))  # fmt: skip
             supervisor.start(Spec(service, args, inherit=True))

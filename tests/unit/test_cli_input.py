@@ -11,7 +11,7 @@ from consumers.projections import PROJECTIONS
 from consumers.replay import Replay
 from consumers.store import open_store
 from ecom.errors import BadInput
-from ecom.topology import Topology
+from ecom.topology import FLOW_SERVICES, Topology
 from tests.support import REPO, run_cli
 
 
@@ -124,3 +124,15 @@ def test_asyncapi_check_of_a_missing_file_says_it_does_not_exist(tmp_path: Path)
     message = _one_line_error(result.stderr)
     assert message.startswith(f"error: {missing} does not exist")
     assert "stale" not in message
+
+
+def test_worker_all_serves_its_four_after_the_port_given() -> None:
+    """Beside a projections runner on the port given, as 9400 and 9401-9404 by default."""
+    from ecom.cli.worker import _port_of_one
+
+    assert [_port_of_one(s, 38400) for s in FLOW_SERVICES] == [38401, 38402, 38403, 38404]
+    assert [_port_of_one(s, None) for s in FLOW_SERVICES] == [9401, 9402, 9403, 9404]
+    assert {_port_of_one(s, 0) for s in FLOW_SERVICES} == {0}, "off"
+    beyond = run_cli("worker", "all", "--metrics-port", "65533", timeout=30)
+    assert beyond.returncode == 2
+    assert "must be 65535 or below" in beyond.stderr
