@@ -106,9 +106,7 @@ def test_demo_runs_the_shop_shows_it_live_and_stops(kafka: KafkaCluster, tmp_pat
     _check_report(out.read_text(), tmp_path)
 
 
-def test_a_service_that_dies_stops_the_demo_naming_it(
-    kafka: KafkaCluster, tmp_path: Path
-) -> None:
+def test_a_service_that_dies_stops_the_demo_naming_it(kafka: KafkaCluster, tmp_path: Path) -> None:
     """The command API cannot have its port (something holds it): the demo stops
     everything it started and says which one died, instead of going on without it."""
     prefix = unique("demo") + "-"
