@@ -7,7 +7,7 @@ import os
 import click
 
 from ecom.cli.context import context
-from ecom.cli.output import bootstrap_option, store_option
+from ecom.cli.output import FiniteRange, bootstrap_option, store_option
 
 
 @click.group()
@@ -46,7 +46,7 @@ def produce(
 @click.option("--reads", type=click.IntRange(100), default=5_000, show_default=True)
 @click.option("--clients", type=click.IntRange(1, 64), default=8, show_default=True,
               help="Client processes of the HTTP load phase.")  # fmt: skip
-@click.option("--load-s", type=click.FloatRange(0.5, 300), default=5.0, show_default=True,
+@click.option("--load-s", type=FiniteRange(0.5, 300), default=5.0, show_default=True,
               help="Seconds the HTTP load phase lasts.")  # fmt: skip
 @click.option("--api-workers", type=click.IntRange(1, 64), default=min(64, os.cpu_count() or 1),
               show_default="one per CPU", help="The query API's processes (serve query "
@@ -67,7 +67,7 @@ def query(orders: int, reads: int, clients: int, load_s: float, api_workers: int
 @click.option("--orders", type=click.IntRange(10), default=2_000, show_default=True)
 @click.option(
     "--rate",
-    type=click.FloatRange(0),
+    type=FiniteRange(0),
     default=100,
     show_default=True,
     help="Orders per second offered; 0 for as fast as possible (capacity).",

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ecom.cli.context import context
-from ecom.cli.output import PORT, bootstrap_option
+from ecom.cli.output import PORT, FiniteRange, bootstrap_option
 from ecom.errors import BadInput
 
 SCENARIO_NAMES = ("normal", "payment-slow", "payment-down", "inventory-restart")
@@ -22,11 +22,11 @@ def compare() -> None:
 @compare.command("sync-async")
 @click.option("--scenario", "scenarios", multiple=True, type=click.Choice(SCENARIO_NAMES),
               help="Run only these (repeatable; default: all four).")  # fmt: skip
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=10.0,
+@click.option("--rate", type=FiniteRange(min=0, min_open=True), default=10.0,
               show_default=True, help="Orders offered per second, to both designs.")  # fmt: skip
-@click.option("--seconds", type=click.FloatRange(min=4), default=60.0, show_default=True,
+@click.option("--seconds", type=FiniteRange(min=4), default=60.0, show_default=True,
               help="How long orders are offered, per scenario and design.")  # fmt: skip
-@click.option("--down-s", type=click.FloatRange(min=1), default=30.0, show_default=True,
+@click.option("--down-s", type=FiniteRange(min=1), default=30.0, show_default=True,
               help="payment-down: how long the payment service is down.")  # fmt: skip
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
@@ -89,7 +89,7 @@ def chain_service(service: str, port: int, seed: int, urls: str, data: Path) -> 
 @click.option("--records", type=click.IntRange(10, 1_000_000), default=2000, show_default=True,
               help="Jobs per run.")  # fmt: skip
 @click.option("--partitions", type=click.IntRange(1, 64), default=2, show_default=True)
-@click.option("--work-ms", type=click.FloatRange(0, 1000), default=5.0, show_default=True,
+@click.option("--work-ms", type=FiniteRange(0, 1000), default=5.0, show_default=True,
               help="How long one job takes a worker.")  # fmt: skip
 @click.option("--workers", default="1,2,4,8", show_default=True,
               help="Worker counts for the throughput check, comma-separated.")  # fmt: skip
@@ -137,7 +137,7 @@ def _counts(text: str) -> tuple[int, ...]:
 @click.argument("design", type=click.Choice(["group", "share"]))
 @click.option("--topic", required=True)
 @click.option("--group", required=True)
-@click.option("--work-ms", type=float, required=True)
+@click.option("--work-ms", type=FiniteRange(0), required=True)
 @click.option("--batch", type=int, required=True)
 @click.option("--folder", type=click.Path(path_type=Path), required=True)
 @click.option("--name", required=True)

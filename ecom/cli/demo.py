@@ -21,7 +21,7 @@ from consumers.queries import QueryView
 from consumers.store import open_store
 from ecom.apikeys import SCOPES, ApiKeys
 from ecom.cli.context import context
-from ecom.cli.output import bootstrap_option
+from ecom.cli.output import FiniteRange, bootstrap_option
 from ecom.errors import ProcessFailed
 from ecom.kafka import TopicAdmin, security_for
 from ecom.process import Children, Spec
@@ -40,7 +40,7 @@ Report = Callable[[str], None]
 @click.option("--orders", type=click.IntRange(1), default=1000, show_default=True)
 @click.option(
     "--rate",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteRange(min=0, min_open=True),
     default=100.0,
     show_default=True,
     help="Orders per second.",

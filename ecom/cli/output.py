@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any
 
 import click
 
@@ -34,6 +36,19 @@ store_option = click.option(
     "store_url",
     help="View database URL (default ECOM_STORE or sqlite:///.ecom/view.db).",
 )
+
+
 # A port to listen on: 0 would be a port the kernel picks, that nobody is told of.
+class FiniteRange(click.FloatRange):
+    """A FloatRange that refuses nan and inf, whose comparisons slip past its bounds."""
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:  # fmt: skip
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
 PORT = click.IntRange(1, 65535)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (lists in full).")

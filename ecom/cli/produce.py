@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 import click
 
 from ecom.cli.context import context
-from ecom.cli.output import bootstrap_option
+from ecom.cli.output import FiniteRange, bootstrap_option
 from ecom.errors import BadInput
 from ecom.kafka import use_service
 from ecom.progress import progress
@@ -60,11 +60,11 @@ def produce(
 @click.option("--orders", type=click.IntRange(0), default=1000, show_default=True)
 @click.option(
     "--rate",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteRange(min=0, min_open=True),
     help="Orders per second (default: as fast as possible).",
 )
 @click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same events.")
-@click.option("--cancel-share", type=click.FloatRange(0, 1), default=0.1, show_default=True)
+@click.option("--cancel-share", type=FiniteRange(0, 1), default=0.1, show_default=True)
 @click.option("--ndjson", is_flag=True, help="Print the events as NDJSON instead of publishing.")
 @bootstrap_option
 def simulate(

@@ -136,3 +136,18 @@ def test_worker_all_serves_its_four_after_the_port_given() -> None:
     beyond = run_cli("worker", "all", "--metrics-port", "65533", timeout=30)
     assert beyond.returncode == 2
     assert "must be 65535 or below" in beyond.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["compare", "sync-async", "--rate", "nan"],
+        ["compare", "sync-async", "--seconds", "inf"],
+        ["compare", "queue-log", "--work-ms", "nan"],
+        ["simulate", "--rate", "inf"],
+    ],
+)
+def test_nan_and_infinity_are_refused(args: list[str]) -> None:
+    result = run_cli(*args, timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert "is not a finite number" in result.stderr
