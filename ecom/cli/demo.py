@@ -29,7 +29,7 @@ from ecom.settings import Settings
 from ecom.topology import Topology
 from producers.producer import EventProducer
 from producers.simulate import Shop, ShopPlan
-from schemas import OrderCreated
+from schemas import OrderCreated, ProductCreated
 from schemas.rules.order import FINAL
 
 Report = Callable[[str], None]
@@ -125,11 +125,11 @@ def run(topology: Topology, bootstrap: str, settings: Settings, plan: ShopPlan, 
     with services(settings, bootstrap, report) as check:
         _wait_watching(settings.query_url, auth["queries"], report, check)
         report(f"\nthe shop, live: {settings.query_url}/#key={auth['queries']}")
-        orders = _shop(topology, bootstrap, plan, rate, report, check)
+        orders, products = _shop(topology, bootstrap, plan, rate, report, check)
         view = QueryView(open_store(settings.store_url))
         _wait_final(view, orders, report, check)
         check()
-        _report(view, orders, settings, auth, report)
+        _report(view, orders, products, settings, auth, report)
         if stay:
             report("\nthe shop keeps running: press Ctrl-C to stop everything")
             _wait_for_interrupt(check)
@@ -139,7 +139,8 @@ def run(topology: Topology, bootstrap: str, settings: Settings, plan: ShopPlan, 
 def _shop(
     topology: Topology, bootstrap: str, plan: ShopPlan, rate: float, report: Report,
     check: Check,
-) -> list[str]:  # fmt: skip
+) -> tuple[list[str], list[str]]:  # fmt: skip
+    """Play the shop; return its order ids and product ids."""
     shop = Shop(plan)
     stock = f"{plan.min_stock}-{plan.max_stock}"
     report(
@@ -147,10 +148,13 @@ def _shop(
         f"with {stock} units each, {plan.orders} orders at {rate:g}/s"
     )
     orders: list[str] = []
+    products: list[str] = []
     # The simulated customers publish as the CLI producer, not as the demo's admin.
     customer = security_for(bootstrap, "producer").librdkafka()
     with EventProducer(topology, bootstrap, "/ecomstream/demo", None, **customer) as producer:
         for event in shop.reference_events():
+            if isinstance(event, ProductCreated):
+                products.append(event.product_id)
             producer.publish(event)
         producer.flush()
         start = time.monotonic()
@@ -162,7 +166,7 @@ def _shop(
                 orders.append(event.order_id)
             producer.publish(event)
             producer.poll(0)
-    return orders
+    return orders, products
 
 
 def _statuses(view: QueryView, orders: list[str]) -> Counter[str]:
@@ -193,8 +197,8 @@ def _wait_final(view: QueryView, orders: list[str], report: Report, check: Check
         time.sleep(1)
 
 
-def _report(view: QueryView, orders: list[str], settings: Settings, auth: dict[str, str],
-            report: Report) -> None:  # fmt: skip
+def _report(view: QueryView, orders: list[str], products: list[str], settings: Settings,
+            auth: dict[str, str], report: Report) -> None:  # fmt: skip
     counts = _statuses(view, orders)
     reasons: Counter[str] = Counter()
     for order_id in orders:
@@ -206,8 +210,9 @@ def _report(view: QueryView, orders: list[str], settings: Settings, auth: dict[s
         f"\n{len(orders)} orders: confirmed {counts['confirmed']}, "
         f"cancelled {counts['cancelled']} ({why}), expired {counts['expired']}"
     )
-    products = view.products(None, 500)["data"]["items"]
-    scarce = sorted(products, key=lambda p: (p["stock"] or {}).get("available", 0))[:5]
+    answers = [view.product(product_id) for product_id in products]
+    ours = [answer["data"] for answer in answers if answer and answer["data"]]
+    scarce = sorted(ours, key=lambda p: (p["stock"] or {}).get("available", 0))[:5]
     left = [f"{p['product_id']} {_left(p['stock'])}" for p in scarce if p["stock"]]
     report("stock left, scarcest first: " + ", ".join(left))
     lags = view.health()["projections"]
