@@ -151,3 +151,19 @@ def test_nan_and_infinity_are_refused(args: list[str]) -> None:
     result = run_cli(*args, timeout=30)
     assert result.returncode == 2, result.stderr
     assert "is not a finite number" in result.stderr
+
+
+def test_compare_checks_only_what_the_chosen_runs_need() -> None:
+    """--down-s only bounds payment-down, and --records only the workers of the checks
+    chosen (replay runs one): both went on to Kafka here, which is not there."""
+    unreachable = ("--bootstrap", "127.0.0.1:1")
+    normal = run_cli("compare", "sync-async", "--scenario", "normal", "--seconds", "4",
+                     *unreachable, timeout=60)  # fmt: skip
+    assert "does not fit" not in normal.stderr
+    assert normal.returncode == 3, normal.stderr
+    replay = run_cli("compare", "queue-log", "--check", "replay", "--records", "10",
+                     *unreachable, timeout=60)  # fmt: skip
+    assert "too few" not in replay.stderr
+    assert replay.returncode == 3, replay.stderr
+    crash = run_cli("compare", "queue-log", "--check", "crash", "--records", "10")
+    assert (crash.returncode, "too few for 4 workers" in crash.stderr) == (2, True)
