@@ -11,6 +11,7 @@ import os
 import shutil
 import stat
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -143,3 +144,13 @@ def _published(port: str | dict[str, Any]) -> tuple[str, int]:
         return str(port.get("host_ip", "0.0.0.0")), int(port["published"])
     parts = port.split("/")[0].split(":")
     return (parts[0], int(parts[1])) if len(parts) == 3 else ("0.0.0.0", int(parts[0]))
+
+
+def test_the_image_holds_every_package_the_project_installs() -> None:
+    """`pip install .` in the image installs what it copied: a package left out (bench,
+    chain) makes `ecom bench` and `ecom compare` fail to import there."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    packages = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    copied = {line.split()[1] for line in (REPO / "Dockerfile").read_text().splitlines()
+              if line.startswith("COPY ") and len(line.split()) == 3}  # fmt: skip
+    assert packages <= copied, f"not copied: {sorted(packages - copied)}"
