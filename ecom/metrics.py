@@ -180,7 +180,7 @@ class Measured:
         try:
             await self.app(scope, receive, sending)
         finally:
-            template = getattr(scope.get("route"), "path", "unmatched")
+            template = getattr(scope.get("route") or _route_of(scope), "path", "unmatched")
             series = self._series.get((template, scope["method"], status))
             if series is None:
                 series = self._new_series(template, scope["method"], status)
@@ -194,6 +194,18 @@ class Measured:
         )
         self._series[(template, method, status)] = series
         return series
+
+
+def _route_of(scope: Scope) -> Any:
+    """The route a request was for, when a middleware answered before routing (a request
+    refused for its API key): the app's first route that matches its path."""
+    from starlette.routing import Match
+
+    router = getattr(scope.get("app"), "router", None)
+    for route in getattr(router, "routes", ()):
+        if route.matches(scope)[0] is not Match.NONE:
+            return route
+    return None
 
 
 def exposition() -> tuple[bytes, str]:

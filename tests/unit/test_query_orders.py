@@ -35,3 +35,16 @@ def test_a_status_filter_naming_no_status_is_refused(tmp_path: Path) -> None:
         refused = client.get("/orders?status=bogus")
         assert refused.status_code == 422
         assert "status" in refused.text
+
+
+def test_a_request_refused_for_its_key_is_counted_by_its_route(tmp_path: Path) -> None:
+    keys, auth = keyed("queries")
+    with (
+        open_store(f"sqlite:///{tmp_path / 'view.db'}") as store,
+        TestClient(create_app(store, keys)) as client,
+    ):
+        assert client.get("/orders/o-1").status_code == 401, "no key"
+        metrics = client.get("/metrics", headers=auth).text
+    refused = [line for line in metrics.splitlines() if 'status="401"' in line]
+    assert refused, metrics
+    assert all('route="/orders/{order_id}"' in line for line in refused), refused
