@@ -42,14 +42,25 @@ def document(topology: Topology, version: str) -> dict[str, Any]:
         "servers": {
             "local": {
                 "host": "127.0.0.1:9092",
-                "protocol": "kafka",
-                "description": "The local cluster of `ecom cluster up` (brokers 9092-9094).",
+                "protocol": "kafka-secure",
+                "description": (
+                    "The local cluster of `ecom cluster up` (brokers 9092-9094): SASL_SSL, "
+                    "TLS with the cluster's own CA, a SCRAM user per service "
+                    "(`ecom cluster credentials`), ACLs from topics.yaml."
+                ),
+                "security": [{"$ref": "#/components/securitySchemes/scram"}],
             }
         },
         "channels": {t.spec.name: _channel(t) for t in topics},
         "operations": _operations(topology, topics),
         "components": {
-            "messages": {e: _message(topology, e) for t in topics for e in t.spec.events}
+            "messages": {e: _message(topology, e) for t in topics for e in t.spec.events},
+            "securitySchemes": {
+                "scram": {
+                    "type": "scramSha512",
+                    "description": "SCRAM-SHA-512 over TLS; each service its own user.",
+                }
+            },
         },
     }
 
