@@ -129,8 +129,9 @@ def run(topology: Topology, bootstrap: str, settings: Settings, plan: ShopPlan, 
         view = QueryView(open_store(settings.store_url))
         _wait_final(view, orders, report, check)
         check()
-        _report(view, orders, products, settings, auth, report)
+        _report(view, orders, products, report)
         if stay:
+            _where_to_look(orders[0], settings, auth, report)
             report("\nthe shop keeps running: press Ctrl-C to stop everything")
             _wait_for_interrupt(check)
         view.store.close()
@@ -197,8 +198,7 @@ def _wait_final(view: QueryView, orders: list[str], report: Report, check: Check
         time.sleep(1)
 
 
-def _report(view: QueryView, orders: list[str], products: list[str], settings: Settings,
-            auth: dict[str, str], report: Report) -> None:  # fmt: skip
+def _report(view: QueryView, orders: list[str], products: list[str], report: Report) -> None:
     counts = _statuses(view, orders)
     reasons: Counter[str] = Counter()
     for order_id in orders:
@@ -217,7 +217,10 @@ def _report(view: QueryView, orders: list[str], products: list[str], settings: S
     report("stock left, scarcest first: " + ", ".join(left))
     lags = view.health()["projections"]
     report("projection lag: " + ", ".join(f"{name} {info['lag']}" for name, info in lags.items()))
-    order = orders[0]
+
+
+def _where_to_look(order: str, settings: Settings, auth: dict[str, str], report: Report) -> None:
+    """The addresses and keys of what keeps running (not said with --exit: it all stops)."""
     report(f"""
 where to look (the APIs want a key: curl -H 'Authorization: Bearer KEY' ...):
   query API key   {auth["queries"]}
