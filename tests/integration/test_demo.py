@@ -68,17 +68,7 @@ return {
 
 def test_demo_runs_the_shop_shows_it_live_and_stops(kafka: KafkaCluster, tmp_path: Path) -> None:
     prefix = unique("demo") + "-"
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
-        "ECOM_TOPIC_PREFIX": prefix,
-        "ECOM_HOME": str(tmp_path),
-        "ECOM_TOPICS_FILE": str(REPO / "topics.yaml"),
-        "ECOM_STORE": f"sqlite:///{tmp_path / 'view.db'}",
-        "ECOM_QUERY_URL": f"http://127.0.0.1:{free_port()}",
-        "ECOM_COMMANDS_PORT": str(free_port()),
-        "ECOM_PAYMENT_TIMEOUT_S": "60",
-    }
+    env = _demo_env(kafka, tmp_path, prefix, free_port()) | {"ECOM_PAYMENT_TIMEOUT_S": "60"}
     out, err = tmp_path / "demo.out", tmp_path / "demo.err"
     args = ["demo", "--orders", str(ORDERS), "--rate", "20", "--seed", "5"]
     with out.open("w") as sink, err.open("w") as errors:
@@ -111,16 +101,7 @@ def test_a_service_that_dies_stops_the_demo_naming_it(kafka: KafkaCluster, tmp_p
     everything it started and says which one died, instead of going on without it."""
     prefix = unique("demo") + "-"
     with socket.create_server(("127.0.0.1", 0)) as taken:
-        env = {
-            **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
-            "ECOM_TOPIC_PREFIX": prefix,
-            "ECOM_HOME": str(tmp_path),
-            "ECOM_TOPICS_FILE": str(REPO / "topics.yaml"),
-            "ECOM_STORE": f"sqlite:///{tmp_path / 'view.db'}",
-            "ECOM_QUERY_URL": f"http://127.0.0.1:{free_port()}",
-            "ECOM_COMMANDS_PORT": str(taken.getsockname()[1]),
-        }
+        env = _demo_env(kafka, tmp_path, prefix, taken.getsockname()[1])
         try:
             demo = subprocess.run([sys.executable, "-m", "ecom", "demo", "--orders", "5"],
                                   capture_output=True, text=True, env=env, cwd=REPO,
@@ -133,6 +114,20 @@ def test_a_service_that_dies_stops_the_demo_naming_it(kafka: KafkaCluster, tmp_p
     assert demo.stdout.strip().splitlines()[-1] == (
         "stopped workers, projections, query-api, command-api"
     )
+
+
+def _demo_env(kafka: KafkaCluster, home: Path, prefix: str, commands_port: int) -> dict[str, str]:
+    """A demo of the test's own: its topics, home, view and ports."""
+    return {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
+        "ECOM_TOPIC_PREFIX": prefix,
+        "ECOM_HOME": str(home),
+        "ECOM_TOPICS_FILE": str(REPO / "topics.yaml"),
+        "ECOM_STORE": f"sqlite:///{home / 'view.db'}",
+        "ECOM_QUERY_URL": f"http://127.0.0.1:{free_port()}",
+        "ECOM_COMMANDS_PORT": str(commands_port),
+    }
 
 
 def _check_page(shown: dict[str, Any]) -> None:
