@@ -11,6 +11,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,30 @@ def test_the_image_holds_every_package_the_project_installs() -> None:
     chain) makes `ecom bench` and `ecom compare` fail to import there."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     packages = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
-    copied = {line.split()[1] for line in (REPO / "Dockerfile").read_text().splitlines()
-              if line.startswith("COPY ") and len(line.split()) == 3}  # fmt: skip
+    copied = set(_copied_packages())
     assert packages <= copied, f"not copied: {sorted(packages - copied)}"
+
+
+def test_the_image_installs_every_data_file_of_its_packages(tmp_path: Path) -> None:
+    """`pip install .` copies only the files package-data names: without the .avsc files
+    the image's `ecom produce` had no schema to encode with."""
+    copied = _copied_packages()
+    tracked = subprocess.run(["git", "ls-files", *copied], cwd=REPO, capture_output=True,
+                             text=True, check=True).stdout.split()  # fmt: skip
+    data = {path for path in tracked if not path.endswith(".py")}
+    tree = tmp_path / "tree"
+    for path in ["pyproject.toml", "README.md", *tracked]:
+        (tree / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / path, tree / path)
+    subprocess.run([sys.executable, "-c", "from setuptools import setup; setup()", "-q",
+                    "build_py", "-d", str(tmp_path / "built")],
+                   cwd=tree, capture_output=True, check=True)  # fmt: skip
+    built = {str(p.relative_to(tmp_path / "built")) for p in (tmp_path / "built").rglob("*")
+             if p.is_file() and p.suffix != ".py"}  # fmt: skip
+    assert len(data) > 50
+    assert data <= built, f"not installed: {sorted(data - built)[:5]}"
+
+
+def _copied_packages() -> list[str]:
+    return [line.split()[1] for line in (REPO / "Dockerfile").read_text().splitlines()
+            if line.startswith("COPY ") and len(line.split()) == 3]  # fmt: skip
