@@ -335,6 +335,13 @@ def die_with(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+def tethered(command: list[str]) -> list[str]:
+    """Return command run so that it dies with this process (see ecom.tether)."""
+    if not sys.platform.startswith("linux"):
+        return command
+    return [sys.executable, "-m", "ecom.tether", str(os.getpid()), *command]
+
+
 def _watch_parent(parent: int) -> None:
     while os.getppid() == parent:
         time.sleep(0.5)

@@ -8,7 +8,9 @@ ecom.errors (2 bad input, 3 Kafka unreachable or delivery failed), no traceback.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+from types import FrameType
 
 import click
 
@@ -32,6 +34,16 @@ from ecom.process import adopt_parent
 from ecom.settings import LOG_FORMAT
 
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would raise: the same clean-up runs (scratch topics
+    deleted, children stopped). Commands that stop on SIGTERM their own way replace it."""
+
+
+def _terminate(_: int, __: FrameType | None) -> None:
+    raise Terminated
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -68,18 +80,23 @@ cli.add_command(notifications)
 def main() -> None:
     """Run the CLI and turn every expected failure into one line and an exit code."""
     adopt_parent()  # a child of `ecom worker all`, `ecom demo` ...: die with the parent
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         code = cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+    except click.exceptions.Abort as error:  # click's word for a KeyboardInterrupt
+        _interrupted(isinstance(error.__cause__, Terminated))
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)
     except EcomError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(error.exit_code)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt as interrupt:
+        _interrupted(isinstance(interrupt, Terminated))
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _interrupted(terminated: bool) -> None:
+    click.echo("terminated" if terminated else "interrupted", err=True)
+    sys.exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)

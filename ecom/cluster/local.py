@@ -48,6 +48,7 @@ from ecom.kafka.security import (
     read_properties,
     write_private,
 )
+from ecom.process import tethered
 from ecom.settings import KAFKA_HEAP, KAFKA_JVM_OPTS, Settings
 
 Report = Callable[[str], None]
@@ -258,7 +259,7 @@ class LocalCluster:
             "-cp", f"{self.lib_dir}/*", main_class, *args,
         ]  # fmt: skip
         result = subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout, check=False
+            tethered(command), capture_output=True, text=True, timeout=timeout, check=False
         )
         if result.returncode != 0:
             tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
