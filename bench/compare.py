@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import shutil
 import threading
@@ -48,6 +49,9 @@ SCENARIOS = ("normal", "payment-slow", "payment-down", "inventory-restart")
 SLOW_GATEWAY_MS = 500
 DECLINE_SHARE = 0.2
 CLIENT_TIMEOUT_S = 10.0
+
+
+MAX_ORDERS = 100_000  # per scenario and design: every order is built before the run
 
 
 @dataclass(frozen=True)
@@ -433,6 +437,12 @@ def check_charts(path: Path) -> None:
         raise BadInput(f"--chart {path}: cannot make its folder: {error.strerror}") from error
     if not os.access(path.parent, os.W_OK):
         raise BadInput(f"--chart {path}: its folder is not writable")
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    kinds = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix.lstrip(".").lower() not in kinds:
+        raise BadInput(f"--chart {path}: name a file ending in one of "
+                       f"{', '.join('.' + k for k in sorted(kinds))}")  # fmt: skip
 
 
 def chart(rows: list[Row], path: Path) -> None:
@@ -454,10 +464,15 @@ def chart(rows: list[Row], path: Path) -> None:
     figure, axes = pyplot.subplots(2, 2, figsize=(11, 7))
     for axis, (title, value, scale) in zip(axes.flat, panels, strict=True):
         for offset, design, colour in ((-0.2, "sync", "#c0504d"), (0.2, "async", "#4f81bd")):
-            heights = [value(by[s, design]) or 0 if (s, design) in by else 0 for s in scenarios]
+            values = [value(by[s, design]) if (s, design) in by else None for s in scenarios]
             label = "synchronous chain" if design == "sync" else "event flow"
-            axis.bar([i + offset for i in range(len(scenarios))], heights, 0.4, label=label,
+            axis.bar([i + offset for i in range(len(scenarios))],
+                     [math.nan if v is None else v for v in values], 0.4, label=label,
                      color=colour)  # fmt: skip
+            for i, v in enumerate(values):  # not measured: no bar, said so, never a zero
+                if v is None:
+                    axis.annotate("none", (i + offset, 0.02), xycoords=("data", "axes fraction"),
+                                  ha="center", fontsize=7)  # fmt: skip
         axis.set_title(title)
         axis.set_xticks(range(len(scenarios)), scenarios, fontsize=8)
         if scale:

@@ -79,8 +79,8 @@ class Row:
     repeated: int  # handled more than once
     lost: int  # never handled
     busy_workers: int
-    seconds: float
-    per_second: float
+    seconds: float | None  # None: not timed (the replay checks count, they do not time)
+    per_second: float | None
     note: str
 
 
@@ -387,7 +387,8 @@ def crash(design: Design, setup: Setup, bootstrap: str, home: Path) -> Row:
         run.start_all([f"w{n}" for n in range(setup.crash_workers)], setup.crash_after)
         lines = run.wait_done()
     waits = "session timeout" if design == "group" else "record lock"
-    note = (f"a worker SIGKILLed after {setup.crash_after} jobs, before committing; "
+    settles = "committing" if design == "group" else "acknowledging"
+    note = (f"a worker SIGKILLed after {setup.crash_after} jobs, before {settles}; "
             f"{waits} {setup.failover_s} s")  # fmt: skip
     return row("crash", run, setup.crash_workers, lines, note)
 
@@ -418,8 +419,8 @@ def replay(design: Design, setup: Setup, bootstrap: str, home: Path) -> list[Row
 
 def _replay_row(run: Run, check: str, handled: int, note: str) -> Row:
     records = run.setup.records
-    return Row(check, LABELS[run.design], 1, records, handled, 0, 0, int(handled > 0), 0.0,
-               0.0, note)  # fmt: skip
+    return Row(check, LABELS[run.design], 1, records, handled, 0, 0, int(handled > 0), None,
+               None, note)  # fmt: skip
 
 
 def _rewind(run: Run) -> None:
@@ -458,8 +459,12 @@ def table(rows: list[Row]) -> str:
     head = ("check", "design", "workers", "handled", "repeated", "lost", "busy", "s",
             "jobs/s", "note")  # fmt: skip
     body = [(r.check, r.design, r.workers, r.handled, r.repeated, r.lost, r.busy_workers,
-             f"{r.seconds:g}", f"{r.per_second:g}", r.note) for r in rows]  # fmt: skip
+             _figure(r.seconds), _figure(r.per_second), r.note) for r in rows]  # fmt: skip
     return output.table(head, body)
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
 
 
 def as_json(rows: list[Row]) -> str:

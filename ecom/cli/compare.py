@@ -48,11 +48,14 @@ def sync_async(scenarios: tuple[str, ...], rate: float, seconds: float, down_s: 
             f"--down-s {down_s:g} does not fit in --seconds {seconds:g}: the outage starts "
             "a quarter in and must end before the run does"
         )
+    setup = runs.Setup(rate, seconds, down_s, seed)
+    if setup.orders > runs.MAX_ORDERS:
+        raise BadInput(f"--rate {rate:g} for --seconds {seconds:g} offers {setup.orders:,} "
+                       f"orders per run; at most {runs.MAX_ORDERS:,}")  # fmt: skip
     if chart is not None:
         runs.check_charts(chart)
     ctx = context(bootstrap)
     Admin(ctx.bootstrap).metadata()  # Kafka unreachable: said now, not after the chain's run
-    setup = runs.Setup(rate, seconds, down_s, seed)
     home = ctx.settings.home / ".ecom" / "compare"
     report = (lambda _: None) if as_json else click.echo
     topics = ctx.settings.topics_path

@@ -167,3 +167,19 @@ def test_compare_checks_only_what_the_chosen_runs_need() -> None:
     assert replay.returncode == 3, replay.stderr
     crash = run_cli("compare", "queue-log", "--check", "crash", "--records", "10")
     assert (crash.returncode, "too few for 4 workers" in crash.stderr) == (2, True)
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--rate", "10000", "--seconds", "600"], "offers 6,000,000 orders per run"),
+        (["--chart", "out.txt"], "name a file ending in one of"),
+    ],
+)
+def test_compare_refuses_a_run_it_cannot_finish_before_it_starts(args: list[str],
+                                                                 said: str) -> None:  # fmt: skip
+    """Both were found out only after minutes: memory filling with orders never offered,
+    and a chart format matplotlib does not write, after the whole run."""
+    result = run_cli("compare", "sync-async", "--bootstrap", "127.0.0.1:1", *args, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert said in result.stderr
