@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ecom.errors import TopologyError
 from ecom.settings import Settings
+from schemas import EVENT_TYPES
 
 TopicKind = Literal["domain", "internal", "changelog", "dlq"]
 
@@ -236,6 +237,7 @@ def parse_specs(document: Any, source: str) -> list[TopicSpec]:
     for name, body in document["topics"].items():
         specs.append(_parse_topic(str(name), body or {}, defaults, source))
     _check_events_unique(specs, source)
+    _check_events_known(specs, source)
     return specs
 
 
@@ -306,3 +308,19 @@ def _check_events_unique(specs: list[TopicSpec], source: str) -> None:
                     "each event type belongs to one topic"
                 )
             seen[event] = spec.name
+
+
+def _check_events_known(specs: list[TopicSpec], source: str) -> None:
+    """Every event type is one the schemas define, keyed by one of its own fields (found
+    here, not as a KeyError in `ecom asyncapi` or an AttributeError in `ecom produce`)."""
+    for spec in specs:
+        for event, key in spec.events.items():
+            model = EVENT_TYPES.get(event)
+            if model is None:
+                raise TopologyError(f"{source}: topics.{spec.name}.events: {event} is no event "
+                                    "type the schemas define (`ecom schemas list`)")  # fmt: skip
+            if key not in model.model_fields:
+                raise TopologyError(
+                    f"{source}: topics.{spec.name}: {event} has no field {key!r} "
+                    f"to key by; its fields: {', '.join(model.model_fields)}"
+                )

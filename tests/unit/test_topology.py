@@ -54,6 +54,12 @@ def test_config_values_are_rendered_as_kafka_spells_them() -> None:
         ({"defaults": {"partitions": 1, "replication_factor": 1}, "topics": {
             "a": {"key": "k", "events": ["E"]}, "b": {"key": "k", "events": ["E"]}}},
          "E is on both a and b"),
+        ({"topics": {"a": {"partitions": 1, "replication_factor": 1, "key": "user_id",
+                           "events": ["UserCreated", "NoSuchEvent"]}}},
+         "NoSuchEvent is no event type the schemas define"),
+        ({"topics": {"a": {"partitions": 1, "replication_factor": 1, "key": "no_such_field",
+                           "events": ["UserCreated"]}}},
+         "UserCreated has no field 'no_such_field' to key by"),
     ],
 )  # fmt: skip
 def test_malformed_specs_name_the_spot(doc: object, message: str) -> None:
