@@ -23,9 +23,9 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from ecom.errors import KafkaUnavailable
+from ecom.errors import BadInput, KafkaUnavailable
 from ecom.kafka.admin import Admin
-from ecom.kafka.errors import kafka_error
+from ecom.kafka.errors import kafka_error, reason
 from ecom.topics_plan import Acl, LiveTopic, Plan, make_plan, wanted_acls
 from ecom.topology import Topology
 
@@ -248,6 +248,13 @@ def _has_leaders(topic: Any, count: int) -> bool:
 
 
 TOLERATED_ON_CREATE = (KafkaError.TOPIC_ALREADY_EXISTS, KafkaError.REQUEST_TIMED_OUT)
+# The file asks for something no broker accepts: bad input (exit 2), not an outage.
+REFUSED_INPUT = (
+    KafkaError.INVALID_CONFIG,
+    KafkaError.POLICY_VIOLATION,
+    KafkaError.INVALID_PARTITIONS,
+    KafkaError.INVALID_REPLICATION_FACTOR,
+)
 
 
 def _wait_all(futures: dict[Any, Any], what: str, tolerated: tuple[int, ...] = ()) -> None:
@@ -259,6 +266,8 @@ def _wait_all(futures: dict[Any, Any], what: str, tolerated: tuple[int, ...] = (
             cause = error.args[0] if error.args else None
             if isinstance(cause, KafkaError) and cause.code() in tolerated:
                 continue
+            if isinstance(cause, KafkaError) and cause.code() in REFUSED_INPUT:
+                raise BadInput(f"could not {what} {name}: {reason(error)}") from error
             raise kafka_error(f"could not {what} {name}", error) from error
 
 

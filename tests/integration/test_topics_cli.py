@@ -108,6 +108,17 @@ def test_config_drift_is_repaired(
     assert live[f"{topic_prefix}projections-dlq"].configs["retention.ms"] == "86400000"
 
 
+@pytest.mark.parametrize("value", ["banana", "-5"])
+def test_a_config_value_kafka_refuses_is_bad_input_and_nothing_is_created(
+    kafka: KafkaCluster, cli_env: dict[str, str], topic_prefix: str, tmp_path: Path, value: str
+) -> None:
+    bad = _edited_topics_file(tmp_path, "retention.ms: 2592000000", f"retention.ms: {value}")
+    code, _, err = _apply(cli_env, topic_prefix, "--file", bad)
+    assert code == 2, err
+    assert err.count("\n") == 1 and "retention.ms" in err
+    assert _layout(kafka, topic_prefix) == {}
+
+
 def test_describe_shows_live_and_missing_topics(cli_env: dict[str, str], topic_prefix: str) -> None:
     missing = run_cli("topics", "describe", "--prefix", topic_prefix, env=cli_env)
     assert missing.returncode == 0
