@@ -185,7 +185,7 @@ def _compare_records(reader: _Side, writer: _Side, path: str, problems: list[str
         where = f"{path}.{field['name']}".lstrip(".")
         if source is None:
             if "default" not in field:
-                problems.append(f"{where}: added without a default")
+                problems.append(f"{where}: not in the events written, and no default")
             continue
         _compare(reader.child(field["type"]), writer.child(source["type"]), where, problems)
 

@@ -19,6 +19,8 @@ from typing import Any
 from fastavro import parse_schema
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from schemas.errors import BadInput
+
 CURRENT_DIR = Path(__file__).with_name("avro")
 RELEASED_DIR = Path(__file__).with_name("released")
 _RELEASED_NAME = re.compile(r"^(?P<event>\w+)\.v(?P<version>\d+)\.avsc$")
@@ -42,16 +44,22 @@ class SchemaVersion:
 
 
 def load_schema(path: Path, event_type: str, domain: str, version: int | None) -> SchemaVersion:
-    """Parse one .avsc file."""
-    raw = json.loads(path.read_text())
-    canonical = to_parsing_canonical_form(raw)
+    """Parse one .avsc file (one that is not an Avro schema is bad input, said in a line)."""
+    try:
+        raw = json.loads(path.read_text())
+        canonical = to_parsing_canonical_form(raw)
+        parsed = parse_schema(raw)
+    except OSError as error:
+        raise BadInput(f"cannot read {path}: {error.strerror or error}") from error
+    except Exception as error:
+        raise BadInput(f"{path} is not an Avro schema: {error}") from error
     return SchemaVersion(
         event_type=event_type,
         domain=domain,
         version=version,
         path=path,
         raw=raw,
-        parsed=parse_schema(raw),
+        parsed=parsed,
         fingerprint=bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO")),
     )
 

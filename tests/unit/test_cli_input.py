@@ -126,6 +126,23 @@ def test_asyncapi_check_of_a_missing_file_says_it_does_not_exist(tmp_path: Path)
     assert "stale" not in message
 
 
+def test_asyncapi_bad_files_are_one_line_and_nothing_is_left(tmp_path: Path) -> None:
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(bytes(range(256)))
+    blocker = tmp_path / "a.yaml"
+    blocker.write_text("x")
+    cases = {
+        ("--check", str(binary)): "is stale",
+        ("-o", str(blocker / "x.yaml")): "cannot write",
+        ("--check", str(binary), "-o", str(tmp_path / "out.yaml")): "give one of them",
+    }
+    for args, said in cases.items():
+        result = run_cli("asyncapi", *args)
+        assert result.returncode == 2, result.stderr
+        assert said in _one_line_error(result.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.yaml", "bin.yaml"]
+
+
 def test_worker_all_serves_its_four_after_the_port_given() -> None:
     """Beside a projections runner on the port given, as 9400 and 9401-9404 by default."""
     from ecom.cli.worker import _port_of_one

@@ -6,6 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from schemas.evolution import check, release
 from schemas.registry import CURRENT_DIR, RELEASED_DIR, SchemaRegistry
 from tests.support import run_cli
@@ -37,7 +39,7 @@ def test_a_breaking_change_is_rejected(tmp_path: Path) -> None:
     report = check(SchemaRegistry.load(current, released))
     assert report.problems == [
         "OrderCreated (current vs v1): new schema cannot read old events: "
-        "coupon: added without a default"
+        "coupon: not in the events written, and no default"
     ]
     result = run_cli("schemas", "check", "--current", str(current), "--released", str(released))
     assert result.returncode == 2
@@ -62,3 +64,13 @@ def test_a_removed_event_type_is_rejected(tmp_path: Path) -> None:
     (current / "order" / "OrderExpired.avsc").unlink()
     problems = check(SchemaRegistry.load(current, released)).problems
     assert any("OrderExpired: released, but its schema is gone" in p for p in problems)
+
+
+@pytest.mark.parametrize("text", ["{bad json", '{"type": "no_such_type"}', "[1, 2]"])
+def test_a_file_that_is_no_avro_schema_is_one_line(tmp_path: Path, text: str) -> None:
+    current, released = _copies(tmp_path)
+    (current / "order" / "OrderCreated.avsc").write_text(text)
+    result = run_cli("schemas", "check", "--current", str(current), "--released", str(released))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "OrderCreated.avsc is not an Avro schema" in result.stderr
