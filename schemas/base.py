@@ -71,11 +71,11 @@ Country = Annotated[str, AfterValidator(_country)]
 Email = Annotated[str, AfterValidator(_email)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Category = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
-Quantity = Annotated[int, Field(gt=0, le=1_000_000)]
-BasisPoints = Annotated[int, Field(ge=0, le=10_000)]
+Quantity = Annotated[int, Field(strict=True, gt=0, le=1_000_000)]
+BasisPoints = Annotated[int, Field(strict=True, ge=0, le=10_000)]
 MAX_MINOR_UNITS = 10**15
-MinorUnits = Annotated[int, Field(ge=0, le=MAX_MINOR_UNITS)]
-Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
+MinorUnits = Annotated[int, Field(strict=True, ge=0, le=MAX_MINOR_UNITS)]
+Int32 = Annotated[int, Field(strict=True, ge=-(2**31), le=2**31 - 1)]
 
 
 def now_utc() -> datetime:

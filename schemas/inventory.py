@@ -12,7 +12,7 @@ from pydantic import Field, field_validator
 
 from schemas.base import Event, Id, Int32, Quantity
 
-SignedQuantity = Annotated[int, Field(ge=-1_000_000, le=1_000_000)]
+SignedQuantity = Annotated[int, Field(strict=True, ge=-1_000_000, le=1_000_000)]
 
 
 class StockAdjusted(Event, domain="inventory"):

@@ -138,6 +138,12 @@ def test_decoded_data_that_breaks_the_contract_is_invalid_event() -> None:
         ("UserCreated", {"occurred_at": datetime(2026, 1, 1)}, "timezone"),
         ("OrderCancelled", {"reason": "bored"}, "reason"),
         ("TaxRateChanged", {"rate_bp": 10_001}, "rate_bp"),
+        # Numbers are numbers: no true as 1 cent, no "1250" as 12.50, no 2.0 as two units.
+        ("PriceChanged", {"price": {"amount_minor": True, "currency": "EUR"}}, "amount_minor"),
+        ("PriceChanged", {"price": {"amount_minor": "1250", "currency": "EUR"}}, "amount_minor"),
+        ("OrderCreated", {"lines": [{"product_id": "p-1", "quantity": 2.0}]}, "quantity"),
+        ("StockAdjusted", {"quantity": "5"}, "quantity"),
+        ("TaxRateChanged", {"rate_bp": True}, "rate_bp"),
     ],
 )  # fmt: skip
 def test_invalid_event_data_is_rejected(
