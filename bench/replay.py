@@ -65,7 +65,8 @@ def _publish(scratch: Topology, bootstrap: str, events: int, report: Report) -> 
     """Publish the shop's first N events (encoded as the CLI producer would); return how
     many distinct keys they hold."""
     orders = max(1, events // EVENTS_PER_ORDER)
-    plan = ShopPlan(users=max(1, orders // 4), products=2000, orders=orders, seed=7)
+    products = max(10, min(2000, events // 500))  # a small run holds orders too
+    plan = ShopPlan(users=max(1, orders // 4), products=products, orders=orders, seed=7)
     started = time.perf_counter()
     codec, keys, published = Codec(), set(), 0
     with BytesProducer(bootstrap) as producer, progress("publishing", events) as advance:

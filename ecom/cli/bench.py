@@ -7,7 +7,7 @@ import os
 import click
 
 from ecom.cli.context import context
-from ecom.cli.output import FiniteRange, bootstrap_option, store_option
+from ecom.cli.output import FiniteRange, bootstrap_option
 
 
 @click.group()
@@ -88,7 +88,9 @@ def flow(orders: int, rate: float, as_json: bool, bootstrap: str | None) -> None
 @click.option("--processes", type=click.IntRange(1), default=min(64, os.cpu_count() or 1),
               show_default="one per CPU",
               help="Processes a replay of 50,000 records or more folds in.")  # fmt: skip
-@store_option
+@click.option("--store", "store_url",
+              help="A view database holding no view yet (default: a scratch SQLite, deleted "
+                   "after).")  # fmt: skip
 @bootstrap_option
 def replay(events: int, processes: int, store_url: str | None, bootstrap: str | None) -> None:
     """Replay every view from N events of the shop's mix, start to switch, beside
