@@ -19,7 +19,9 @@ at once, so a killed worker's work is still counted.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import signal
 import threading
 import time
@@ -51,6 +53,7 @@ from ecom.process import Children, Spec, on_signals
 from ecom.topics_plan import Change, Plan
 
 Design = Literal["group", "share"]
+LOG = logging.getLogger("ecom.bench")
 LONG_LOCK_MS = 60_000  # the broker's ceiling: records held while the others join stay held
 DESIGNS: tuple[Design, ...] = ("group", "share")
 LABELS = {"group": "consumer group", "share": "share group"}
@@ -253,7 +256,6 @@ class Run:
         self.topic = f"ecom-compare-{name}-{design}-{int(time.time() * 1000)}"
         self.group = self.topic
         self.folder = home / self.topic
-        self.folder.mkdir(parents=True)
         self.children = Children()
         self.opened = 0.0
         self.groups = GroupAdmin(bootstrap)
@@ -264,10 +266,12 @@ class Run:
                         min(3, admin.broker_count()), {"min.insync.replicas": "1"})  # fmt: skip
         admin.execute(Plan([create], [], []))
         try:
+            self.folder.mkdir(parents=True)
             self._configure(LONG_LOCK_MS)
             self._publish()
         except BaseException:
             admin.delete([self.topic])
+            shutil.rmtree(self.folder, ignore_errors=True)
             raise
         return self
 
@@ -276,9 +280,13 @@ class Run:
             settings = ShareGroupSettings("earliest", lock_ms, delivery_limit=5)
             configure_share_group(self.groups, self.group, settings)
 
-    def __exit__(self, *_: object) -> None:
+    def __exit__(self, failure: type[BaseException] | None, *_: object) -> None:
         self.children.stop_all()
         TopicAdmin(self.bootstrap).delete([self.topic])
+        for group, why in self.groups.delete([self.group]).items():
+            LOG.warning("group %s left behind: %s", group, why)
+        if failure is None:  # the workers' logs stay for a run that failed
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     def _publish(self) -> None:
         """The jobs, each in a batch of its own, as jobs enqueued one by one would be

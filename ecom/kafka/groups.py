@@ -13,7 +13,7 @@ from typing import Any
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, TopicPartition
 
 from ecom.kafka.admin import Admin, Partition
-from ecom.kafka.errors import error_code, kafka_error
+from ecom.kafka.errors import error_code, kafka_error, reason
 from ecom.offset_plan import LogState
 
 RESETTABLE = ("EMPTY", "DEAD", "UNKNOWN")
@@ -122,6 +122,28 @@ class GroupAdmin(Admin):
         if failed:
             first = failed[0]
             raise kafka_error(f"cannot move {first.topic}-{first.partition}", first.error)
+
+    def delete(self, groups: list[str]) -> dict[str, str]:
+        """Delete empty groups (consumer or share); return why any could not go. A group
+        that is already gone is fine."""
+        if not groups:
+            return {}
+        futures = self.call(
+            "delete groups",
+            lambda: self.admin.delete_consumer_groups(groups, request_timeout=self.timeout),
+        )
+        failed = {}
+        for group, future in futures.items():
+            try:
+                future.result()
+            except Exception as error:  # noqa: BLE001 - reported to the caller, group by group
+                if error_code(error) != KafkaError.GROUP_ID_NOT_FOUND:
+                    failed[group] = reason(error)
+        return failed
+
+    def delete_prefixed(self, prefix: str) -> dict[str, str]:
+        """Delete every group whose name starts with prefix (see delete)."""
+        return self.delete([name for name, _, _ in self.groups() if name.startswith(prefix)])
 
 
 def _name(value: Any) -> str:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from confluent_kafka.admin import (
 from ecom.errors import BadInput, KafkaUnavailable
 from ecom.kafka.admin import Admin
 from ecom.kafka.errors import kafka_error, reason
+from ecom.kafka.groups import GroupAdmin
 from ecom.topics_plan import Acl, LiveTopic, Plan, make_plan, wanted_acls
 from ecom.topology import Topology
 
@@ -247,6 +249,7 @@ def _has_leaders(topic: Any, count: int) -> bool:
     return len(partitions) >= count and all(p.leader >= 0 for p in partitions.values())
 
 
+LOG = logging.getLogger("ecom.kafka")
 TOLERATED_ON_CREATE = (KafkaError.TOPIC_ALREADY_EXISTS, KafkaError.REQUEST_TIMED_OUT)
 # The file asks for something no broker accepts: bad input (exit 2), not an outage.
 REFUSED_INPUT = (
@@ -281,5 +284,13 @@ def scratch_topology(topology: Topology, bootstrap: str, label: str) -> Iterator
         yield scratch
     finally:
         admin.delete([t.name for t in scratch.topics()])
+        _delete_groups(bootstrap, scratch.prefix)
         if admin.has_authorizer():
             admin.revoke(wanted_acls(scratch))
+
+
+def _delete_groups(bootstrap: str, prefix: str) -> None:
+    """Delete the scratch run's groups (their members have stopped); a group that will not
+    go is said in a warning, and does not fail a run that is over."""
+    for group, why in GroupAdmin(bootstrap).delete_prefixed(prefix).items():
+        LOG.warning("scratch group %s left behind: %s", group, why)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from ecom.kafka import GroupAdmin
 from tests.support import run_cli
 
 pytestmark = pytest.mark.kafka
@@ -18,8 +19,13 @@ def test_a_share_group_spreads_two_partitions_over_four_workers_and_redelivers_a
 ) -> None:
     args = ("--records", "200", "--partitions", "2", "--workers", "4", "--failover-s", "6",
             "--json")  # fmt: skip
+    groups = GroupAdmin(home_env["KAFKA_BOOTSTRAP_SERVERS"])
+    before = {name for name, _, _ in groups.groups()}
     result = run_cli("compare", "queue-log", *args, env=home_env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+    # Nothing of the run is left: no group, no folder of worker logs.
+    assert not {n for n, _, _ in groups.groups()} - before
+    assert not list((Path(home_env["ECOM_HOME"]) / ".ecom" / "compare").glob("ecom-compare-*"))
     rows = {(r["check"], r["design"]): r for r in json.loads(result.stdout)}
     group, share = "consumer group", "share group"
     for row in rows.values():

@@ -15,12 +15,12 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from bench.base import client_properties, run_kafka_tool
-from ecom.kafka import GroupAdmin, client_config
+from ecom.kafka import GroupAdmin, client_config, scratch_topology
 from ecom.topology import Topology
 from streams.pricing import Priced
 from streams.state import Table
 from tests.conftest import KafkaCluster
-from tests.support import run_cli, unique, wait_for
+from tests.support import REPO, run_cli, unique, wait_for
 
 pytestmark = pytest.mark.kafka
 GROUP_TOOL = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
@@ -220,3 +220,14 @@ def test_a_wipe_moves_every_partition_or_nothing(kafka: KafkaCluster, topology: 
                       env=env)  # fmt: skip
     assert planned.returncode == 0, planned.stderr
     assert f"with --execute, also empties {changelog}" in planned.stdout
+
+
+def test_a_scratch_topology_takes_its_groups_with_it(kafka: KafkaCluster) -> None:
+    """Benchmarks and `ecom compare` run their workers under a scratch prefix; their
+    consumer groups stayed on the cluster after every run."""
+    admin = GroupAdmin(kafka.bootstrap)
+    with scratch_topology(Topology.load(REPO / "topics.yaml"), kafka.bootstrap, "sgrp") as t:
+        group = f"{t.prefix}worker"
+        commit(kafka.bootstrap, group, {(t.topic("orders").name, 0): 0})
+        assert group in {name for name, _, _ in admin.groups()}
+    assert not [name for name, _, _ in admin.groups() if name.startswith(t.prefix)]
