@@ -86,6 +86,7 @@ class Watch:
         self._latencies: deque[int] = deque(maxlen=1000)
         self._arrivals: deque[tuple[float, bool]] = deque()  # (when, finished?)
         self._exported: set[tuple[str, str, str]] = set()
+        self._offsets = GroupOffsets(bootstrap)  # made anew on every retry of _follow
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="watch", daemon=True)
@@ -136,6 +137,7 @@ class Watch:
         admin = GroupAdmin(self.bootstrap, timeout=10)
         settings = {"group.id": self.group_id, "enable.auto.commit": False}
         consumer = Consumer(client_config(self.bootstrap, **settings))
+        self._offsets = GroupOffsets(self.bootstrap)
         try:
             consumer.assign(self._tails(admin.log_ends(self.topics)))
             with self._lock:
@@ -154,6 +156,7 @@ class Watch:
             with self._lock:
                 self._view.tailing = False
             consumer.close()
+            self._offsets.close()
 
     def _tails(self, ends: dict[Partition, int]) -> list[TopicPartition]:
         """Where to read each partition from: on from what was seen (after a retry), else
@@ -212,7 +215,8 @@ class Watch:
         lag: dict[tuple[str, str], int] = {}
         exported = set()
         for group in self._our_groups(admin):
-            for (topic, partition), behind in _behind(admin.committed(group), ends).items():
+            committed = self._offsets.committed(group, list(ends))
+            for (topic, partition), behind in _behind(committed, ends).items():
                 lag[(group, topic)] = lag.get((group, topic), 0) + behind
                 labels = (group, topic, str(partition))
                 metrics.LAG.labels(*labels).set(behind)
@@ -234,6 +238,35 @@ class Watch:
     def _our_groups(self, admin: GroupAdmin) -> list[str]:
         names = [name for name, _, _ in admin.groups()]
         return [name for name in names if any(_matches(name, g) for g in self.groups)]
+
+
+class GroupOffsets:
+    """Groups' committed offsets, read the way a member reads its own (OffsetFetch through
+    a consumer that never joins), not with the admin client: librdkafka's admin requests
+    to a group coordinator can abort the whole process when a broker restarts
+    (librdkafka issues #4605 and #3663: `eonce->refcnt > 0` failed), and the query API
+    that shows this watch must outlive any broker. One client per group, kept."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self._readers: dict[str, Consumer] = {}
+
+    def committed(self, group: str, partitions: list[Partition]) -> dict[Partition, int]:
+        reader = self._readers.get(group)
+        if reader is None:
+            settings = {"group.id": group, "enable.auto.commit": False}
+            reader = self._readers[group] = Consumer(client_config(self.bootstrap, **settings))
+        asked = [TopicPartition(topic, partition) for topic, partition in partitions]
+        return {
+            (tp.topic, tp.partition): tp.offset
+            for tp in reader.committed(asked, timeout=10)
+            if tp.error is None and tp.offset >= 0
+        }
+
+    def close(self) -> None:
+        for reader in self._readers.values():
+            reader.close()
+        self._readers.clear()
 
 
 def _text(value: str | bytes) -> str:
