@@ -46,6 +46,9 @@ from schemas.base import Id
 
 ENVELOPE = {"event_id", "occurred_at"}
 KEY_HELP = "Retry with the same key and get the first answer; nothing is published again."
+# How long librdkafka tries to deliver a command's event. The client waits for that
+# outcome, so a 503 means librdkafka gave up (a record it never sent is never sent later).
+DELIVERY_TIMEOUT_MS = 30_000
 
 
 class Accepted(BaseModel):
@@ -89,14 +92,22 @@ class Publisher:
             self.producer.poll(0.05)
 
     async def publish(self, event: Event) -> Delivery:
+        """Return once Kafka acknowledged the event; raise once librdkafka gave up on it.
+        Nothing shorter than its delivery timeout: a 503 given while the record still
+        waited in the queue was published later all the same, and a retry published it
+        twice."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
 
+        def settle(outcome: Outcome) -> None:
+            if not future.done():  # the client may have gone: nobody waits any more
+                future.set_result(outcome)
+
         def resolve(outcome: Outcome) -> None:
-            loop.call_soon_threadsafe(future.set_result, outcome)
+            loop.call_soon_threadsafe(settle, outcome)
 
         self.producer.publish(event, resolve)
-        outcome = await asyncio.wait_for(future, timeout=60)
+        outcome = await asyncio.wait_for(future, timeout=DELIVERY_TIMEOUT_MS / 1000 + 30)
         if isinstance(outcome, DeliveryFailed):
             raise outcome
         return outcome
@@ -122,7 +133,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        producer = EventProducer(topology, bootstrap, "/ecomstream/api", **LOW_LATENCY)
+        settings = LOW_LATENCY | {"delivery.timeout.ms": DELIVERY_TIMEOUT_MS}
+        producer = EventProducer(topology, bootstrap, "/ecomstream/api", **settings)
         state["publisher"] = Publisher(producer)
         state["keys"] = IdempotencyKeys(idempotency or Path(":memory:"))
         app.state.services = state  # what /readyz reads (and tests look at)
@@ -162,10 +174,12 @@ def create_app(
             delivery = await state["publisher"].publish(event)
         except BadInput as error:
             raise HTTPException(status_code=422, detail=str(error)) from error
-        except (KafkaUnavailable, TimeoutError) as error:
+        except KafkaUnavailable as error:
             raise HTTPException(
                 status_code=503, detail=f"Kafka did not accept the event: {error}"
             ) from error
+        except TimeoutError as error:  # no delivery report at all: should never happen
+            raise HTTPException(status_code=503, detail="no answer from Kafka") from error
         read_at = f"{query_url}/{entity}" if query_url else None
         return Accepted(
             event_type=event_type,
