@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -138,11 +139,28 @@ def serve(port: int, ready: Callable[[], list[str]] | None = None) -> None:
     try:
         server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     except OSError as error:
-        raise PortInUse(
-            f"cannot serve metrics on 127.0.0.1:{port} ({error.strerror}); pick another "
-            "with --metrics-port / ECOM_METRICS_PORT (0 turns them off)"
-        ) from error
+        raise _taken(port, error) from error
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+
+
+def check_free(port: int) -> None:
+    """Raise PortInUse now if serve(port) would: for a supervisor, before it starts the
+    children that would each fail on it."""
+    if not port:
+        return
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as error:
+            raise _taken(port, error) from error
+
+
+def _taken(port: int, error: OSError) -> PortInUse:
+    return PortInUse(
+        f"cannot serve metrics on 127.0.0.1:{port} ({error.strerror}); pick another "
+        "with --metrics-port / ECOM_METRICS_PORT (0 turns them off)"
+    )
 
 
 def count_restarts(service: str, reasons: dict[str, int]) -> None:

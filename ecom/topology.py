@@ -188,6 +188,16 @@ class Topology:
                 return self.prefix + service.share_groups[0]
         raise TopologyError("topics.yaml has no notifications service with a share group")
 
+    def topics_of(self, service: str) -> list[str]:
+        """Return the names of the topics a service (topics.yaml `services`) reads or
+        writes: those of its events, and those it owns or writes besides."""
+        for spec in self.services:
+            if spec.name == service:
+                names = {self.for_event(e).name for e in (*spec.receives, *spec.sends)}
+                names |= {self.prefix + t for t in (*spec.owns, *spec.writes)}
+                return sorted(names)
+        raise TopologyError(f"topics.yaml has no service {service}")
+
     def watched_topics(self) -> list[Topic]:
         """The topics the live page's watch tails: events and dead letters, not state."""
         return [t for t in self.topics() if t.spec.kind in ("domain", "internal", "dlq")]

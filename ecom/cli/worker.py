@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 
 import click
 
@@ -10,9 +11,10 @@ from ecom import metrics
 from ecom.cli.context import context
 from ecom.cli.output import bootstrap_option
 from ecom.errors import BadInput
-from ecom.kafka import use_service
+from ecom.kafka import Admin, use_service
 from ecom.process import RestartPolicy, Spec, Supervisor, on_signals, restarts_so_far
 from ecom.topology import FLOW_SERVICES as SERVICES
+from ecom.topology import Topology
 
 # Each worker's own default, so that `worker all` on one host serves four of them.
 METRICS_PORTS = {"inventory": 9401, "pricing": 9402, "payment": 9403, "order": 9404}
@@ -34,6 +36,9 @@ def worker(name: str, bootstrap: str | None, verbose: bool, metrics_port: int | 
         if metrics_port and metrics_port + len(SERVICES) > 65535:
             raise BadInput(f"--metrics-port {metrics_port}: `worker all` serves the four on "
                            "the next four ports, which must be 65535 or below")  # fmt: skip
+        for service in SERVICES:  # said once, here, not by four children failing on it
+            metrics.check_free(_port_of_one(service, metrics_port))
+        _require_topics(ctx.topology, ctx.bootstrap, SERVICES)
         _run_all(ctx.bootstrap, verbose, metrics_port, ctx.settings.restart_backoff_s)
         return
     from streams.worker import run
@@ -41,8 +46,16 @@ def worker(name: str, bootstrap: str | None, verbose: bool, metrics_port: int | 
     use_service(name)
     metrics.count_restarts(name, restarts_so_far())
     metrics.serve(METRICS_PORTS[name] if metrics_port is None else metrics_port)
+    _require_topics(ctx.topology, ctx.bootstrap, (name,))
 
     run(name, ctx.topology, ctx.bootstrap, ctx.settings, verbose)
+
+
+def _require_topics(topology: Topology, bootstrap: str, services: Iterable[str]) -> None:
+    """Kafka unreachable, a wrong password, a topic missing or not granted: one line and
+    exit 3 now (faust would log it once and wait for good, looking ready)."""
+    names = {name for s in services for name in topology.topics_of(f"order-flow-{s}")}
+    Admin(bootstrap).require_topics(sorted(names))
 
 
 def _port_of_one(service: str, given: int | None) -> int:

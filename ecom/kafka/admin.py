@@ -96,6 +96,17 @@ class Admin:
 
         return self.call("describe topics", request)
 
+    def require_topics(self, names: Iterable[str]) -> None:
+        """Raise KafkaRefused, naming it, for a topic this client cannot see: missing, or
+        not granted (a secure cluster shows a client only the topics it may describe).
+        Said at start, where a worker would otherwise wait on it for good."""
+        metadata = self.metadata()
+        for name in names:
+            found = metadata.topics.get(name)
+            if found is None or found.error is not None:
+                raise KafkaRefused(f"topic {name} is missing, or not granted to this client "
+                                   "(`ecom topics apply` creates it and its ACLs)")  # fmt: skip
+
     def partitions(self, topics: dict[str, list[int] | None]) -> list[Partition]:
         """Expand a scope (topic -> partitions, None for all) and check it exists."""
         metadata = self.metadata()

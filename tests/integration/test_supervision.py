@@ -144,3 +144,12 @@ def test_a_worker_asked_to_stop_stops_even_when_its_broker_is_gone(
         run_cli("cluster", "down", "--wipe", env=env, timeout=120)
     assert code in (0, 128 + signal.SIGTERM), code
     assert took < 59, "it stopped by itself, before the test's SIGKILL"
+
+
+def test_a_worker_without_its_topics_stops_at_once_naming_one(home_env: dict[str, str]) -> None:
+    """It logged one error and then sat there, its /readyz saying ready."""
+    env = home_env | {"ECOM_TOPIC_PREFIX": "nosuch-"}
+    result = run_cli("worker", "order", "--metrics-port", "0", env=env, timeout=120)
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert "topic nosuch-" in result.stderr
+    assert "is missing, or not granted to this client" in result.stderr

@@ -3,6 +3,7 @@ traceback, and nothing written."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -200,3 +201,23 @@ def test_compare_refuses_a_run_it_cannot_finish_before_it_starts(args: list[str]
     result = run_cli("compare", "sync-async", "--bootstrap", "127.0.0.1:1", *args, timeout=60)
     assert result.returncode == 2, result.stderr
     assert said in result.stderr
+
+
+def test_a_worker_says_kafka_is_unreachable_in_a_line() -> None:
+    """It printed aiokafka's traceback and exited 1; `worker all` restarted it for 40 s."""
+    for name in ("order", "all"):
+        result = run_cli("worker", name, "--bootstrap", "127.0.0.1:1", "--metrics-port", "0",
+                         timeout=60)  # fmt: skip
+        assert result.returncode == 3, result.stderr
+        assert _one_line_error(result.stderr).startswith("error: ")
+
+
+def test_worker_all_refuses_a_taken_metrics_port_before_starting_anyone() -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        result = run_cli("worker", "all", "--bootstrap", "127.0.0.1:1", "--metrics-port",
+                         str(taken - 2), timeout=60)  # fmt: skip
+    assert result.returncode == 4, result.stderr
+    assert f"127.0.0.1:{taken}" in _one_line_error(result.stderr)
