@@ -8,7 +8,7 @@ import click
 
 from ecom.cli.context import context
 from ecom.cli.output import bootstrap_option
-from ecom.kafka import use_service
+from ecom.kafka import Admin, use_service
 from ecom.process import on_signals
 
 
@@ -52,6 +52,9 @@ def run_command(workers: int, max_deliveries: int, lock_s: int, bootstrap: str |
     queue = QueueSettings(workers, max_deliveries, lock_s * 1000)
     mailer = Mailer(settings.mail_latency_ms, settings.mail_failure_share)
     outbox = Outbox(settings.mail_outbox_path)
+    # Unreachable, refused, a topic missing: said in a second or two, not after the
+    # share group's configuration has retried for a minute.
+    Admin(ctx.bootstrap).require_topics(topology.topics_of("notifications"))
     click.echo(f"{workers} workers in share group {group}; SIGTERM or Ctrl-C stops them")
     with on_signals(stop.set):
         tally = run(

@@ -205,11 +205,11 @@ def test_compare_refuses_a_run_it_cannot_finish_before_it_starts(args: list[str]
 
 def test_a_worker_says_kafka_is_unreachable_in_a_line() -> None:
     """It printed aiokafka's traceback and exited 1; `worker all` restarted it for 40 s."""
-    for name in ("order", "all"):
-        result = run_cli("worker", name, "--bootstrap", "127.0.0.1:1", "--metrics-port", "0",
-                         timeout=60)  # fmt: skip
+    for args in (["worker", "order", "--metrics-port", "0"], ["worker", "all", "--metrics-port",
+                 "0"], ["notifications", "run", "--workers", "1"]):  # fmt: skip
+        result = run_cli(*args, "--bootstrap", "127.0.0.1:1", timeout=60)
         assert result.returncode == 3, result.stderr
-        assert _one_line_error(result.stderr).startswith("error: ")
+        assert _one_line_error(result.stderr).startswith("error: cannot reach Kafka")
 
 
 def test_worker_all_refuses_a_taken_metrics_port_before_starting_anyone() -> None:
