@@ -7,8 +7,10 @@ import socket
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ecom.errors import BadInput
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -126,5 +128,11 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """Return the process-wide settings, read once from the environment."""
-    return Settings()
+    """Return the process-wide settings, read once from the environment (a value that
+    does not parse is bad input, naming its variable)."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = "ECOM_" + "_".join(str(part) for part in first["loc"]).upper()
+        raise BadInput(f"{name}={first.get('input')!r}: {first['msg']}") from None

@@ -221,3 +221,20 @@ def test_worker_all_refuses_a_taken_metrics_port_before_starting_anyone() -> Non
                          str(taken - 2), timeout=60)  # fmt: skip
     assert result.returncode == 4, result.stderr
     assert f"127.0.0.1:{taken}" in _one_line_error(result.stderr)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("ECOM_MAIL_FAILURE_SHARE", "abc", "valid number"),
+        ("ECOM_MAIL_FAILURE_SHARE", "2", "less than or equal to 1"),
+        ("ECOM_RESTART_BACKOFF_S", "abc", "valid number"),
+    ],
+)
+def test_a_setting_that_does_not_parse_is_named_in_a_line(variable: str, value: str,
+                                                          said: str) -> None:  # fmt: skip
+    result = run_cli("notifications", "run", env={variable: value})
+    assert result.returncode == 2, result.stderr
+    message = _one_line_error(result.stderr)
+    assert message.startswith(f"error: {variable}={value!r}: ")
+    assert said in message
