@@ -11,6 +11,7 @@ anything reads them.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import sqlite3
 import time
@@ -40,26 +41,35 @@ def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+NAME_MAX = 100
+NAME = re.compile(rf"[^\x00-\x1f\x7f]{{1,{NAME_MAX}}}")  # one line in `ecom keys list`
+
+
 class ApiKeys:
     """The keys of this shop, in a SQLite file (made with mode 0600)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        if str(path) != ":memory:":
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.touch(mode=0o600, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS api_keys (name TEXT PRIMARY KEY, scope TEXT NOT NULL,"
-            " digest TEXT NOT NULL UNIQUE, created_at REAL NOT NULL)"
-        )
+        try:
+            if str(path) != ":memory:":
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.touch(mode=0o600, exist_ok=True)
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS api_keys (name TEXT PRIMARY KEY, scope TEXT NOT NULL,"
+                " digest TEXT NOT NULL UNIQUE, created_at REAL NOT NULL)"
+            )
+        except (OSError, sqlite3.Error) as error:
+            raise BadInput(f"cannot use {path} as the API keys file (ECOM_API_KEYS_FILE): "
+                           f"{getattr(error, 'strerror', None) or error}") from error  # fmt: skip
 
     def create(self, name: str, scope: str) -> str:
         """Make a key and return it: the only time anybody sees it."""
         if scope not in SCOPES:
             raise BadInput(f"unknown scope {scope!r}: use one of {', '.join(SCOPES)}")
-        if not name.strip():
-            raise BadInput("a key needs a name")
+        if not name.strip() or not NAME.fullmatch(name):
+            raise BadInput(f"a key's name is 1 to {NAME_MAX} printable characters, no line "
+                           f"breaks: not {name[:40]!r}")  # fmt: skip
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         try:
             self._db.execute(

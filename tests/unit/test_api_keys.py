@@ -5,11 +5,13 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from consumers.api import create_app
 from consumers.store import open_store
 from ecom.apikeys import ApiKeys
+from ecom.errors import BadInput
 from ecom.settings import redact
 from tests.support import run_cli
 
@@ -79,3 +81,21 @@ def test_a_query_string_password_is_redacted_too() -> None:
     assert redact("postgresql://db/view?user=a&password=hunter2&x=1") == (
         "postgresql://db/view?user=a&password=***&x=1"
     )
+
+
+@pytest.mark.parametrize("name", ["bad\nname", " ", "x" * 101, "tab\there"])
+def test_a_name_that_would_break_the_list_is_refused(tmp_path: Path, name: str) -> None:
+    keys = ApiKeys(tmp_path / "keys.db")
+    with pytest.raises(BadInput, match="a key's name is 1 to 100 printable characters"):
+        keys.create(name, "queries")
+    assert keys.list() == []
+
+
+def test_a_keys_file_that_cannot_be_used_is_one_line(tmp_path: Path) -> None:
+    not_sqlite = tmp_path / "keys.db"
+    not_sqlite.write_text("this is no database, but long enough to look like a file " * 10)
+    for path in (tmp_path, not_sqlite):  # a folder; a file of something else
+        result = run_cli("keys", "list", env={"ECOM_API_KEYS_FILE": str(path)})
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith(f"error: cannot use {path} as the API keys file")
+        assert result.stderr.count("\n") == 1
