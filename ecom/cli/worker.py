@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import click
 
@@ -45,10 +45,27 @@ def worker(name: str, bootstrap: str | None, verbose: bool, metrics_port: int | 
 
     use_service(name)
     metrics.count_restarts(name, restarts_so_far())
-    metrics.serve(METRICS_PORTS[name] if metrics_port is None else metrics_port)
+    port = METRICS_PORTS[name] if metrics_port is None else metrics_port
+    metrics.serve(port, ready=kafka_answers(ctx.bootstrap))
     _require_topics(ctx.topology, ctx.bootstrap, (name,))
 
     run(name, ctx.topology, ctx.bootstrap, ctx.settings, verbose)
+
+
+def kafka_answers(bootstrap: str) -> Callable[[], list[str]]:
+    """A worker's readiness: the cluster answers (asked on each /readyz, one at a time)."""
+    lock = threading.Lock()
+    clients: list[Admin] = []  # made on the first question
+
+    def ready() -> list[str]:
+        with lock:
+            if not clients:
+                clients.append(Admin(bootstrap))
+            if clients[0].answers():
+                return []
+        return [f"Kafka at {bootstrap} does not answer"]
+
+    return ready
 
 
 def _require_topics(topology: Topology, bootstrap: str, services: Iterable[str]) -> None:

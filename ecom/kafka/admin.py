@@ -69,6 +69,14 @@ class Admin:
         self._answered = True
         return answer
 
+    def answers(self, timeout: float = 2.0) -> bool:
+        """Tell whether the cluster answers a metadata request now (for readiness)."""
+        try:
+            self.admin.list_topics(timeout=timeout)
+        except KafkaException:
+            return False
+        return True
+
     def cluster_id(self) -> str:
         """Return the cluster's id (a new one after a wipe)."""
         answer = self.call(

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from consumers.api import create_app as query_app
 from consumers.health import readiness
 from consumers.store import Heartbeat, open_store
+from ecom.cli.worker import kafka_answers
 from ecom.cluster import LocalCluster
 from ecom.process import Spec, spawn, stop
 from ecom.settings import Settings
@@ -166,3 +167,9 @@ def _answer_if(url: str, status: int) -> tuple[int, dict[str, object]] | None:
     except httpx.HTTPError:
         return None
     return (answer.status_code, answer.json()) if answer.status_code == status else None
+
+
+def test_a_workers_readiness_is_whether_kafka_answers(kafka: KafkaCluster) -> None:
+    """A worker's /readyz said ready with every broker dead."""
+    assert kafka_answers(kafka.bootstrap)() == []
+    assert kafka_answers("127.0.0.1:1")() == ["Kafka at 127.0.0.1:1 does not answer"]
