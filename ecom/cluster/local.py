@@ -52,7 +52,6 @@ from ecom.process import tethered
 from ecom.settings import KAFKA_HEAP, KAFKA_JVM_OPTS, Settings
 
 Report = Callable[[str], None]
-LAST_RESORT_BOOTSTRAP = "localhost:9092"
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
 LAST_NODE_GRACE_S = 3.0
@@ -633,4 +632,6 @@ def find_bootstrap(settings: Settings, flag: str | None = None) -> str:
     local = LocalCluster.from_settings(settings)
     if local.is_running():
         return local.bootstrap_servers()
-    return LAST_RESORT_BOOTSTRAP
+    # Docker Compose's cluster at the default base; at another base, the stopped local
+    # cluster's own port, never some other cluster on 9092.
+    return f"localhost:{settings.cluster_port_base}"

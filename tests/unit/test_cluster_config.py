@@ -6,8 +6,10 @@ from pathlib import Path
 import pytest
 
 from ecom.cluster import config
+from ecom.cluster.local import find_bootstrap
 from ecom.cluster.tools import java_major_version
 from ecom.errors import ToolMissing
+from ecom.settings import Settings
 
 
 def test_node_addresses_follow_the_port_base() -> None:
@@ -53,3 +55,14 @@ def test_java_version_is_parsed(tmp_path: Path, line: str, major: int) -> None:
 def test_unparseable_java_is_reported(tmp_path: Path) -> None:
     with pytest.raises(ToolMissing, match="could not tell the version"):
         java_major_version(_fake_java(tmp_path, "hello"))
+
+
+def test_a_stopped_cluster_at_another_port_base_is_looked_for_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not on 9092, where another cluster may run: commands went there silently."""
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "ECOM_BOOTSTRAP_SERVERS", "ECOM_CLUSTER_PORT_BASE"):
+        monkeypatch.delenv(name, raising=False)
+    moved = Settings(cluster_dir=tmp_path / "none", cluster_port_base=29092)
+    assert find_bootstrap(moved) == "localhost:29092"
+    assert find_bootstrap(Settings(cluster_dir=tmp_path / "none")) == "localhost:9092"
