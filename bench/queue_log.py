@@ -49,6 +49,7 @@ from ecom.kafka.queue import (
     delivery_count,
     share_queue,
 )
+from ecom.kafka.topics import GROUPS_GONE_S
 from ecom.process import Children, Spec, on_signals
 from ecom.topics_plan import Change, Plan
 
@@ -283,7 +284,7 @@ class Run:
     def __exit__(self, failure: type[BaseException] | None, *_: object) -> None:
         self.children.stop_all()
         TopicAdmin(self.bootstrap).delete([self.topic])
-        for group, why in self.groups.delete([self.group]).items():
+        for group, why in self.groups.delete([self.group], wait_s=GROUPS_GONE_S).items():
             LOG.warning("group %s left behind: %s", group, why)
         if failure is None:  # the workers' logs stay for a run that failed
             shutil.rmtree(self.folder, ignore_errors=True)

@@ -233,7 +233,12 @@ class Supervisor(Children):
 
 
 RESTARTS_ENV = "ECOM_RESTARTS"
-EXIT_REASONS = {75: "delivery-unacknowledged", 70: "internal-error", 1: "error"}
+EXIT_REASONS = {
+    75: "delivery-unacknowledged",
+    70: "internal-error",
+    1: "error",
+    128 + signal.SIGTERM: "signal-sigterm",  # `ecom` stops on SIGTERM with exit 143
+}
 
 
 def exit_reason(code: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from importlib.metadata import version
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def asyncapi(output: Path | None, check: Path | None) -> None:
         partial.write_text(text)
         partial.replace(output)  # never half-written
     except OSError as error:
-        if partial.is_file():
+        with contextlib.suppress(OSError):
             partial.unlink()
         raise BadInput(f"cannot write {output}: {error.strerror or error}") from error
     click.echo(f"wrote {output}")

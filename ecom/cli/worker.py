@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 
 import click
@@ -10,12 +13,15 @@ import click
 from ecom import metrics
 from ecom.cli.context import context
 from ecom.cli.output import bootstrap_option
-from ecom.errors import BadInput
+from ecom.errors import BadInput, KafkaRefused, KafkaUnavailable
 from ecom.kafka import Admin, use_service
 from ecom.process import RestartPolicy, Spec, Supervisor, on_signals, restarts_so_far
 from ecom.topology import FLOW_SERVICES as SERVICES
 from ecom.topology import Topology
 
+LOG = logging.getLogger("ecom.streams")
+SUPERVISED_ENV = "ECOM_SUPERVISED"  # set by `worker all` for its children
+WAIT_FOR_KAFKA_S = 2.0
 # Each worker's own default, so that `worker all` on one host serves four of them.
 METRICS_PORTS = {"inventory": 9401, "pricing": 9402, "payment": 9403, "order": 9404}
 
@@ -47,8 +53,10 @@ def worker(name: str, bootstrap: str | None, verbose: bool, metrics_port: int | 
     metrics.count_restarts(name, restarts_so_far())
     port = METRICS_PORTS[name] if metrics_port is None else metrics_port
     metrics.serve(port, ready=kafka_answers(ctx.bootstrap))
-    _require_topics(ctx.topology, ctx.bootstrap, (name,))
-
+    if os.environ.get(SUPERVISED_ENV):
+        _wait_for_kafka(ctx.topology, ctx.bootstrap, name)
+    else:
+        _require_topics(ctx.topology, ctx.bootstrap, (name,))
     run(name, ctx.topology, ctx.bootstrap, ctx.settings, verbose)
 
 
@@ -61,11 +69,27 @@ def kafka_answers(bootstrap: str) -> Callable[[], list[str]]:
         with lock:
             if not clients:
                 clients.append(Admin(bootstrap))
-            if clients[0].answers():
-                return []
+            answers = clients[0].answers()
+        if answers:
+            return []
         return [f"Kafka at {bootstrap} does not answer"]
 
     return ready
+
+
+def _wait_for_kafka(topology: Topology, bootstrap: str, name: str) -> None:
+    """A child of `worker all`, restarted during an outage, waits for the cluster (its
+    /readyz says so) instead of failing again and again until the supervisor gives up on
+    the whole flow. Missing or forbidden topics still stop it (exit 3)."""
+    while True:
+        try:
+            _require_topics(topology, bootstrap, (name,))
+            return
+        except KafkaRefused:
+            raise
+        except KafkaUnavailable as error:
+            LOG.warning("%s; trying again in %.0fs", error, WAIT_FOR_KAFKA_S)
+            time.sleep(WAIT_FOR_KAFKA_S)
 
 
 def _require_topics(topology: Topology, bootstrap: str, services: Iterable[str]) -> None:
@@ -92,7 +116,7 @@ def _run_all(bootstrap: str, verbose: bool, metrics_port: int | None, backoff: f
             port = _port_of_one(service, metrics_port)
             args = ("worker", service, "--bootstrap", bootstrap, "--metrics-port", str(port),
                     *(["-v"] if verbose else []))  # fmt: skip
-            supervisor.start(Spec(service, args, inherit=True))
+            supervisor.start(Spec(service, args, {SUPERVISED_ENV: "1"}, inherit=True))
         pids = ", ".join(f"{n} {c.pid}" for n, c in supervisor.running.items())
         click.echo(f"running workers (pids: {pids}); SIGTERM or Ctrl-C stops them")
         while not stopping.wait(0.2):

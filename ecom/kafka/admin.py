@@ -75,6 +75,8 @@ class Admin:
             self.admin.list_topics(timeout=timeout)
         except KafkaException:
             return False
+        finally:
+            self.admin.poll(0)  # serve the client's logs and error callbacks
         return True
 
     def cluster_id(self) -> str:

@@ -7,6 +7,7 @@ tables) is ecom.topology's business.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from ecom.kafka.errors import error_code, kafka_error, reason
 from ecom.offset_plan import LogState
 
 RESETTABLE = ("EMPTY", "DEAD", "UNKNOWN")
+NOT_EMPTY = "it still has members"
 
 
 @dataclass(frozen=True)
@@ -123,9 +125,19 @@ class GroupAdmin(Admin):
             first = failed[0]
             raise kafka_error(f"cannot move {first.topic}-{first.partition}", first.error)
 
-    def delete(self, groups: list[str]) -> dict[str, str]:
-        """Delete empty groups (consumer or share); return why any could not go. A group
-        that is already gone is fine."""
+    def delete(self, groups: list[str], wait_s: float = 0.0) -> dict[str, str]:
+        """Delete groups (consumer or share); return why any could not go. A group that is
+        already gone is fine. One that still has members is tried again for up to wait_s:
+        static members (our workers, runners) do not leave when they stop, the broker
+        drops them when their session times out."""
+        deadline = time.monotonic() + wait_s
+        failed = self._delete_once(groups)
+        while any(why == NOT_EMPTY for why in failed.values()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            failed = self._delete_once(list(failed))
+        return failed
+
+    def _delete_once(self, groups: list[str]) -> dict[str, str]:
         if not groups:
             return {}
         futures = self.call(
@@ -137,13 +149,17 @@ class GroupAdmin(Admin):
             try:
                 future.result()
             except Exception as error:  # noqa: BLE001 - reported to the caller, group by group
-                if error_code(error) != KafkaError.GROUP_ID_NOT_FOUND:
+                code = error_code(error)
+                if code == KafkaError.NON_EMPTY_GROUP:
+                    failed[group] = NOT_EMPTY
+                elif code != KafkaError.GROUP_ID_NOT_FOUND:
                     failed[group] = reason(error)
         return failed
 
-    def delete_prefixed(self, prefix: str) -> dict[str, str]:
+    def delete_prefixed(self, prefix: str, wait_s: float = 0.0) -> dict[str, str]:
         """Delete every group whose name starts with prefix (see delete)."""
-        return self.delete([name for name, _, _ in self.groups() if name.startswith(prefix)])
+        names = [name for name, _, _ in self.groups() if name.startswith(prefix)]
+        return self.delete(names, wait_s)
 
 
 def _name(value: Any) -> str:

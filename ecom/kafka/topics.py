@@ -24,7 +24,7 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from ecom.errors import BadInput, KafkaUnavailable
+from ecom.errors import BadInput, EcomError, KafkaUnavailable
 from ecom.kafka.admin import Admin
 from ecom.kafka.errors import kafka_error, reason
 from ecom.kafka.groups import GroupAdmin
@@ -250,6 +250,7 @@ def _has_leaders(topic: Any, count: int) -> bool:
 
 
 LOG = logging.getLogger("ecom.kafka")
+GROUPS_GONE_S = 60.0  # a static member's session (10 s here, 45 s by default) ends
 TOLERATED_ON_CREATE = (KafkaError.TOPIC_ALREADY_EXISTS, KafkaError.REQUEST_TIMED_OUT)
 # The file asks for something no broker accepts: bad input (exit 2), not an outage.
 REFUSED_INPUT = (
@@ -290,7 +291,13 @@ def scratch_topology(topology: Topology, bootstrap: str, label: str) -> Iterator
 
 
 def _delete_groups(bootstrap: str, prefix: str) -> None:
-    """Delete the scratch run's groups (their members have stopped); a group that will not
-    go is said in a warning, and does not fail a run that is over."""
-    for group, why in GroupAdmin(bootstrap).delete_prefixed(prefix).items():
+    """Delete the scratch run's groups (their members have stopped, their sessions end
+    within GROUPS_GONE_S); a group that will not go is said in a warning, and does not
+    fail a run that is over."""
+    try:
+        left = GroupAdmin(bootstrap).delete_prefixed(prefix, wait_s=GROUPS_GONE_S)
+    except EcomError as error:
+        LOG.warning("scratch groups %s* left behind: %s", prefix, error)
+        return
+    for group, why in left.items():
         LOG.warning("scratch group %s left behind: %s", group, why)

@@ -257,9 +257,13 @@ class GroupOffsets:
             settings = {"group.id": group, "enable.auto.commit": False}
             reader = self._readers[group] = Consumer(client_config(self.bootstrap, **settings))
         asked = [TopicPartition(topic, partition) for topic, partition in partitions]
+        try:
+            found = reader.committed(asked, timeout=10)
+        finally:
+            reader.poll(0)  # serve its logs and error callbacks (it never subscribes)
         return {
             (tp.topic, tp.partition): tp.offset
-            for tp in reader.committed(asked, timeout=10)
+            for tp in found
             if tp.error is None and tp.offset >= 0
         }
 

@@ -83,7 +83,7 @@ def test_a_query_string_password_is_redacted_too() -> None:
     )
 
 
-@pytest.mark.parametrize("name", ["bad\nname", " ", "x" * 101, "tab\there"])
+@pytest.mark.parametrize("name", ["bad\nname", " ", "x" * 101, "tab\there", "a\u2028b"])
 def test_a_name_that_would_break_the_list_is_refused(tmp_path: Path, name: str) -> None:
     keys = ApiKeys(tmp_path / "keys.db")
     with pytest.raises(BadInput, match="a key's name is 1 to 100 printable characters"):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import select
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 from tests.support import REPO
 
@@ -79,3 +82,31 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
     except (OSError, IndexError):
         return True
+
+
+def test_a_supervised_worker_waits_for_kafka_and_stops_on_sigterm() -> None:
+    """A child of `worker all` restarted during an outage waits (it failed, and five
+    failures in a minute made the supervisor stop the whole flow)."""
+    command = [sys.executable, "-m", "ecom", "worker", "order", "--bootstrap", "127.0.0.1:1",
+               "--metrics-port", "0"]  # fmt: skip
+    env = os.environ | {"ECOM_SUPERVISED": "1"}
+    with subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True) as worker:
+        assert worker.stderr is not None
+        assert _line_with(worker.stderr, "trying again in 2s", 60)  # the first wait began
+        assert worker.poll() is None
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 143
+
+
+def _line_with(stream: IO[str], text: str, seconds: float) -> bool:
+    """Read the stream (unbuffered) until text shows; False at its end or the deadline."""
+    deadline, seen = time.monotonic() + seconds, b""
+    while (left := deadline - time.monotonic()) > 0:
+        if select.select([stream], [], [], left)[0]:
+            chunk = os.read(stream.fileno(), 65536)
+            if not chunk:
+                return False
+            seen += chunk
+            if text.encode() in seen:
+                return True
+    return False
