@@ -16,7 +16,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from ecom import metrics
 from ecom.kafka.admin import Partition
@@ -214,8 +214,15 @@ class Watch:
             dead[topic] = (dead[topic] or 0) + ends[(topic, partition)] - start
         lag: dict[tuple[str, str], int] = {}
         exported = set()
+        problems = []
         for group in self._our_groups(admin):
-            committed = self._offsets.committed(group, list(ends))
+            try:
+                committed = self._offsets.committed(group, list(ends))
+            except KafkaException as error:  # this group's coordinator: the others go on
+                problems.append(f"reading the offsets of {group}: {error}")
+                lag |= {key: n for key, n in self._view.lag.items() if key[0] == group}
+                exported |= {labels for labels in self._exported if labels[0] == group}
+                continue
             for (topic, partition), behind in _behind(committed, ends).items():
                 lag[(group, topic)] = lag.get((group, topic), 0) + behind
                 labels = (group, topic, str(partition))
@@ -228,11 +235,9 @@ class Watch:
         with self._lock:
             self._view.lag = lag
             self._view.dead_letters = dead
-            self._view.error = (
-                f"not visible (missing, or no DESCRIBE): {', '.join(invisible)}"
-                if invisible
-                else None
-            )
+            if invisible:
+                problems.append(f"not visible (missing, or no DESCRIBE): {', '.join(invisible)}")
+            self._view.error = "; ".join(problems)[:300] or None
             self._view.updated = time.time()
 
     def _our_groups(self, admin: GroupAdmin) -> list[str]:
