@@ -31,6 +31,9 @@ from ecom.kafka.groups import GroupAdmin
 from ecom.topics_plan import Acl, LiveTopic, Plan, make_plan, wanted_acls
 from ecom.topology import Topology
 
+LOG = logging.getLogger("ecom.kafka")
+GROUPS_GONE_S = 60.0  # a static member's session (10 s here, 45 s by default) ends
+
 _RESOURCES = {"topic": ResourceType.TOPIC, "group": ResourceType.GROUP}
 _PATTERNS = {"literal": ResourcePatternType.LITERAL, "prefixed": ResourcePatternType.PREFIXED}
 _OPERATIONS = {
@@ -249,8 +252,6 @@ def _has_leaders(topic: Any, count: int) -> bool:
     return len(partitions) >= count and all(p.leader >= 0 for p in partitions.values())
 
 
-LOG = logging.getLogger("ecom.kafka")
-GROUPS_GONE_S = 60.0  # a static member's session (10 s here, 45 s by default) ends
 TOLERATED_ON_CREATE = (KafkaError.TOPIC_ALREADY_EXISTS, KafkaError.REQUEST_TIMED_OUT)
 # The file asks for something no broker accepts: bad input (exit 2), not an outage.
 REFUSED_INPUT = (
