@@ -355,9 +355,10 @@ class Replay:
         consumer = Consumer(self._consumer_config())
         try:
             self._assign(consumer, runner, partitions, {})
+            stale = self._stale_in_live(runner.generation)
             deadline = time.monotonic() + CATCH_UP_S
             while time.monotonic() < deadline:
-                old, ahead = self.store.switch_if_caught_up(name, runner.generation)
+                old, ahead = self.store.switch_if_caught_up(name, runner.generation, stale)
                 if not ahead:
                     return old
                 batch = [m for m in take(consumer, BATCH, CATCH_UP_POLL_S) if runner.fresh(m)]
@@ -367,6 +368,24 @@ class Replay:
             consumer.close()
         raise KafkaUnavailable(
             f"the replay of {name} could not catch up with the live view in {CATCH_UP_S:.0f}s"
+        )
+
+    def _stale_in_live(self, generation: int) -> frozenset[str]:
+        """The topics whose offsets in the live view say nothing about this replay's: it
+        was built from another cluster or another incarnation of them (why this replay
+        runs, usually), so the replay need not catch up with them."""
+        bound = {g.generation: g for g in self.store.generations(self.projection.name)}
+        live = bound.get(self.store.active_generation(self.projection.name) or 0)
+        if live is None or live.cluster_id is None:
+            return frozenset()
+        shadow = bound[generation]
+        logical = self.projection.topics
+        if live.cluster_id != shadow.cluster_id:
+            return frozenset(self.topology.topic(t).name for t in logical)
+        return frozenset(
+            self.topology.topic(t).name
+            for t in logical
+            if live.topic_ids.get(t) not in (None, shadow.topic_ids.get(t))
         )
 
     def _consumer_config(self) -> dict[str, object]:

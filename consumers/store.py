@@ -343,11 +343,12 @@ class Store:
         return int(old[0]) if old else None
 
     def switch_if_caught_up(
-        self, projection: str, generation: int
+        self, projection: str, generation: int, stale: frozenset[str] = frozenset()
     ) -> tuple[int | None, dict[tuple[str, int], int]]:
         """Switch to `generation` only if it has read every partition at least as far as
         the active one, checked and switched in one transaction that holds off the live
-        writer. Return the old generation and where the active one is ahead (empty when
+        writer; the active one's offsets in `stale` topics (another incarnation) do not
+        count. Return the old generation and where the active one is ahead (empty when
         it switched)."""
         with self.transaction(exclusive=True) as connection:
             old = connection.execute(
@@ -356,7 +357,9 @@ class Store:
             if old is not None:
                 live = self._read_offsets(connection, projection, int(old[0]), lock=True)
                 shadow = self._read_offsets(connection, projection, generation)
-                ahead = {tp: n for tp, n in live.items() if n > shadow.get(tp, 0)}
+                ahead = {
+                    tp: n for tp, n in live.items() if tp[0] not in stale and n > shadow.get(tp, 0)
+                }
                 if ahead:
                     return int(old[0]), ahead
             self._switch(connection, projection, generation)

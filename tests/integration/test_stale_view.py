@@ -76,7 +76,8 @@ def test_a_wiped_and_recreated_cluster_is_refused(
     env = scratch_cluster
     store_url = f"sqlite:///{tmp_path / 'view.db'}"
     assert run_cli("topics", "apply", "--dev", env=env).returncode == 0
-    assert run_cli("produce", "StockAdjusted", "--data", EVENT, env=env).returncode == 0
+    for _ in range(3):  # more records than the new cluster's log will hold
+        assert run_cli("produce", "StockAdjusted", "--data", EVENT, env=env).returncode == 0
     _project_once(env, store_url)
 
     assert run_cli("cluster", "down", "--wipe", env=env, timeout=120).returncode == 0
@@ -91,12 +92,14 @@ def test_a_wiped_and_recreated_cluster_is_refused(
     assert (
         "refusing to serve a stale view: rebuild it with `ecom replay inventory`" in result.stderr
     )
+    _rebuilt_from_the_new_log(env, store_url)
 
 
 def test_a_recreated_topic_is_refused(
     kafka: KafkaCluster, topology: Topology, store_url: str
 ) -> None:
-    kafka.seed(topology, [StockAdjusted(product_id="p-1", quantity=3)])
+    # More records than the new log will hold: the old offsets are out of its reach.
+    kafka.seed(topology, [StockAdjusted(product_id="p-1", quantity=n) for n in (1, 2, 3)])
     run_until_caught_up(PROJECTIONS["inventory"], store_url, topology, kafka.bootstrap)
     admin = TopicAdmin(kafka.bootstrap)
     inventory = topology.topic("inventory")
@@ -111,6 +114,19 @@ def test_a_recreated_topic_is_refused(
         "error: topic inventory was deleted and recreated since the inventory view was built; "
         "refusing to serve a stale view: rebuild it with `ecom replay inventory`\n"
     )
+    _rebuilt_from_the_new_log(env, store_url)
+
+
+def _rebuilt_from_the_new_log(env: dict[str, str], store_url: str) -> None:
+    """The rebuild the refusal names works: the old view's offsets, in a log that is
+    gone, are no mark for the replay to catch up with."""
+    fresh = json.dumps({"product_id": "p-2", "quantity": 5})
+    assert run_cli("produce", "StockAdjusted", "--data", fresh, env=env).returncode == 0
+    replay = run_cli("replay", "inventory", "--store", store_url, env=env, timeout=120)
+    assert replay.returncode == 0, replay.stderr
+    with open_store(store_url) as store:
+        assert store.active_generation("inventory") == 2
+        assert _applied(store) == 1  # the new log's one record, not the old offsets
 
 
 def test_a_topic_recreated_under_a_running_runner_stops_it(
