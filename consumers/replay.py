@@ -158,13 +158,13 @@ class Replay:
     def _run(self, until: str | None, resume: bool) -> Outcome:
         started = time.monotonic()
         stop = parse_until(until)  # before anything is created: a bad one leaves nothing
+        admin = Admin(self.bootstrap)  # and Kafka is asked first, for the same reason
+        partitions = admin.partitions(dict.fromkeys(self.topics))
+        ends = self._ends(admin, partitions, stop)
         generation = self._generation(until, resume)
         runner = ProjectionRunner(self.projection, self.store, self.topology, self.bootstrap,
                                   generation=generation, replayed=True)  # fmt: skip
         runner.check_binding()
-        admin = Admin(self.bootstrap)
-        partitions = admin.partitions(dict.fromkeys(self.topics))
-        ends = self._ends(admin, partitions, stop)
         self.report(f"replaying {self.projection.name} into generation {generation} ...")
         marks: Headers = [
             ("ecom_replay", f"{self.projection.name} generation {generation}".encode())

@@ -39,6 +39,8 @@ class Admin:
 
     def call(self, what: str, request: Callable[[], T]) -> T:
         """Run a request; retry transient errors until the timeout, map the rest."""
+        if not self._answered:
+            self.metadata()  # a cluster that cannot answer says so now, not in 15 s
         deadline = time.monotonic() + self.timeout
         while True:
             try:

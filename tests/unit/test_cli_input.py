@@ -89,6 +89,20 @@ def test_listing_groups_of_a_cluster_that_does_not_answer_fails_with_exit_3() ->
     assert result.stdout == ""
 
 
+def test_a_cluster_that_does_not_answer_is_said_so_and_leaves_no_replay(tmp_path: Path) -> None:
+    """These waited out a 15 s request ("Local: Timed out"), and the replay left a
+    generation behind that the next one called interrupted."""
+    store_url = f"sqlite:///{tmp_path / 'view.db'}"
+    for args in (["offsets", "show", "ecom-projection-orders"], ["replay", "orders", "--store",
+                 store_url], ["projections", "run", "orders", "--metrics-port", "0", "--store",
+                 store_url]):  # fmt: skip
+        result = run_cli(*args, "--bootstrap", "127.0.0.1:1", timeout=60)
+        assert result.returncode == 3, result.stderr
+        assert _one_line_error(result.stderr).startswith("error: cannot reach Kafka"), args
+    with open_store(store_url) as store:
+        assert [g.state for g in store.generations("orders")] in ([], ["active"])
+
+
 def test_a_query_never_creates_the_view_database(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere" / "view.db"
     result = run_cli("query", "order", "o-1", "--store", f"sqlite:///{missing}")
