@@ -11,12 +11,14 @@ PostgreSQL connection rewrites placeholders to `%s`.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import itertools
 import json
 import re
 import sqlite3
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass
@@ -30,6 +32,7 @@ from ecom.settings import redact
 
 IN_CHUNK = 500
 COPY_FROM = 100  # PostgreSQL: rows of one type in a batch from which COPY pays off
+REPLAY_LOCKS = 0x65636F6D  # PostgreSQL: the advisory locks' class ("ecom")
 META_TABLES = {
     "ecom_views": Table(
         "ecom_views",
@@ -156,6 +159,12 @@ class Store:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+    @contextmanager
+    def replay_lock(self, projection: str) -> Iterator[None]:
+        """Hold off every other replay of `projection` (its --resume, --drop and --gc too)
+        for the block; the lock goes with the process, however it ends."""
+        yield
 
     @contextmanager
     def bulk_writes(self) -> Iterator[None]:
@@ -607,6 +616,19 @@ class SqliteStore(Store):
             raise StoreError(f"cannot open the view database {self.path}: {error}") from error
         return connection
 
+    @contextmanager
+    def replay_lock(self, projection: str) -> Iterator[None]:
+        # flock, not fcntl's record locks: SQLite's own are those, and a process loses
+        # all of them when it closes any descriptor of the file. One lock per database.
+        self.connection  # noqa: B018 (opened first: the file exists then)
+        with self.path.open("rb") as held:
+            try:
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ReplayRunning(projection, f"{self.path} (one replay per SQLite view "
+                                    "database at a time)") from None  # fmt: skip
+            yield
+
     def version(self, read: Callable[[str, Sequence[Any]], list[dict[str, Any]]]) -> Any:
         # data_version moves when another connection commits, total_changes when this one
         # writes; their numbers are this connection's own, hence the serial beside them.
@@ -657,6 +679,21 @@ class PostgresStore(Store):
         return statement.replace("?", "%s")
 
     @contextmanager
+    def replay_lock(self, projection: str) -> Iterator[None]:
+        # An advisory lock on a connection of its own: it ends with the session.
+        key = zlib.crc32(projection.encode()) - 2**31  # PostgreSQL's int4
+        held = self._connect()
+        try:
+            row = held.execute(
+                "SELECT pg_try_advisory_lock(%s, %s)", (REPLAY_LOCKS, key)
+            ).fetchone()
+            if not row[0]:
+                raise ReplayRunning(projection, "this database")
+            yield
+        finally:
+            held.close()
+
+    @contextmanager
     def bulk_writes(self) -> Iterator[None]:
         self.connection.execute("SET synchronous_commit = off")
         try:
@@ -687,6 +724,15 @@ class PostgresStore(Store):
                 copy.write_row(row.to_values())
         connection.execute(
             f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {stage} {_on_conflict(table)}"
+        )
+
+
+class ReplayRunning(BadInput):
+    """Another replay of the projection holds its lock."""
+
+    def __init__(self, projection: str, where: str) -> None:
+        super().__init__(
+            f"a replay of {projection} is running on {where}: wait for it to end, or stop it first"
         )
 
 

@@ -80,7 +80,7 @@ def replay(name: str, until: str | None, resume: bool, drop: bool, gc: bool,
 
     After the switch, retired generations beyond the newest ECOM_KEEP_GENERATIONS
     (default 1) are dropped."""
-    from consumers.replay import Replay, drop_retired, parse_until
+    from consumers.replay import GRACE_S, RETIRED, Replay, drop_retired, parse_until
 
     chosen = [flag for flag, on in (("--resume", resume), ("--drop", drop), ("--gc", gc)) if on]
     if len(chosen) > 1:
@@ -90,10 +90,14 @@ def replay(name: str, until: str | None, resume: bool, drop: bool, gc: bool,
     parse_until(until)  # a bad --until fails before the view database is opened
     use_service("replay")
     ctx = context(bootstrap, store_url)
-    with open_store(ctx.store_url) as store:
+    with open_store(ctx.store_url) as store, store.replay_lock(name):
         if gc:
             dropped = drop_retired(store, PROJECTIONS[name], keep=0)
             click.echo(f"dropped {len(dropped)} retired generation(s) of {name}: {dropped}")
+            kept = [g.generation for g in store.generations(name) if g.state == RETIRED]
+            if kept:
+                click.echo(f"kept generation {kept[-1]}: retired by a switch less than "
+                           f"{GRACE_S:.0f}s ago, live runners may still write to it")  # fmt: skip
             return
         job = Replay(PROJECTIONS[name], store, ctx.topology, ctx.bootstrap, click.echo)
         if drop:

@@ -180,7 +180,11 @@ def test_retired_generations_go_after_a_switch_and_with_gc(
     assert states == {2: "retired", 3: "retired", 4: "active"}
     gc = run_cli("replay", "orders", "--gc", env=env)
     assert gc.returncode == 0, gc.stderr
-    assert gc.stdout == "dropped 1 retired generation(s) of orders: [2]\n"
+    assert gc.stdout == (
+        "dropped 1 retired generation(s) of orders: [2]\n"
+        "kept generation 3: retired by a switch less than 30s ago, live runners may still "
+        "write to it\n"
+    )
     with open_store(url) as store, store.transaction() as connection:
         # As if the switch were a minute old.
         connection.execute("UPDATE ecom_views SET switched_at = '2000-01-01T00:00:00+00:00'")

@@ -16,6 +16,7 @@ from consumers.replay import drop_retired
 from consumers.store import COPY_FROM, OffsetRow, Store
 from ecom.errors import Fenced
 from schemas.rules.stock import StockLevel
+from tests.support import run_cli
 
 INVENTORY = PROJECTIONS["inventory"]
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
@@ -143,3 +144,17 @@ def _digest(rows: list[Stock]) -> str:
         record["updated_at"] = row.updated_at.isoformat() if row.updated_at else None
         digest.update(json.dumps(record, sort_keys=True).encode())
     return digest.hexdigest()
+
+
+def test_one_replay_of_a_projection_at_a_time(view: Store, store_url: str) -> None:
+    """Two ran at once; a --drop or --resume beside a running replay broke it (a
+    traceback, or "written by another runner")."""
+    with view.replay_lock("orders"):
+        for flags in ([], ["--resume"], ["--drop"], ["--gc"]):
+            result = run_cli("replay", "orders", *flags, "--store", store_url,
+                             "--bootstrap", "127.0.0.1:1")  # fmt: skip
+            assert result.returncode == 2, result.stderr
+            assert result.stderr.startswith("error: a replay of orders is running on ")
+        assert view.generations("orders") == []
+    with view.replay_lock("orders"):  # given back at the end of the block
+        pass
