@@ -594,9 +594,10 @@ class SqliteStore(Store):
 
     dialect = "sqlite"
 
-    def __init__(self, url: str, create: bool = True) -> None:
+    def __init__(self, url: str, create: bool = True, folders: bool = True) -> None:
         self.path = Path(url.removeprefix("sqlite:///").removeprefix("sqlite://"))
         self.create = create
+        self.folders = create and folders
         super().__init__(url)
 
     def _connect(self) -> sqlite3.Connection:
@@ -606,8 +607,13 @@ class SqliteStore(Store):
                 "make it: `ecom projections run`; or check --store / ECOM_STORE)"
             )
         try:
-            if self.create:
+            if self.folders:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+            elif not self.path.parent.is_dir():
+                raise StoreError(
+                    f"cannot open the view database {self.path}: there is no folder "
+                    f"{self.path.parent} (check --store / ECOM_STORE)"
+                )
             connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL survives a kill
@@ -736,12 +742,13 @@ class ReplayRunning(BadInput):
         )
 
 
-def open_store(url: str, create: bool = True) -> Store:
+def open_store(url: str, create: bool = True, folders: bool = True) -> Store:
     """Open the view database a URL names: sqlite:///path or postgresql://... Unless
     `create`, a SQLite file that does not exist is an error, not a new empty view (for
-    commands that only read)."""
+    commands that only read); unless `folders`, so is a folder that does not exist (for a
+    reader that may start before the writers: a mistyped path is not a new view)."""
     if url.startswith("sqlite:"):
-        return SqliteStore(url, create)
+        return SqliteStore(url, create, folders)
     if url.startswith(("postgresql:", "postgres:")):
         return PostgresStore(url)
     raise BadInput(

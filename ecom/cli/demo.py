@@ -9,7 +9,8 @@ the report) it stops everything it started.
 
 from __future__ import annotations
 
-import signal
+import os
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -19,14 +20,17 @@ import click
 
 from consumers.queries import QueryView
 from consumers.store import open_store
+from ecom import metrics
 from ecom.apikeys import SCOPES, ApiKeys
 from ecom.cli.context import context
 from ecom.cli.output import FiniteRange, bootstrap_option
-from ecom.errors import ProcessFailed
-from ecom.kafka import TopicAdmin, security_for
+from ecom.cli.projections import METRICS_PORT
+from ecom.cli.worker import metrics_port_of
+from ecom.errors import PortInUse, ProcessFailed
+from ecom.kafka import GroupAdmin, GroupInfo, TopicAdmin, security_for
 from ecom.process import Children, Spec
 from ecom.settings import Settings
-from ecom.topology import Topology
+from ecom.topology import FLOW_SERVICES, Topology
 from producers.producer import EventProducer
 from producers.simulate import Shop, ShopPlan
 from schemas import OrderCreated, ProductCreated
@@ -63,11 +67,7 @@ def demo(
 ) -> None:  # fmt: skip
     """Run the whole shop: workers, projections, both APIs, and simulated customers."""
 
-    def interrupt(*_: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)  # stop what we started, as on Ctrl-C
-    ctx = context(bootstrap)
+    ctx = context(bootstrap)  # SIGTERM stops what we started, as Ctrl-C does (ecom.cli)
     chosen = seed if seed is not None else default_seed()
     low = max(1, max_stock // 10)
     plan = ShopPlan(
@@ -117,6 +117,7 @@ def services(settings: Settings, bootstrap: str, report: Report) -> Iterator[Che
 def run(topology: Topology, bootstrap: str, settings: Settings, plan: ShopPlan, rate: float,
         stay: bool, report: Report) -> None:  # fmt: skip
     """Run the demo; with stay, keep the services up until Ctrl-C."""
+    _check_ports(settings)
     report(f"applying {settings.topics_path.name} to {bootstrap} ...")
     admin = TopicAdmin(bootstrap)
     admin.execute(admin.plan(topology, dev=admin.broker_count() < 3))
@@ -124,6 +125,7 @@ def run(topology: Topology, bootstrap: str, settings: Settings, plan: ShopPlan, 
     report("starting the services:")
     with services(settings, bootstrap, report) as check:
         _wait_watching(settings.query_url, auth["queries"], report, check)
+        _wait_flow_joined(topology, bootstrap, report, check)
         report(f"\nthe shop, live: {settings.query_url}/#key={auth['queries']}")
         orders, products = _shop(topology, bootstrap, plan, rate, report, check)
         view = QueryView(open_store(settings.store_url))
@@ -271,6 +273,44 @@ def _wait_watching(url: str, key: str, report: Report, check: Check,
             last = str(error)
         time.sleep(0.2)
     report(f"  (the live page does not watch Kafka yet: {last}; going on)")
+
+
+def _check_ports(settings: Settings) -> None:
+    """Refuse at once when a port the services would listen on is taken: a second demo
+    went on to replace the first one's keys and send its orders into the first shop."""
+    for port in (int(_port(settings.query_url)), settings.commands_port):
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the APIs bind
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError as error:
+                raise PortInUse(f"cannot run the demo: 127.0.0.1:{port} is taken "
+                                f"({error.strerror}; another demo?)") from error  # fmt: skip
+    given = os.environ.get("ECOM_METRICS_PORT", "")
+    base = int(given) if given.isdigit() else None  # a bad one: the child says so
+    metrics.check_free(METRICS_PORT if base is None else base)
+    for service in FLOW_SERVICES:
+        metrics.check_free(metrics_port_of(service, base))
+
+
+def _wait_flow_joined(topology: Topology, bootstrap: str, report: Report, check: Check,
+                      timeout: float = 120) -> None:  # fmt: skip
+    """Wait until each order-flow worker has its partitions: orders sent sooner wait out
+    the workers' start, and their payment deadlines (counted from the orders' own times)
+    can pass before a worker sees them."""
+    groups = GroupAdmin(bootstrap)
+    waiting = [topology.flow_app(service) for service in FLOW_SERVICES]
+    deadline = time.monotonic() + timeout
+    while waiting and time.monotonic() < deadline:
+        check()
+        waiting = [g for g in waiting if not _assigned(groups.describe(g))]
+        time.sleep(0.5)
+    if waiting:
+        report(f"  (not every order-flow worker has its partitions yet: {waiting}; going on)")
+
+
+def _assigned(group: GroupInfo) -> bool:
+    return group.state == "STABLE" and any(member.partitions for member in group.members)
 
 
 def _port(url: str) -> str:

@@ -47,7 +47,8 @@ def run_command(names: tuple[str, ...], metrics_port: int, store_url: str | None
 @store_option
 def list_command(store_url: str | None) -> None:
     """Show each projection's generation, lag and newest event time."""
-    health = QueryView(open_store(context(store=store_url).store_url)).health()["projections"]
+    store = open_store(context(store=store_url).store_url, create=False)  # only reads
+    health = QueryView(store).health()["projections"]
     rows = []
     for name, projection in PROJECTIONS.items():
         info = health.get(name, {})

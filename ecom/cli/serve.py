@@ -82,7 +82,7 @@ def query_command(
 
     use_service("monitor")  # the live page's watch reads as the read-only monitor
     sock = _listener(host, port)
-    store = open_store(ctx.store_url)
+    store = open_store(ctx.store_url, folders=False)  # the projections fill it
     watch = None if no_watch else order_watch(ctx.topology, ctx.bootstrap)
     live = Live(QueryView(store), watch).start()
     keys = ApiKeys(ctx.settings.api_keys_path)

@@ -43,7 +43,7 @@ def worker(name: str, bootstrap: str | None, verbose: bool, metrics_port: int | 
             raise BadInput(f"--metrics-port {metrics_port}: `worker all` serves the four on "
                            "the next four ports, which must be 65535 or below")  # fmt: skip
         for service in SERVICES:  # said once, here, not by four children failing on it
-            metrics.check_free(_port_of_one(service, metrics_port))
+            metrics.check_free(metrics_port_of(service, metrics_port))
         _require_topics(ctx.topology, ctx.bootstrap, SERVICES)
         _run_all(ctx.bootstrap, verbose, metrics_port, ctx.settings.restart_backoff_s)
         return
@@ -99,7 +99,7 @@ def _require_topics(topology: Topology, bootstrap: str, services: Iterable[str])
     Admin(bootstrap).require_topics(sorted(names))
 
 
-def _port_of_one(service: str, given: int | None) -> int:
+def metrics_port_of(service: str, given: int | None) -> int:
     """The metrics port of one of `worker all`'s workers: the defaults (9401-9404), off
     (0), or the four ports after the one given, which is the projections runner's (as
     9400 is by default), so that one ECOM_METRICS_PORT moves them all."""
@@ -113,7 +113,7 @@ def _run_all(bootstrap: str, verbose: bool, metrics_port: int | None, backoff: f
     policy = RestartPolicy(first_backoff_s=backoff)
     with Supervisor(click.echo, policy) as supervisor, on_signals(stopping.set):
         for service in SERVICES:
-            port = _port_of_one(service, metrics_port)
+            port = metrics_port_of(service, metrics_port)
             args = ("worker", service, "--bootstrap", bootstrap, "--metrics-port", str(port),
                     *(["-v"] if verbose else []))  # fmt: skip
             supervisor.start(Spec(service, args, {SUPERVISED_ENV: "1"}, inherit=True))

@@ -13,7 +13,7 @@ from consumers.replay import Replay
 from consumers.store import open_store
 from ecom.errors import BadInput
 from ecom.topology import FLOW_SERVICES, Topology
-from tests.support import REPO, run_cli
+from tests.support import REPO, free_port, run_cli
 
 
 def _one_line_error(result_stderr: str) -> str:
@@ -120,6 +120,19 @@ def test_a_query_never_creates_the_view_database(tmp_path: Path) -> None:
     )
 
 
+def test_listing_or_serving_a_mistyped_view_makes_no_database(tmp_path: Path) -> None:
+    """Both made the folders and an empty view; `ecom query` then read it as real."""
+    missing = tmp_path / "nowhere" / "view.db"
+    listed = run_cli("projections", "list", "--store", f"sqlite:///{missing}")
+    assert listed.returncode == 5, listed.stderr
+    assert "there is none" in _one_line_error(listed.stderr)
+    served = run_cli("serve", "query", "--port", str(free_port()), "--store",
+                     f"sqlite:///{missing}", "--bootstrap", "127.0.0.1:1", timeout=60)  # fmt: skip
+    assert served.returncode == 5, served.stderr
+    assert f"there is no folder {missing.parent}" in _one_line_error(served.stderr)
+    assert not missing.parent.exists()
+
+
 def test_an_unknown_projection_in_generation_is_called_so() -> None:
     unknown = run_cli("query", "--generation", "nope=1", "orders")
     assert unknown.returncode == 2
@@ -160,11 +173,11 @@ def test_asyncapi_bad_files_are_one_line_and_nothing_is_left(tmp_path: Path) -> 
 
 def test_worker_all_serves_its_four_after_the_port_given() -> None:
     """Beside a projections runner on the port given, as 9400 and 9401-9404 by default."""
-    from ecom.cli.worker import _port_of_one
+    from ecom.cli.worker import metrics_port_of
 
-    assert [_port_of_one(s, 38400) for s in FLOW_SERVICES] == [38401, 38402, 38403, 38404]
-    assert [_port_of_one(s, None) for s in FLOW_SERVICES] == [9401, 9402, 9403, 9404]
-    assert {_port_of_one(s, 0) for s in FLOW_SERVICES} == {0}, "off"
+    assert [metrics_port_of(s, 38400) for s in FLOW_SERVICES] == [38401, 38402, 38403, 38404]
+    assert [metrics_port_of(s, None) for s in FLOW_SERVICES] == [9401, 9402, 9403, 9404]
+    assert {metrics_port_of(s, 0) for s in FLOW_SERVICES} == {0}, "off"
     beyond = run_cli("worker", "all", "--metrics-port", "65533", timeout=30)
     assert beyond.returncode == 2
     assert "must be 65535 or below" in beyond.stderr
@@ -235,6 +248,23 @@ def test_worker_all_refuses_a_taken_metrics_port_before_starting_anyone() -> Non
                          str(taken - 2), timeout=60)  # fmt: skip
     assert result.returncode == 4, result.stderr
     assert f"127.0.0.1:{taken}" in _one_line_error(result.stderr)
+
+
+def test_a_demo_on_taken_ports_refuses_before_touching_anything(tmp_path: Path) -> None:
+    """A second demo replaced the first one's keys and sent orders into its shop."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        env = {"ECOM_HOME": str(tmp_path), "ECOM_TOPICS_FILE": str(REPO / "topics.yaml"),
+               "ECOM_QUERY_URL": f"http://127.0.0.1:{taken}", "ECOM_METRICS_PORT": "0"}  # fmt: skip
+        result = run_cli("demo", "--bootstrap", "127.0.0.1:1", env=env, timeout=60)
+    assert result.returncode == 4, result.stderr
+    assert _one_line_error(result.stderr) == (
+        f"error: cannot run the demo: 127.0.0.1:{taken} is taken (Address already in use; "
+        "another demo?)"
+    )
+    assert list(tmp_path.iterdir()) == []  # no keys made
 
 
 @pytest.mark.parametrize(
