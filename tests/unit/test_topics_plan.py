@@ -136,6 +136,26 @@ def test_acls_follow_the_services_and_only_what_they_govern_is_revoked() -> None
     assert [c.action for c in missing.changes] == ["add-acl"]
 
 
+def test_a_principal_taken_out_of_the_file_loses_its_acls() -> None:
+    """Dropping `producer` from a service, or a whole service, planned no change: only
+    principals still named were governed, so the dropped one kept WRITE everywhere."""
+    shop = _shop()
+    live = dict.fromkeys(("users", "orders"), LiveTopic("x", 6, 3, {}))
+    dropped = {
+        Acl("User:producer", "topic", "orders", "literal", "write"),
+        Acl("User:producer", "group", "ecom-watch", "literal", "read"),
+    }
+    kept = {
+        Acl("User:alice", "topic", "orders", "literal", "write"),  # not one of ecom's users
+        Acl("User:producer", "topic", "elsewhere", "literal", "write"),  # not our topic
+    }
+    plan = make_plan(shop, live, 3, live_acls=set(wanted_acls(shop)) | dropped | kept)
+    assert sorted(c.detail for c in plan.changes) == [
+        "User:producer read group ecom-watch",
+        "User:producer write topic orders",
+    ]
+
+
 def test_the_watcher_reads_and_describes_everything_and_changes_nothing() -> None:
     shop = _shop()
     mine = {a for a in wanted_acls(shop) if a.principal == "User:monitor"}
