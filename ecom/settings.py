@@ -106,7 +106,12 @@ class Settings(BaseSettings):
 
     @property
     def topics_path(self) -> Path:
-        return self.topics_file or self.home / "topics.yaml"
+        """ECOM_TOPICS_FILE, else ECOM_HOME's topics.yaml, else the checkout's (an
+        ECOM_HOME of its own per cluster need not copy the file)."""
+        if self.topics_file:
+            return self.topics_file
+        own, checkout = self.home / "topics.yaml", PROJECT_ROOT / "topics.yaml"
+        return checkout if not own.is_file() and checkout.is_file() else own
 
     @property
     def api_keys_path(self) -> Path:
