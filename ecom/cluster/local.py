@@ -233,9 +233,14 @@ class LocalCluster:
         self.fetch_jars()
         started = time.monotonic()
         self._prepare(stopped, java)
-        for node in stopped:
-            self._launch(node, java)
-        self._wait_registered(self.nodes(), started)
+        try:
+            for node in stopped:
+                self._launch(node, java)
+            self._wait_registered(self.nodes(), started)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the nodes this start launched go too
+            _stop([(node, pid) for node in stopped if (pid := node.pid())], LAST_NODE_GRACE_S,
+                  report)  # fmt: skip
+            raise
         self._add_missing_users(report)
         self._finalize_release(report)
         took = time.monotonic() - started

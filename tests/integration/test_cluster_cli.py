@@ -138,3 +138,21 @@ def test_kill_and_start_refuse_unknown_node_ids() -> None:
         result = run_cli("cluster", command, "7")
         assert result.returncode == 2
         assert "no node 7 in the local cluster (nodes: 1, 2, 3)" in _one_line_error(result.stderr)
+
+
+def test_an_interrupted_start_stops_the_nodes_it_launched(
+    local_cluster: LocalCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C during `cluster up` left all three JVMs running. The interrupt is raised
+    where Ctrl-C lands in practice: while the start waits for the nodes to register."""
+    env = scratch_cluster_env(tmp_path, local_cluster)
+    scratch = LocalCluster(Path(env["ECOM_CLUSTER_DIR"]), int(env["ECOM_CLUSTER_PORT_BASE"]))
+
+    def interrupted(*_: object) -> None:
+        assert all(node.pid() for node in scratch.nodes()), "every node was launched"
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(LocalCluster, "_wait_registered", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        scratch.up(brokers=1, insecure=True)
+    assert [node.pid() for node in scratch.nodes()] == [None]
