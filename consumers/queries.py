@@ -175,8 +175,8 @@ class QueryView:
     # -- the live page -------------------------------------------------------------------
 
     def shop(self, products: int) -> dict[str, Any]:
-        """Return orders per status, the stock of the first products, and every
-        projection's lag: what the live page shows from the view."""
+        """Return orders per status, how many products have stock rows and the stock of
+        the first ones, and every projection's lag: what the live page shows."""
         with self.store.snapshot() as read:
             generations = self._generations(read)
             statuses: dict[str, int] = {}
@@ -192,6 +192,7 @@ class QueryView:
             lags = self._freshness(read, generations, sorted(generations))
             return {
                 "orders": statuses,
+                "products": _count(read, generations, Stock),
                 "stock": [
                     {k: r[k] for k in ("product_id", "available", "reserved", "sold")}
                     for r in stock
@@ -213,6 +214,14 @@ class QueryView:
 
 def _generations(read: Read) -> dict[str, int]:
     return {r["projection"]: int(r["generation"]) for r in read("SELECT * FROM ecom_views", [])}
+
+
+def _count(read: Read, generations: dict[str, int], row_type: type[Row]) -> int:
+    generation = generations.get(OWNER[row_type])
+    if generation is None:
+        return 0
+    table = table_name(row_type.TABLE, generation)
+    return int(read(f"SELECT COUNT(*) AS n FROM {table}", [])[0]["n"])
 
 
 def _select(

@@ -229,6 +229,7 @@ def test_the_live_page_and_its_numbers(shop: Shop, kafka: KafkaCluster) -> None:
     assert numbers["history"][0][1] == len(shop.orders()), "[time, total, confirmed, ...]"
     products = {e.product_id for e in shop.events if isinstance(e, ProductCreated)}
     assert [s["product_id"] for s in numbers["stock"]] == sorted(products)[:PRODUCTS_SHOWN]
+    assert numbers["products"] == len(products), "the page says how many it leaves out"
     kafka_side = numbers["kafka"]
     assert kafka_side["error"] is None
     latest = kafka_side["latest"][orders_topic]
