@@ -44,6 +44,25 @@ def check(registry: SchemaRegistry) -> Report:
     return report
 
 
+def unlike_models(registry: SchemaRegistry) -> list[str]:
+    """The current schemas whose fields are not their models' (the code writes what a
+    model holds): compatible as schemas, they were released and then could not be
+    written (a field the model lacks)."""
+    problems = []
+    for event_type, current in sorted(registry.current.items()):
+        model = EVENT_TYPES.get(event_type)
+        if model is None:
+            continue
+        written = list(model.model_fields)
+        declared = [f["name"] for f in current.raw.get("fields", [])]
+        if written != declared:
+            problems.append(
+                f"{event_type}: the schema's fields {declared} are not the model's {written} "
+                f"({model.__module__.replace('.', '/')}.py): change both together"
+            )
+    return problems
+
+
 def release(registry: SchemaRegistry, released_dir: Path) -> list[Path]:
     """Freeze every new or changed current schema as its next released version."""
     written = []

@@ -74,3 +74,20 @@ def test_a_file_that_is_no_avro_schema_is_one_line(tmp_path: Path, text: str) ->
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1
     assert "OrderCreated.avsc is not an Avro schema" in result.stderr
+
+
+def test_a_schema_its_model_cannot_write_is_refused(tmp_path: Path) -> None:
+    """A compatible field the model lacks passed check and release; every `ecom produce`
+    of the event then failed with a traceback."""
+    current, released = _copies(tmp_path)
+    optional: dict[str, object] = {"name": "tier", "type": ["null", "string"], "default": None}
+    _edit(current / "user" / "UserCreated.avsc", optional)
+    assert check(SchemaRegistry.load(current, released)).problems == [], "compatible as schemas"
+    result = run_cli("schemas", "check", "--current", str(current), "--released", str(released))
+    assert result.returncode == 2
+    assert "UNWRITABLE  UserCreated: the schema's fields [" in result.stdout
+    assert "'tier'] are not the model's [" in result.stdout
+    assert result.stderr == (
+        "error: 1 schema(s) unlike their models: the code could not write them\n"
+    )
+    assert run_cli("schemas", "check").returncode == 0, "the shipped ones match"
