@@ -20,6 +20,7 @@ from typing import Any
 
 from ecom.asgi import Asgi, Message, Receive, Scope, Send
 from ecom.errors import BadInput
+from ecom.private import private_folder, tighten
 
 SCOPES = ("commands", "queries")
 MAX_BODY_BYTES = 1_048_576
@@ -44,14 +45,18 @@ NAME_MAX = 100  # and printable: one line in `ecom keys list`
 
 
 class ApiKeys:
-    """The keys of this shop, in a SQLite file (made with mode 0600)."""
+    """The keys of this shop, in a SQLite file of mode 0600 (in folders of 0700 when it
+    makes them). A file others may read or write is tightened to 0600, and `notes` says
+    so: whoever could swap it could let their own key in."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.notes: list[str] = []
         try:
             if str(path) != ":memory:":
-                path.parent.mkdir(parents=True, exist_ok=True)
+                private_folder(path.parent)
                 path.touch(mode=0o600, exist_ok=True)
+                self.notes = tighten(path)
             self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS api_keys (name TEXT PRIMARY KEY, scope TEXT NOT NULL,"

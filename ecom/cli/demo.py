@@ -19,8 +19,9 @@ import click
 
 from consumers.queries import QueryView
 from consumers.store import open_store
-from ecom.apikeys import SCOPES, ApiKeys
+from ecom.apikeys import SCOPES
 from ecom.cli.context import context
+from ecom.cli.keys import open_keys
 from ecom.cli.output import FiniteRange, bootstrap_option
 from ecom.errors import ProcessFailed
 from ecom.kafka import TopicAdmin, security_for
@@ -240,7 +241,7 @@ where to look (the APIs want a key: curl -H 'Authorization: Bearer KEY' ...):
 
 def _demo_keys(settings: Settings) -> dict[str, str]:
     """Make this run's demo keys (a key is shown once, so each run makes new ones)."""
-    keys = ApiKeys(settings.api_keys_path)
+    keys = open_keys(settings.api_keys_path)
     made = {}
     for scope in SCOPES:
         name = f"demo-{scope}"

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ecom.errors import BadInput
+from ecom.private import private_folder
 from ecom.settings import get_settings
 
 # The principals of the secure local cluster: one per service, plus the brokers' own.
@@ -77,8 +78,9 @@ def read_properties(path: Path) -> dict[str, str]:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read, never visible half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a file only its owner can read, never visible half-written (folders it
+    makes are only its owner's too: 0700)."""
+    private_folder(path.parent)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(handle, "w") as out:
