@@ -26,6 +26,9 @@ SCOPES = ("commands", "queries")
 MAX_BODY_BYTES = 1_048_576
 OPEN_PATHS = ("/health", "/livez", "/readyz", "/metrics", "/docs", "/openapi.json", "/")
 KEY_PREFIX = "ecom_"
+# The request state's name for the client: the digest of the key it presented, set by
+# the guard on every request it lets through to a protected route.
+CLIENT = "client"
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,9 @@ class Guard:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         refusal = self._refusal(scope["path"], headers)
+        if refusal is None and _protected(scope["path"]):
+            # Who asks, for what a client keeps to itself (its idempotency keys).
+            scope.setdefault("state", {})[CLIENT] = _digest(_bearer(headers))
         # Without Content-Length or Transfer-Encoding a request has no body (RFC 9112
         # 6.3): nothing to read. A Transfer-Encoding header always means read and count.
         streamed = "transfer-encoding" in headers
@@ -129,11 +135,11 @@ class Guard:
         await self.app(scope, receive, send)
 
     def _refusal(self, path: str, headers: dict[str, str]) -> tuple[int, str] | None:
-        if path not in OPEN_PATHS and not path.startswith("/static/"):
-            kind, _, key = headers.get("authorization", "").partition(" ")
-            if kind.lower() != "bearer" or not key:
+        if _protected(path):
+            key = _bearer(headers)
+            if not key:
                 return 401, "an API key is required: Authorization: Bearer <key>"
-            found = self.keys.scope_of(key.strip())
+            found = self.keys.scope_of(key)
             if found is None:
                 return 401, "unknown API key"
             if found != self.scope:
@@ -156,6 +162,16 @@ class Guard:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+def _protected(path: str) -> bool:
+    return path not in OPEN_PATHS and not path.startswith("/static/")
+
+
+def _bearer(headers: dict[str, str]) -> str:
+    """Return the key a request presents (Authorization: Bearer), or ''."""
+    kind, _, key = headers.get("authorization", "").partition(" ")
+    return key.strip() if kind.lower() == "bearer" else ""
 
 
 def _replay(body: bytes, then: Receive) -> Receive:

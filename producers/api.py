@@ -22,7 +22,7 @@ from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, create_model
 
-from ecom.apikeys import MAX_BODY_BYTES, ApiKeys, protect
+from ecom.apikeys import CLIENT, MAX_BODY_BYTES, ApiKeys, protect
 from ecom.errors import BadInput, DeliveryFailed, KafkaUnavailable
 from ecom.kafka import LOW_LATENCY
 from ecom.metrics import WITHOUT_OTEL, instrument
@@ -75,7 +75,8 @@ def request_model(event: type[Event], path_fields: set[str], generated: str | No
     return create_model(f"{event.__name__}Command", __config__=config, **fields)
 
 
-Accept = Callable[["Command", dict[str, Any], str | None], Awaitable[Accepted]]
+# command, its data, its Idempotency-Key (if any), the client (the guard's digest of its key)
+Accept = Callable[["Command", dict[str, Any], str | None, str], Awaitable[Accepted]]
 
 
 class Publisher:
@@ -152,7 +153,9 @@ def create_app(
     protect(app, api_keys, "commands", max_body)
     instrument(app, "command-api")
 
-    async def accept(command: Command, data: dict[str, Any], key: str | None) -> Accepted:
+    async def accept(
+        command: Command, data: dict[str, Any], key: str | None, client: str
+    ) -> Accepted:
         if not key:
             return await publish(command, data)
         request = fingerprint(command.method, command.path, data)
@@ -161,7 +164,7 @@ def create_app(
             return (await publish(command, data)).model_dump()
 
         try:
-            return Accepted(**await state["keys"].once(key, request, first))
+            return Accepted(**await state["keys"].once(client, key, request, first))
         except BadInput as error:
             raise HTTPException(status_code=422, detail=str(error)) from error
 
@@ -288,11 +291,13 @@ def _handler(command: Command, accept: Accept) -> Callable[..., Awaitable[Accept
 
     async def handle(**arguments: Any) -> Accepted:
         body, key = arguments.pop("body"), arguments.pop("idempotency_key")
-        return await accept(command, body.model_dump(mode="json") | arguments, key)
+        client = arguments.pop("request").scope["state"][CLIENT]  # set by the key guard
+        return await accept(command, body.model_dump(mode="json") | arguments, key, client)
 
     keyword = inspect.Parameter.KEYWORD_ONLY
     parameters = [inspect.Parameter(name, keyword, annotation=str) for name in command.path_fields]
     parameters.append(inspect.Parameter("body", keyword, annotation=body_model))
+    parameters.append(inspect.Parameter("request", keyword, annotation=Request))
     key_header = Header(None, alias="Idempotency-Key", description=KEY_HELP)
     parameters.append(
         inspect.Parameter("idempotency_key", keyword, annotation=str | None, default=key_header)
