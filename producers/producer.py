@@ -15,7 +15,7 @@ from ecom.kafka import BytesProducer, Delivery, Outcome, OutcomeCallback
 from ecom.topology import Topology
 from schemas import Codec, Event, headers
 
-__all__ = ["Delivery", "EventProducer", "Outcome"]
+__all__ = ["Delivery", "EventProducer", "Outcome", "OutcomeCallback"]
 
 
 class EventProducer:
