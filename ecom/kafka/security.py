@@ -28,6 +28,7 @@ from pathlib import Path
 from ecom.errors import BadInput
 from ecom.private import private_folder
 from ecom.settings import get_settings
+from ecom.textfile import not_utf8
 
 # The principals of the secure local cluster: one per service, plus the brokers' own.
 SERVICES = (
@@ -69,7 +70,11 @@ def credentials_file(cluster_root: Path, service: str) -> Path:
 def read_properties(path: Path) -> dict[str, str]:
     """Read `key=value` lines (comments and blank lines skipped)."""
     settings: dict[str, str] = {}
-    for line in path.read_text().splitlines():
+    try:
+        text = path.read_text(encoding="utf-8")  # an OSError is the caller's to name
+    except UnicodeDecodeError as error:
+        raise BadInput(not_utf8(str(path), error)) from error
+    for line in text.splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             key, _, value = line.partition("=")

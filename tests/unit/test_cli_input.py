@@ -266,3 +266,25 @@ def test_a_cloudevents_source_that_is_no_uri_reference_is_refused_before_kafka(
 )
 def test_a_uri_reference_is_a_source(source: str) -> None:
     assert check_source(source) == source
+
+
+def test_files_that_are_not_utf8_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"\xff\xfe\n")
+    down = ("--bootstrap", "127.0.0.1:1")  # refused before Kafka is asked anything
+    runs = {
+        f"--from-file {bad}": ("offsets", "reset", "g", "--from-file", str(bad), *down),
+        f"--data {bad}": ("produce", "StockAdjusted", "--data", f"@{bad}", *down),
+        f"{bad}:1: not": ("produce", "--file", str(bad), *down),
+        f"{bad} is not": ("topics", "apply", "--dry-run", "--file", str(bad), *down),
+    }
+    for expected, args in runs.items():
+        result = run_cli(*args, timeout=30)
+        assert result.returncode == 2, (args, result.stderr)
+        assert _one_line_error(result.stderr).startswith(f"error: {expected}"), result.stderr
+        assert "UTF-8 text" in result.stderr
+    credentials = run_cli("topics", "describe", *down, env={"ECOM_KAFKA_CREDENTIALS": str(bad)})
+    assert credentials.returncode == 2
+    assert _one_line_error(credentials.stderr) == (
+        f"error: {bad} is not UTF-8 text (byte 0: invalid start byte)"
+    )
