@@ -20,11 +20,15 @@ from typing import Any
 
 from ecom.asgi import Asgi, Message, Receive, Scope, Send
 from ecom.errors import BadInput
+from ecom.private import private_folder, tighten
 
 SCOPES = ("commands", "queries")
 MAX_BODY_BYTES = 1_048_576
 OPEN_PATHS = ("/health", "/livez", "/readyz", "/metrics", "/docs", "/openapi.json", "/")
 KEY_PREFIX = "ecom_"
+# The request state's name for the client: the digest of the key it presented, set by
+# the guard on every request it lets through to a protected route.
+CLIENT = "client"
 
 
 @dataclass(frozen=True)
@@ -44,14 +48,18 @@ NAME_MAX = 100  # and printable: one line in `ecom keys list`
 
 
 class ApiKeys:
-    """The keys of this shop, in a SQLite file (made with mode 0600)."""
+    """The keys of this shop, in a SQLite file of mode 0600 (in folders of 0700 when it
+    makes them). A file others may read or write is tightened to 0600, and `notes` says
+    so: whoever could swap it could let their own key in."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.notes: list[str] = []
         try:
             if str(path) != ":memory:":
-                path.parent.mkdir(parents=True, exist_ok=True)
+                private_folder(path.parent)
                 path.touch(mode=0o600, exist_ok=True)
+                self.notes = tighten(path)
             self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS api_keys (name TEXT PRIMARY KEY, scope TEXT NOT NULL,"
@@ -109,6 +117,9 @@ class Guard:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         refusal = self._refusal(scope["path"], headers)
+        if refusal is None and _protected(scope["path"]):
+            # Who asks, for what a client keeps to itself (its idempotency keys).
+            scope.setdefault("state", {})[CLIENT] = _digest(_bearer(headers))
         # Without Content-Length or Transfer-Encoding a request has no body (RFC 9112
         # 6.3): nothing to read. A Transfer-Encoding header always means read and count.
         streamed = "transfer-encoding" in headers
@@ -124,11 +135,11 @@ class Guard:
         await self.app(scope, receive, send)
 
     def _refusal(self, path: str, headers: dict[str, str]) -> tuple[int, str] | None:
-        if path not in OPEN_PATHS and not path.startswith("/static/"):
-            kind, _, key = headers.get("authorization", "").partition(" ")
-            if kind.lower() != "bearer" or not key:
+        if _protected(path):
+            key = _bearer(headers)
+            if not key:
                 return 401, "an API key is required: Authorization: Bearer <key>"
-            found = self.keys.scope_of(key.strip())
+            found = self.keys.scope_of(key)
             if found is None:
                 return 401, "unknown API key"
             if found != self.scope:
@@ -151,6 +162,16 @@ class Guard:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+def _protected(path: str) -> bool:
+    return path not in OPEN_PATHS and not path.startswith("/static/")
+
+
+def _bearer(headers: dict[str, str]) -> str:
+    """Return the key a request presents (Authorization: Bearer), or ''."""
+    kind, _, key = headers.get("authorization", "").partition(" ")
+    return key.strip() if kind.lower() == "bearer" else ""
 
 
 def _replay(body: bytes, then: Receive) -> Receive:

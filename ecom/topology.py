@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ecom.errors import TopologyError
 from ecom.settings import Settings
+from ecom.textfile import read_text
 from schemas import EVENT_TYPES
 
 TopicKind = Literal["domain", "internal", "changelog", "dlq"]
@@ -116,10 +117,9 @@ class Topology:
     @classmethod
     def load(cls, path: Path, prefix: str = "") -> Topology:
         """Read topics.yaml; a malformed file raises TopologyError naming the spot."""
+        text = read_text(path, refusal=TopologyError)
         try:
-            document = yaml.safe_load(path.read_text())
-        except OSError as error:
-            raise TopologyError(f"cannot read {path}: {error.strerror}") from error
+            document = yaml.safe_load(text)
         except yaml.YAMLError as error:
             raise TopologyError(f"{path} is not valid YAML: {error}") from error
         specs = parse_specs(document, str(path))

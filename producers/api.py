@@ -22,14 +22,14 @@ from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, create_model
 
-from ecom.apikeys import MAX_BODY_BYTES, ApiKeys, protect
+from ecom.apikeys import CLIENT, MAX_BODY_BYTES, ApiKeys, protect
 from ecom.errors import BadInput, DeliveryFailed, KafkaUnavailable
 from ecom.kafka import LOW_LATENCY
 from ecom.metrics import WITHOUT_OTEL, instrument
 from ecom.topology import Topology
 from producers.idempotency import IdempotencyKeys, fingerprint
 from producers.input import build_event
-from producers.producer import Delivery, EventProducer, Outcome
+from producers.producer import Delivery, EventProducer, Outcome, OutcomeCallback
 from schemas import (
     Event,
     OrderCancellationRequested,
@@ -49,6 +49,7 @@ KEY_HELP = "Retry with the same key and get the first answer; nothing is publish
 # How long librdkafka tries to deliver a command's event. The client waits for that
 # outcome, so a 503 means librdkafka gave up (a record it never sent is never sent later).
 DELIVERY_TIMEOUT_MS = 30_000
+BROKER = re.compile(r"(broker )?\b[a-z_]+://[^\s/]+(/\w+)?")  # "broker sasl_ssl://h:9093/2"
 
 
 class Accepted(BaseModel):
@@ -75,27 +76,40 @@ def request_model(event: type[Event], path_fields: set[str], generated: str | No
     return create_model(f"{event.__name__}Command", __config__=config, **fields)
 
 
-Accept = Callable[["Command", dict[str, Any], str | None], Awaitable[Accepted]]
+# command, its data, its Idempotency-Key (if any), the client (the guard's digest of its key)
+Accept = Callable[["Command", dict[str, Any], str | None, str], Awaitable[Accepted]]
 
 
 class Publisher:
-    """An EventProducer served by a background thread, awaited from asyncio."""
+    """An EventProducer served by a background thread, awaited from asyncio. Once the
+    producer hit a fatal error (it cannot send any more), every command still waiting
+    fails at once with it, and every later one before it is sent."""
 
     def __init__(self, producer: EventProducer) -> None:
         self.producer = producer
         self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._waiting: dict[int, OutcomeCallback] = {}  # commands sent, not yet answered
         self._thread = threading.Thread(target=self._serve, name="delivery-reports", daemon=True)
         self._thread.start()
 
     def _serve(self) -> None:
         while not self._stop.is_set():
             self.producer.poll(0.05)
+            if self.producer.fatal:
+                self._fail_waiting(self.producer.fatal)
+
+    def _fail_waiting(self, fatal: str) -> None:
+        with self._lock:
+            waiting, self._waiting = self._waiting, {}
+        for resolve in waiting.values():
+            resolve(DeliveryFailed(f"the producer hit a fatal error: {fatal}"))
 
     async def publish(self, event: Event) -> Delivery:
         """Return once Kafka acknowledged the event; raise once librdkafka gave up on it.
         Nothing shorter than its delivery timeout: a 503 given while the record still
         waited in the queue was published later all the same, and a retry published it
-        twice."""
+        twice. (A fatal error is sooner: that producer never sends it.)"""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
 
@@ -106,8 +120,14 @@ class Publisher:
         def resolve(outcome: Outcome) -> None:
             loop.call_soon_threadsafe(settle, outcome)
 
-        self.producer.publish(event, resolve)
-        outcome = await asyncio.wait_for(future, timeout=DELIVERY_TIMEOUT_MS / 1000 + 30)
+        with self._lock:  # before sending: a fatal error seen from now on fails it
+            self._waiting[id(future)] = resolve
+        try:
+            self.producer.publish(event, resolve)
+            outcome = await asyncio.wait_for(future, timeout=DELIVERY_TIMEOUT_MS / 1000 + 30)
+        finally:
+            with self._lock:
+                self._waiting.pop(id(future), None)
         if isinstance(outcome, DeliveryFailed):
             raise outcome
         return outcome
@@ -115,7 +135,8 @@ class Publisher:
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
-        self.producer.close()
+        if not self.producer.fatal:  # else nothing can be sent, and every command was told
+            self.producer.close()
 
 
 def create_app(
@@ -152,7 +173,9 @@ def create_app(
     protect(app, api_keys, "commands", max_body)
     instrument(app, "command-api")
 
-    async def accept(command: Command, data: dict[str, Any], key: str | None) -> Accepted:
+    async def accept(
+        command: Command, data: dict[str, Any], key: str | None, client: str
+    ) -> Accepted:
         if not key:
             return await publish(command, data)
         request = fingerprint(command.method, command.path, data)
@@ -161,7 +184,7 @@ def create_app(
             return (await publish(command, data)).model_dump()
 
         try:
-            return Accepted(**await state["keys"].once(key, request, first))
+            return Accepted(**await state["keys"].once(client, key, request, first))
         except BadInput as error:
             raise HTTPException(status_code=422, detail=str(error)) from error
 
@@ -215,7 +238,7 @@ def create_app(
         producer = publisher.producer.producer
         reasons = []
         if producer.fatal:
-            reasons.append(f"the producer hit a fatal error: {producer.fatal}")
+            reasons.append(f"the producer hit a fatal error: {_hostless(producer.fatal)}")
         elif not await asyncio.to_thread(producer.answers):
             reasons.append("Kafka does not answer")
         if reasons:
@@ -223,6 +246,11 @@ def create_app(
         return JSONResponse({"status": "ready"})
 
     return app
+
+
+def _hostless(reason: str) -> str:
+    """A librdkafka message without the broker it names (an open route names no host)."""
+    return BROKER.sub("a broker", reason)
 
 
 @dataclass(frozen=True)
@@ -288,11 +316,13 @@ def _handler(command: Command, accept: Accept) -> Callable[..., Awaitable[Accept
 
     async def handle(**arguments: Any) -> Accepted:
         body, key = arguments.pop("body"), arguments.pop("idempotency_key")
-        return await accept(command, body.model_dump(mode="json") | arguments, key)
+        client = arguments.pop("request").scope["state"][CLIENT]  # set by the key guard
+        return await accept(command, body.model_dump(mode="json") | arguments, key, client)
 
     keyword = inspect.Parameter.KEYWORD_ONLY
     parameters = [inspect.Parameter(name, keyword, annotation=str) for name in command.path_fields]
     parameters.append(inspect.Parameter("body", keyword, annotation=body_model))
+    parameters.append(inspect.Parameter("request", keyword, annotation=Request))
     key_header = Header(None, alias="Idempotency-Key", description=KEY_HELP)
     parameters.append(
         inspect.Parameter("idempotency_key", keyword, annotation=str | None, default=key_header)

@@ -3,8 +3,11 @@
 
 Answers are kept in a small SQLite file (ECOM_IDEMPOTENCY_DB, default
 .ecom/idempotency.db) for KEEP_S, so a retry after an API restart is recognised too.
-A key reused for another request (another path or body) is refused with 422; two
-requests with one key at the same time are served one after the other.
+Keys are the client's own: each API key has its own (a key is kept under the digest of
+the API key that sent it), so two clients never see or block each other's answers. A
+key reused by one client for another request (another path or body) is refused with
+422; two requests of one client with one key at the same time are served one after
+the other.
 """
 
 from __future__ import annotations
@@ -23,8 +26,12 @@ from ecom.errors import BadInput, StoreError
 
 KEEP_S = 24 * 3600.0
 MAX_KEY = 200
-SCHEMA = """CREATE TABLE IF NOT EXISTS answers (
-    key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, answer TEXT NOT NULL, at REAL NOT NULL)"""
+# `answers` (before keys were per client) is dropped: its answers had no owner to give
+# them to, and would have been forgotten within a day anyway.
+SCHEMA = """DROP TABLE IF EXISTS answers;
+CREATE TABLE IF NOT EXISTS client_answers (
+    client TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL, answer TEXT NOT NULL,
+    at REAL NOT NULL, PRIMARY KEY (client, key))"""
 
 
 def fingerprint(method: str, path: str, body: dict[str, Any]) -> str:
@@ -34,41 +41,46 @@ def fingerprint(method: str, path: str, body: dict[str, Any]) -> str:
 
 
 class IdempotencyKeys:
-    """The first answer to every key, for a day."""
+    """The first answer to every key of every client, for a day."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute(SCHEMA)
-            self._db.execute("DELETE FROM answers WHERE at < ?", (time.time() - KEEP_S,))
+            self._db.executescript(SCHEMA)
+            self._db.execute("DELETE FROM client_answers WHERE at < ?", (time.time() - KEEP_S,))
         except (OSError, sqlite3.Error) as error:
             raise StoreError(f"cannot open the idempotency keys {path}: {error}") from error
 
     async def once(
-        self, key: str, request: str, answer: Callable[[], Awaitable[dict[str, Any]]]
+        self,
+        client: str,
+        key: str,
+        request: str,
+        answer: Callable[[], Awaitable[dict[str, Any]]],
     ) -> dict[str, Any]:
-        """Return the answer first given for key, or make it now and keep it."""
+        """Return the answer first given to client for key, or make it now and keep it."""
         if not key or len(key) > MAX_KEY:
             raise BadInput(f"Idempotency-Key must be 1 to {MAX_KEY} characters")
-        lock = self._locks.setdefault(key, asyncio.Lock())
+        lock = self._locks.setdefault((client, key), asyncio.Lock())
         async with lock:
-            kept = self._find(key, request)
+            kept = self._find(client, key, request)
             if kept is not None:
                 return kept
             made = await answer()
-            self._keep(key, request, made)
-        self._locks.pop(key, None)
+            self._keep(client, key, request, made)
+        self._locks.pop((client, key), None)
         return made
 
-    def _find(self, key: str, request: str) -> dict[str, Any] | None:
+    def _find(self, client: str, key: str, request: str) -> dict[str, Any] | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT fingerprint, answer FROM answers WHERE key = ?", (key,)
+                "SELECT fingerprint, answer FROM client_answers WHERE client = ? AND key = ?",
+                (client, key),
             ).fetchone()
         if row is None:
             return None
@@ -80,11 +92,11 @@ class IdempotencyKeys:
         found: dict[str, Any] = json.loads(row[1])
         return found
 
-    def _keep(self, key: str, request: str, answer: dict[str, Any]) -> None:
+    def _keep(self, client: str, key: str, request: str, answer: dict[str, Any]) -> None:
         with self._lock:
             self._db.execute(
-                "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?)",
-                (key, request, json.dumps(answer), time.time()),
+                "INSERT OR REPLACE INTO client_answers VALUES (?, ?, ?, ?, ?)",
+                (client, key, request, json.dumps(answer), time.time()),
             )
 
     def close(self) -> None:

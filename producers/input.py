@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydantic import ValidationError
 
 from ecom.errors import BadInput, InvalidEvent
+from ecom.textfile import read_text
 from schemas import EVENT_TYPES, Event
 from schemas.codec import describe
 
@@ -43,10 +45,7 @@ def parse_data_option(text: str) -> Any:
     if text.startswith("@"):
         path = Path(text[1:])
         source = str(path)
-        try:
-            text = path.read_text()
-        except OSError as error:
-            raise BadInput(f"cannot read {path}: {error.strerror}") from error
+        text = read_text(path, "--data")
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
@@ -74,16 +73,26 @@ def read_ndjson(source: str) -> list[Event]:
 
 
 def _lines(source: str) -> Iterator[tuple[int, str]]:
-    if source == "-":
-        yield from enumerate(sys.stdin, start=1)
-        return
+    """Number and decode the lines of a file (or stdin) as UTF-8, whatever the locale."""
+    name = "<stdin>" if source == "-" else source
     try:
-        with Path(source).open(encoding="utf-8") as handle:
-            yield from enumerate(handle, start=1)
+        with _binary(source) as handle:
+            for number, line in enumerate(handle, start=1):
+                try:
+                    yield number, line.decode("utf-8")
+                except UnicodeDecodeError as error:
+                    raise BadInput(
+                        f"{name}:{number}: not UTF-8 text (byte {error.start}: {error.reason}); "
+                        "nothing was sent"
+                    ) from error
     except OSError as error:
-        raise BadInput(f"cannot read {source}: {error.strerror}") from error
-    except UnicodeDecodeError as error:
-        raise BadInput(f"{source} is not UTF-8 text: {error.reason}") from error
+        raise BadInput(f"cannot read {name}: {error.strerror or error}") from error
+
+
+def _binary(source: str) -> contextlib.AbstractContextManager[BinaryIO]:
+    if source == "-":
+        return contextlib.nullcontext(sys.stdin.buffer)
+    return Path(source).open("rb")
 
 
 def _parse_line(line: str) -> Event:

@@ -14,8 +14,9 @@ from ecom.errors import KafkaUnavailable
 from ecom.kafka import BytesProducer, Delivery, Outcome, OutcomeCallback
 from ecom.topology import Topology
 from schemas import Codec, Event, headers
+from schemas.codec import check_source
 
-__all__ = ["Delivery", "EventProducer", "Outcome"]
+__all__ = ["Delivery", "EventProducer", "Outcome", "OutcomeCallback"]
 
 
 class EventProducer:
@@ -31,7 +32,7 @@ class EventProducer:
     ) -> None:
         self.topology = topology
         self.bootstrap = bootstrap
-        self.source = source
+        self.source = check_source(source)  # before any client exists: nothing is sent
         self.codec = codec or Codec()
         self.producer = BytesProducer(bootstrap, **overrides)
         self._routes: dict[str, tuple[str, str]] = {}

@@ -14,6 +14,7 @@ current reader schema. Record headers follow the CloudEvents Kafka binding.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 from functools import cache, partial
 from typing import Any
@@ -25,7 +26,7 @@ from pydantic_core import SchemaValidator
 from schemas.avro_reader import Read, compile_reader
 from schemas.avro_writer import Write, compile_writer
 from schemas.base import CORE_PATTERNS, EVENT_TYPES, Event
-from schemas.errors import DecodeError, InvalidEvent, NotCompilable, UnknownSchema
+from schemas.errors import BadInput, DecodeError, InvalidEvent, NotCompilable, UnknownSchema
 from schemas.registry import SchemaRegistry, SchemaVersion, default_registry
 
 MAGIC = b"\xc3\x01"
@@ -224,6 +225,31 @@ def headers(event: Event, source: str) -> Headers:
         ("ce_time", event.occurred_at.isoformat().encode()),
         _CONTENT_TYPE,
     ]
+
+
+# RFC 3986: the characters of a URI-reference (unreserved, reserved, percent-encoded),
+# and the scheme a colon before the first slash must end.
+_URI_REFERENCE = re.compile(r"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})+")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
+
+
+def check_source(source: str, what: str = "the CloudEvents source") -> str:
+    """Return source if CloudEvents takes it as ce_source (a non-empty URI-reference),
+    else raise BadInput naming `what`."""
+    if not source:
+        raise BadInput(f"{what} is empty: give a URI-reference such as /ecomstream/cli")
+    if not _URI_REFERENCE.fullmatch(source):
+        raise BadInput(
+            f"{what} {source!r} is not a URI-reference (RFC 3986): no spaces, line breaks or "
+            "non-ASCII characters (percent-encode them, such as %20)"
+        )
+    scheme, colon, _ = re.split(r"[/?#]", source, maxsplit=1)[0].partition(":")
+    if colon and not _SCHEME.fullmatch(scheme):
+        raise BadInput(
+            f"{what} {source!r} is not a URI-reference (RFC 3986): a colon before the first "
+            f"slash ends a scheme, and {scheme!r} is none (write ./{source} for a path)"
+        )
+    return source
 
 
 _SPECVERSION = ("ce_specversion", b"1.0")

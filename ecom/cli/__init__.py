@@ -2,12 +2,16 @@
 group. This package (and bench/) may import the wings; nothing below it imports it.
 
 Every command fails the same way: one line on stderr, an exit code from
-ecom.errors (2 bad input, 3 Kafka unreachable or delivery failed), no traceback.
+ecom.errors (2 bad input, 3 Kafka unreachable or delivery failed), no traceback. A
+stdout nobody reads any more ends a command quietly with 141, as SIGPIPE ends a tool.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import select
 import signal
 import sys
 from types import FrameType
@@ -35,6 +39,7 @@ from ecom.settings import LOG_FORMAT
 
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 128 + signal.SIGTERM
+EXIT_PIPE_CLOSED = 128 + signal.SIGPIPE  # what a shell says of a tool SIGPIPE killed
 
 
 class Terminated(KeyboardInterrupt):
@@ -84,6 +89,13 @@ def main() -> None:
         signal.signal(signal.SIGTERM, _terminate)
     try:
         code = cli.main(standalone_mode=False)
+        sys.stdout.flush()  # a reader gone shows here when the last lines were buffered
+    except SystemExit as leaving:  # click's exit 1 for EPIPE: its context is the OSError
+        _end_if_stdout_closed(leaving.__context__)
+        raise
+    except OSError as error:
+        _end_if_stdout_closed(error)
+        raise
     except click.exceptions.Abort as error:  # click's word for a KeyboardInterrupt
         _interrupted(isinstance(error.__cause__, Terminated))
     except click.ClickException as error:
@@ -95,6 +107,28 @@ def main() -> None:
     except KeyboardInterrupt as interrupt:
         _interrupted(isinstance(interrupt, Terminated))
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _end_if_stdout_closed(error: BaseException | None) -> None:
+    """A broken pipe on a stdout whose reader went away (`ecom ... | head -1`) ends the
+    command quietly, as it ends a Unix tool, after the clean-up its exception ran."""
+    if not (isinstance(error, OSError) and error.errno == errno.EPIPE and _stdout_gone()):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)  # what is still buffered goes nowhere
+    os.dup2(devnull, sys.__stdout__.fileno())  # type: ignore[union-attr]
+    os.close(devnull)
+    sys.exit(EXIT_PIPE_CLOSED)
+
+
+def _stdout_gone() -> bool:
+    """Tell whether stdout is a pipe or socket nobody reads any more (POLLERR, POLLHUP),
+    not some other pipe of the command that broke."""
+    try:
+        poller = select.poll()
+        poller.register(sys.__stdout__.fileno(), 0)  # type: ignore[union-attr]
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def _interrupted(terminated: bool) -> None:

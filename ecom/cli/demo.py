@@ -21,8 +21,9 @@ import click
 from consumers.queries import QueryView
 from consumers.store import open_store
 from ecom import metrics
-from ecom.apikeys import SCOPES, ApiKeys
+from ecom.apikeys import SCOPES
 from ecom.cli.context import context
+from ecom.cli.keys import open_keys
 from ecom.cli.output import FiniteRange, bootstrap_option
 from ecom.cli.projections import METRICS_PORT
 from ecom.cli.worker import metrics_port_of
@@ -242,7 +243,7 @@ where to look (the APIs want a key: curl -H 'Authorization: Bearer KEY' ...):
 
 def _demo_keys(settings: Settings) -> dict[str, str]:
     """Make this run's demo keys (a key is shown once, so each run makes new ones)."""
-    keys = ApiKeys(settings.api_keys_path)
+    keys = open_keys(settings.api_keys_path)
     made = {}
     for scope in SCOPES:
         name = f"demo-{scope}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 
 import click
 
@@ -11,8 +12,16 @@ from ecom.cli.output import echo_table
 from ecom.settings import get_settings
 
 
+def open_keys(path: Path | None = None) -> ApiKeys:
+    """Open the API keys file (ECOM_API_KEYS_FILE), saying so when it was open to others."""
+    keys = ApiKeys(path or get_settings().api_keys_path)
+    for note in keys.notes:
+        click.echo(f"note: {note}", err=True)
+    return keys
+
+
 def _keys() -> ApiKeys:
-    return ApiKeys(get_settings().api_keys_path)
+    return open_keys()
 
 
 @click.group()

@@ -23,6 +23,7 @@ from ecom.offset_plan import (
     read_csv,
     to_csv,
 )
+from ecom.textfile import read_text
 from ecom.topology import FLOW_SERVICES, Topology, changelogs_of
 from streams.state import write_start_cursors
 
@@ -151,7 +152,7 @@ def _specifier(chosen: dict[str, Any], group: str) -> Specifier:
     if kind == "by_duration":
         return Specifier(kind, datetime.now(UTC) - parse_duration(value))
     if kind == "from_file":
-        return Specifier(kind, read_csv(Path(value).read_text(), group))
+        return Specifier(kind, read_csv(read_text(Path(value), "--from-file"), group))
     return Specifier(kind, None if value is True else value)
 
 

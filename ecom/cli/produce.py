@@ -18,6 +18,7 @@ from producers.input import TYPE_FIELD, build_event, parse_data_option, read_ndj
 from producers.producer import EventProducer
 from producers.simulate import SIMULATED_ORDER_EVENTS, Shop, ShopPlan
 from schemas import Event
+from schemas.codec import check_source
 
 
 @click.command()
@@ -27,11 +28,17 @@ from schemas import Event
     "--file", "path", help='NDJSON file, one event per line with its "type" (- for stdin).'
 )
 @bootstrap_option
-@click.option("--source", default="/ecomstream/cli", show_default=True, help="CloudEvents source.")
+@click.option(
+    "--source",
+    default="/ecomstream/cli",
+    show_default=True,
+    help="CloudEvents source (ce_source): a URI-reference.",
+)
 def produce(
     event_type: str | None, data: str | None, path: str | None, bootstrap: str | None, source: str
 ) -> None:
     """Validate events and publish them: one with --data, or a whole file with --file."""
+    check_source(source, "--source")
     use_service("producer")
     if path and (event_type or data):
         raise BadInput("give either EVENT_TYPE --data JSON or --file PATH, not both")

@@ -11,8 +11,8 @@ from typing import Any
 
 import click
 
-from ecom.apikeys import ApiKeys
 from ecom.cli.context import context
+from ecom.cli.keys import open_keys
 from ecom.cli.output import PORT, bootstrap_option
 from ecom.errors import PortInUse
 from ecom.kafka import use_service
@@ -42,7 +42,7 @@ def commands(host: str, port: int, bootstrap: str | None) -> None:
     app = create_app(
         ctx.topology,
         ctx.bootstrap,
-        ApiKeys(settings.api_keys_path),
+        open_keys(settings.api_keys_path),
         settings.query_url,
         settings.home / ".ecom" / "idempotency.db",
         settings.max_body_bytes,
@@ -85,7 +85,7 @@ def query_command(
     store = open_store(ctx.store_url, folders=False)  # the projections fill it
     watch = None if no_watch else order_watch(ctx.topology, ctx.bootstrap)
     live = Live(QueryView(store), watch).start()
-    keys = ApiKeys(ctx.settings.api_keys_path)
+    keys = open_keys(ctx.settings.api_keys_path)
     app = create_app(store, keys, ctx.settings.max_body_bytes, live=live)
     try:
         _serve(app, sock, host, port)

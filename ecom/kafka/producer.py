@@ -19,7 +19,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from ecom import metrics
 from ecom.errors import DeliveryFailed
 from ecom.kafka.config import producer_config
-from ecom.kafka.errors import kafka_error, metadata, note_client_error
+from ecom.kafka.errors import is_fatal, kafka_error, metadata, note_client_error, reason
 from ecom.kafka.security import current_service
 
 Headers = list[tuple[str, str | bytes | None]]
@@ -89,21 +89,41 @@ class BytesProducer:
                 )
                 break
             except BufferError:
-                self._producer.poll(0.05)  # queue full: let deliveries drain first
+                self._poll(0.05)  # queue full: let deliveries drain first
+                self.raise_failures()
             except KafkaException as error:
                 raise kafka_error(f"cannot publish to {topic}", error) from error
         self._unpolled += 1
         if self._unpolled >= POLL_EVERY:  # serve delivery reports now and then, not per record
             self._unpolled = 0
-            self._producer.poll(0)
+            self._poll(0)
 
     def poll(self, timeout: float = 0.0) -> None:
-        """Serve delivery reports."""
-        self._producer.poll(timeout)
+        """Serve delivery reports. A fatal error is kept in `fatal` (the next produce or
+        flush raises it), not raised here: whoever serves reports goes on serving them."""
+        self._poll(timeout)
+
+    def _poll(self, timeout: float) -> None:
+        try:
+            self._producer.poll(timeout)
+        except KafkaException as error:
+            self._note_fatal(error)
+
+    def _note_fatal(self, error: KafkaException) -> None:
+        """Keep a fatal error confluent-kafka raised (an idempotent producer refused its
+        producer id, say); raise any other."""
+        cause = error.args[0] if error.args else None
+        if not isinstance(cause, KafkaError) or not is_fatal(cause):
+            raise error
+        self.fatal = reason(cause)
 
     def flush(self, timeout: float = 120.0) -> None:
         """Wait for every queued record; raise DeliveryFailed if any was not acknowledged."""
-        remaining = self._producer.flush(timeout)
+        try:
+            remaining = self._producer.flush(timeout)
+        except KafkaException as error:
+            self._note_fatal(error)
+            remaining = len(self._producer)
         self.raise_failures()
         if remaining:
             raise DeliveryFailed(

@@ -26,7 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ecom.errors import BadInput
+from ecom.private import private_folder
 from ecom.settings import get_settings
+from ecom.textfile import not_utf8
 
 # The principals of the secure local cluster: one per service, plus the brokers' own.
 SERVICES = (
@@ -68,7 +70,11 @@ def credentials_file(cluster_root: Path, service: str) -> Path:
 def read_properties(path: Path) -> dict[str, str]:
     """Read `key=value` lines (comments and blank lines skipped)."""
     settings: dict[str, str] = {}
-    for line in path.read_text().splitlines():
+    try:
+        text = path.read_text(encoding="utf-8")  # an OSError is the caller's to name
+    except UnicodeDecodeError as error:
+        raise BadInput(not_utf8(str(path), error)) from error
+    for line in text.splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             key, _, value = line.partition("=")
@@ -77,8 +83,9 @@ def read_properties(path: Path) -> dict[str, str]:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read, never visible half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a file only its owner can read, never visible half-written (folders it
+    makes are only its owner's too: 0700)."""
+    private_folder(path.parent)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(handle, "w") as out:

@@ -129,6 +129,23 @@ def test_a_retried_post_with_an_idempotency_key_gets_the_first_answer_and_publis
     assert fresh.json()["entity_id"] != first.json()["entity_id"]
 
 
+def test_idempotency_keys_are_each_clients_own(
+    client: TestClient, api_keys: tuple[ApiKeys, dict[str, str]]
+) -> None:
+    other = {"Authorization": f"Bearer {api_keys[0].create('other-shop', 'commands')}"}
+    key = {"Idempotency-Key": "race-1"}
+    first = client.post("/orders", json=ORDER, headers=key)
+    same = client.post("/orders", json=ORDER, headers=key | other)
+    assert first.status_code == same.status_code == 202
+    assert same.json()["event_id"] != first.json()["event_id"], "not the other client's answer"
+    changed = client.post("/orders", json=ORDER | {"currency": "USD"}, headers=key | other)
+    assert changed.status_code == 422, "the other client's own key, used for another request"
+    elsewhere = client.post("/orders", json=ORDER | {"currency": "USD"},
+                            headers={"Idempotency-Key": "race-2"} | other)  # fmt: skip
+    assert elsewhere.status_code == 202
+    assert client.post("/orders", json=ORDER, headers=key).json() == first.json()
+
+
 def _chunks(size: int) -> Iterator[bytes]:
     """A body sent without Content-Length (chunked), `size` bytes of JSON in all."""
     yield b'{"user_id": "'

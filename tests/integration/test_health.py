@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -14,6 +15,7 @@ from consumers.health import readiness
 from consumers.store import Heartbeat, open_store
 from ecom.cli.worker import kafka_answers
 from ecom.cluster import LocalCluster
+from ecom.kafka.security import credentials_file
 from ecom.process import Spec, spawn, stop
 from ecom.settings import Settings
 from ecom.topology import Topology
@@ -115,6 +117,38 @@ def test_the_command_api_is_not_ready_when_kafka_is_gone_or_its_producer_failed(
         answer = client.get("/readyz")
         assert (answer.status_code, answer.json()["reasons"]) == (503, ["Kafka does not answer"])
         assert client.get("/livez").status_code == 200
+
+
+@pytest.mark.kafka
+def test_a_command_api_whose_producer_was_refused_says_so_and_answers_503_at_once(
+    kafka: KafkaCluster, topology: Topology, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if kafka.local is None or not kafka.local.is_secure():
+        pytest.skip("needs the secure local cluster's monitor credentials")
+    # The monitor may not write (no IdempotentWrite): its idempotent producer's first
+    # request for a producer id is refused, a fatal error.
+    monitor = credentials_file(kafka.local.root, "monitor")
+    monkeypatch.setenv("ECOM_KAFKA_CREDENTIALS", str(monitor))
+    keys, auth = keyed("commands")
+    user = {"email": "a@b.de", "name": "A", "country": "DE"}
+    with TestClient(command_app(topology, kafka.bootstrap, keys), headers=auth) as client:
+        publisher = client.app.state.services["publisher"]  # type: ignore[attr-defined]
+        posted = time.monotonic()
+        answer = client.post("/users", json=user)
+        assert time.monotonic() - posted < 15, "not the delivery timeout's wait (60 s)"
+        assert answer.status_code == 503
+        assert "the producer hit a fatal error" in answer.json()["detail"]
+        assert "Cluster authorization failed" in answer.json()["detail"]
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        (reason,) = ready.json()["reasons"]
+        assert reason.startswith("the producer hit a fatal error: ")
+        assert "Cluster authorization failed" in reason
+        assert "://" not in reason, "an open route names no broker"
+        assert publisher._thread.is_alive(), "the delivery reports' thread goes on"
+        again = time.monotonic()
+        assert client.post("/users", json=user).status_code == 503
+        assert time.monotonic() - again < 2
 
 
 @pytest.mark.local_cluster

@@ -103,6 +103,7 @@ def test_cli_exit_3_when_the_topic_is_missing_or_brokers_are_down(cli_env: dict[
 ORDER = SAMPLES["OrderCreated"]
 NO_USER = {k: v for k, v in ORDER.items() if k != "user_id"}
 NEGATIVE = ORDER | {"lines": [{"product_id": "p-1", "quantity": -1}]}
+STOCK = {"product_id": "p-1", "quantity": 1}
 BAD_CURRENCY = {"product_id": "p-1", "price": {"amount_minor": 100, "currency": "EUX"}}
 BAD_INPUT = [
     (["OrderPlaced", "--data", "{}"], "unknown event type"),
@@ -115,6 +116,11 @@ BAD_INPUT = [
     (["OrderCreated", "--data", json.dumps(NEGATIVE)], "greater than 0"),
     (["PriceChanged", "--data", json.dumps(BAD_CURRENCY)], "not an ISO 4217 currency"),
     ([], "give EVENT_TYPE --data JSON"),
+    (["StockAdjusted", "--source", "", "--data", json.dumps(STOCK)], "--source is empty"),
+    (
+        ["StockAdjusted", "--source", "/shop\nX-Evil: 1", "--data", json.dumps(STOCK)],
+        "is not a URI-reference",
+    ),
 ]
 
 

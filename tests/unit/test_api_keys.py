@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from consumers.api import create_app
 from consumers.store import open_store
 from ecom.apikeys import ApiKeys
 from ecom.errors import BadInput
+from ecom.kafka.security import write_private
 from ecom.settings import redact
 from tests.support import run_cli
 
@@ -44,6 +46,43 @@ def test_keys_are_shown_once_stored_hashed_in_a_private_file_and_revocable(
     assert store.scope_of(key) is None
     gone = run_cli("keys", "revoke", "ops", env=env)
     assert (gone.returncode, gone.stderr.strip()) == (2, "error: no key named 'ops'")
+
+
+def test_a_keys_file_open_to_others_is_tightened_to_0600_and_said_so(tmp_path: Path) -> None:
+    loose = tmp_path / "loose.db"
+    loose.touch()
+    loose.chmod(0o644)
+    wal = tmp_path / "loose.db-wal"  # left by an earlier process, as loose as its database
+    wal.touch()
+    wal.chmod(0o664)
+    made = run_cli(
+        "keys", "create", "a", "--scope", "queries", env={"ECOM_API_KEYS_FILE": str(loose)}
+    )
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.startswith("ecom_")
+    assert stat.S_IMODE(loose.stat().st_mode) == 0o600
+    assert stat.S_IMODE(wal.stat().st_mode) == 0o600
+    assert made.stderr.splitlines() == [
+        f"note: {loose} was mode 0644, open to others: made it 0600",
+        f"note: {wal} was mode 0664, open to others: made it 0600",
+    ]
+
+
+def test_folders_made_for_secrets_are_0700_whatever_the_umask(tmp_path: Path) -> None:
+    (tmp_path / "c").mkdir(mode=0o755)
+    previous = os.umask(0)
+    try:
+        keys = ApiKeys(tmp_path / "k" / "new" / "keys.db")
+        keys.create("a", "commands")
+        keys.close()
+        write_private(tmp_path / "c" / "credentials" / "admin.properties", "password=x\n")
+    finally:
+        os.umask(previous)
+    for folder in ("k", "k/new", "c/credentials"):
+        assert stat.S_IMODE((tmp_path / folder).stat().st_mode) == 0o700, folder
+    assert stat.S_IMODE((tmp_path / "k" / "new" / "keys.db").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "c/credentials/admin.properties").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "c").stat().st_mode) == 0o755  # found: left as it was
 
 
 def test_the_query_api_wants_a_queries_key_but_health_and_metrics_stay_open(

@@ -13,6 +13,7 @@ from consumers.replay import Replay
 from consumers.store import open_store
 from ecom.errors import BadInput
 from ecom.topology import FLOW_SERVICES, Topology
+from schemas.codec import check_source
 from tests.support import REPO, free_port, run_cli
 
 
@@ -282,3 +283,52 @@ def test_a_setting_that_does_not_parse_is_named_in_a_line(variable: str, value: 
     message = _one_line_error(result.stderr)
     assert message.startswith(f"error: {variable}={value!r}: ")
     assert said in message
+
+
+@pytest.mark.parametrize(
+    ("source", "problem"),
+    [
+        ("", "error: --source is empty: give a URI-reference such as /ecomstream/cli"),
+        ("/shop\ncli", "error: --source '/shop\\ncli' is not a URI-reference (RFC 3986)"),
+        ("/my shop", "error: --source '/my shop' is not a URI-reference (RFC 3986)"),
+        ("/caf\u00e9", "error: --source '/caf\u00e9' is not a URI-reference (RFC 3986)"),
+        ("1shop:cli", "error: --source '1shop:cli' is not a URI-reference (RFC 3986): a colon"),
+    ],
+)
+def test_a_cloudevents_source_that_is_no_uri_reference_is_refused_before_kafka(
+    source: str, problem: str
+) -> None:
+    data = '{"product_id": "p-1", "quantity": 1}'
+    result = run_cli("produce", "StockAdjusted", "--source", source, "--data", data,
+                     "--bootstrap", "127.0.0.1:1", timeout=30)  # fmt: skip
+    assert result.returncode == 2  # not 3: nothing asked Kafka anything
+    assert _one_line_error(result.stderr).startswith(problem)
+
+
+@pytest.mark.parametrize(
+    "source", ["/ecomstream/cli", "urn:shop:cli", "https://shop.example/a?b#c", "shop", "%2Fx"]
+)
+def test_a_uri_reference_is_a_source(source: str) -> None:
+    assert check_source(source) == source
+
+
+def test_files_that_are_not_utf8_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"\xff\xfe\n")
+    down = ("--bootstrap", "127.0.0.1:1")  # refused before Kafka is asked anything
+    runs = {
+        f"--from-file {bad}": ("offsets", "reset", "g", "--from-file", str(bad), *down),
+        f"--data {bad}": ("produce", "StockAdjusted", "--data", f"@{bad}", *down),
+        f"{bad}:1: not": ("produce", "--file", str(bad), *down),
+        f"{bad} is not": ("topics", "apply", "--dry-run", "--file", str(bad), *down),
+    }
+    for expected, args in runs.items():
+        result = run_cli(*args, timeout=30)
+        assert result.returncode == 2, (args, result.stderr)
+        assert _one_line_error(result.stderr).startswith(f"error: {expected}"), result.stderr
+        assert "UTF-8 text" in result.stderr
+    credentials = run_cli("topics", "describe", *down, env={"ECOM_KAFKA_CREDENTIALS": str(bad)})
+    assert credentials.returncode == 2
+    assert _one_line_error(credentials.stderr) == (
+        f"error: {bad} is not UTF-8 text (byte 0: invalid start byte)"
+    )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -60,6 +62,9 @@ def test_data_option_reads_inline_json_and_files(tmp_path: Path) -> None:
         parse_data_option('{"a": ')
     with pytest.raises(BadInput, match="cannot read"):
         parse_data_option(f"@{tmp_path / 'missing.json'}")
+    path.write_bytes(b"\xff\xfe\n")
+    with pytest.raises(BadInput, match=r"^--data .*e.json is not UTF-8 text \(byte 0: "):
+        parse_data_option(f"@{path}")
 
 
 def test_ndjson_reads_every_line_into_events(tmp_path: Path) -> None:
@@ -89,3 +94,19 @@ def test_several_bad_lines_are_counted(tmp_path: Path) -> None:
 def test_an_empty_file_is_bad_input(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="holds no events"):
         read_ndjson(_ndjson(tmp_path / "empty.ndjson", [""]))
+
+
+def test_ndjson_that_is_not_utf8_names_the_line_in_a_file_or_on_stdin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    content = (_line("UserCreated") + "\n").encode() + b"\xff\xfe\n"
+    path = tmp_path / "bad.ndjson"
+    path.write_bytes(content)
+    with pytest.raises(BadInput) as raised:
+        read_ndjson(str(path))
+    assert str(raised.value) == (
+        f"{path}:2: not UTF-8 text (byte 0: invalid start byte); nothing was sent"
+    )
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(content)))
+    with pytest.raises(BadInput, match=r"^<stdin>:2: not UTF-8 text \(byte 0: "):
+        read_ndjson("-")

@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import Any
 
+from ecom.errors import DeliveryFailed
 from ecom.kafka import Delivery
 from producers.api import Publisher
 from tests.samples import sample
@@ -16,6 +17,7 @@ class LateProducer:
 
     def __init__(self) -> None:
         self.callbacks: list[Any] = []
+        self.fatal: str | None = None
 
     def publish(self, _: object, callback: Any) -> None:
         self.callbacks.append(callback)
@@ -67,3 +69,26 @@ def test_the_answer_waits_for_the_outcome() -> None:
         assert asyncio.run(scenario()).offset == 7
     finally:
         publisher.close()
+
+
+def test_a_fatal_error_fails_the_commands_waiting_at_once() -> None:
+    """A producer that hit a fatal error never reports on what it held: the commands
+    waiting for it got their answer only after the delivery timeout (60 s)."""
+    producer = LateProducer()
+    publisher = Publisher(producer)  # type: ignore[arg-type]
+
+    async def scenario() -> BaseException | None:
+        waiting = asyncio.create_task(publisher.publish(sample("UserCreated")))
+        while not producer.callbacks:
+            await asyncio.sleep(0.01)
+        producer.fatal = "Broker: Cluster authorization failed"
+        done, _ = await asyncio.wait([waiting], timeout=5)
+        assert done, "still waiting"
+        return waiting.exception()
+
+    try:
+        failed = asyncio.run(scenario())
+    finally:
+        publisher.close()
+    assert isinstance(failed, DeliveryFailed)
+    assert str(failed) == "the producer hit a fatal error: Broker: Cluster authorization failed"

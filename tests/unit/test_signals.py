@@ -110,3 +110,60 @@ def _line_with(stream: IO[str], text: str, seconds: float) -> bool:
             if text.encode() in seen:
                 return True
     return False
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly_with_141() -> None:
+    """`ecom simulate --ndjson | head -1`: exit 1 (not in README's table), now 141."""
+    command = [sys.executable, "-m", "ecom", "simulate", "--ndjson", "--orders", "20000"]
+    with subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as run:
+        assert run.stdout is not None
+        assert run.stderr is not None
+        assert run.stdout.readline().startswith(b'{"type": ')
+        run.stdout.close()  # as head -1 does
+        assert run.wait(timeout=60) == 141
+        assert run.stderr.read() == b""
+
+
+# Lines on stdout until it breaks, or a broken pipe that is not stdout's; the clean-up
+# (a finally) writes a file.
+WRITER = """
+import os, sys, click
+from ecom.cli import cli, main
+@cli.command("write")
+@click.argument("done")
+@click.option("--other-pipe", is_flag=True)
+def write(done, other_pipe):
+    try:
+        if other_pipe:
+            read, written = os.pipe()
+            os.close(read)
+            os.write(written, b"x")
+        while True:
+            click.echo("line")
+    finally:
+        open(done, "w").write("cleaned")
+sys.argv = ["ecom", "write", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_closed_stdout_cleans_up_and_another_broken_pipe_is_no_closed_stdout(
+    tmp_path: Path,
+) -> None:
+    read, written = os.pipe()
+    os.close(read)  # nobody reads stdout
+    try:
+        closed = subprocess.run(
+            [sys.executable, "-c", WRITER, str(tmp_path / "a")],
+            cwd=REPO, stdout=written, stderr=subprocess.PIPE, timeout=60, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(written)
+    assert (closed.returncode, closed.stderr) == (141, b"")
+    assert (tmp_path / "a").read_text() == "cleaned"
+    other = subprocess.run(
+        [sys.executable, "-c", WRITER, str(tmp_path / "b"), "--other-pipe"],
+        cwd=REPO, capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert other.returncode != 141, "stdout was read all along"
+    assert (tmp_path / "b").read_text() == "cleaned"

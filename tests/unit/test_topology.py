@@ -74,6 +74,9 @@ def test_unreadable_file_is_one_clear_error(tmp_path: Path) -> None:
         Topology.load(bad)
     with pytest.raises(TopologyError, match="cannot read"):
         Topology.load(tmp_path / "missing.yaml")
+    bad.write_bytes(b"\xff\xfe\n")
+    with pytest.raises(TopologyError, match=r"topics.yaml is not UTF-8 text \(byte 0: "):
+        Topology.load(bad)
 
 
 def test_unknown_topic_or_event_is_a_topology_error() -> None:
