@@ -10,17 +10,18 @@ The event producer (producers/), the dead letters and the order flow all send th
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from ecom import metrics
-from ecom.errors import DeliveryFailed
+from ecom.errors import DeliveryFailed, KafkaRefused, KafkaUnavailable
 from ecom.kafka.config import producer_config
-from ecom.kafka.errors import kafka_error, metadata, note_client_error
-from ecom.kafka.security import current_service
+from ecom.kafka.errors import fatal_cause, kafka_error, metadata, note_client_error
+from ecom.kafka.security import current_service, principal
 
 Headers = list[tuple[str, str | bytes | None]]
 
@@ -41,6 +42,12 @@ DeliveryReport = Callable[[KafkaError | None, Message], None]
 
 
 POLL_EVERY = 100
+# A producer's fatal errors that mean its principal may not write at all.
+_NOT_ALLOWED = {
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+}
 
 
 class BytesProducer:
@@ -54,6 +61,7 @@ class BytesProducer:
         self._lock = threading.Lock()
         self._failures: list[str] = []
         self.fatal: str | None = None
+        self._fatal: KafkaError | None = None
         self.acknowledged = 0
         self._produced: dict[str, Any] = {}  # topic -> its counter (labels() costs ~2 us)
         self._unpolled = 0
@@ -76,34 +84,39 @@ class BytesProducer:
         """
         self.raise_failures()
         report = self._report if on_outcome is None else self._reporter(on_outcome)
-        while True:
-            try:
-                self._producer.produce(
-                    topic,
-                    value,
-                    key,
-                    partition=partition,
-                    on_delivery=report,
-                    timestamp=timestamp,
-                    headers=headers,
-                )
-                break
-            except BufferError:
-                self._producer.poll(0.05)  # queue full: let deliveries drain first
-            except KafkaException as error:
-                raise kafka_error(f"cannot publish to {topic}", error) from error
-        self._unpolled += 1
-        if self._unpolled >= POLL_EVERY:  # serve delivery reports now and then, not per record
-            self._unpolled = 0
-            self._producer.poll(0)
+        with self._librdkafka():
+            while True:
+                try:
+                    self._producer.produce(
+                        topic,
+                        value,
+                        key,
+                        partition=partition,
+                        on_delivery=report,
+                        timestamp=timestamp,
+                        headers=headers,
+                    )
+                    break
+                except BufferError:
+                    self._producer.poll(0.05)  # queue full: let deliveries drain first
+                except KafkaException as error:
+                    if fatal_cause(error) is not None:
+                        raise
+                    raise kafka_error(f"cannot publish to {topic}", error) from error
+            self._unpolled += 1
+            if self._unpolled >= POLL_EVERY:  # serve delivery reports now and then
+                self._unpolled = 0
+                self._producer.poll(0)
 
     def poll(self, timeout: float = 0.0) -> None:
         """Serve delivery reports."""
-        self._producer.poll(timeout)
+        with self._librdkafka():
+            self._producer.poll(timeout)
 
     def flush(self, timeout: float = 120.0) -> None:
         """Wait for every queued record; raise DeliveryFailed if any was not acknowledged."""
-        remaining = self._producer.flush(timeout)
+        with self._librdkafka():
+            remaining = self._producer.flush(timeout)
         self.raise_failures()
         if remaining:
             raise DeliveryFailed(
@@ -125,7 +138,8 @@ class BytesProducer:
 
     def missing_topics(self, names: list[str], timeout: float = 10.0) -> list[str]:
         """Return the topics among names that do not exist (fail fast before sending)."""
-        answer = metadata(self._producer, self.bootstrap, timeout, not self._answered)
+        with self._librdkafka():
+            answer = metadata(self._producer, self.bootstrap, timeout, not self._answered)
         self._answered = True
         return [
             name
@@ -184,12 +198,41 @@ class BytesProducer:
     def _on_error(self, error: KafkaError) -> None:
         note_client_error(self.bootstrap, error)
         if error.fatal():
-            self.fatal = error.str()
+            self._note_fatal(error)
+
+    def _note_fatal(self, error: KafkaError) -> None:
+        self._fatal = error
+        self.fatal = str(error.str())
+
+    @contextmanager
+    def _librdkafka(self) -> Iterator[None]:
+        """Map the fatal error confluent-kafka raises from a call (an idempotent producer
+        refused its producer id, say) to ours. A delivery report served in the same
+        call then fails with a SystemError caused by it: that is the same error."""
+        try:
+            yield
+        except (KafkaException, SystemError) as error:
+            fatal = fatal_cause(error)
+            if fatal is None:
+                raise
+            self._note_fatal(fatal)
+            raise self._fatal_error() from error
+
+    def _fatal_error(self) -> KafkaUnavailable:
+        fatal = self._fatal
+        if fatal is not None and fatal.code() in _NOT_ALLOWED:
+            return KafkaRefused(
+                f"Kafka at {self.bootstrap} does not let {principal(self.bootstrap)} write: "
+                "an idempotent "
+                f"producer needs IdempotentWrite on the cluster or WRITE on a topic "
+                f"({fatal.str()})"
+            )
+        return DeliveryFailed(f"the producer hit a fatal error: {self.fatal}")
 
     def raise_failures(self) -> None:
         """Raise DeliveryFailed for deliveries that failed since the last call."""
         if self.fatal:
-            raise DeliveryFailed(f"the producer hit a fatal error: {self.fatal}")
+            raise self._fatal_error()
         if not self._failures:
             return
         with self._lock:

@@ -210,6 +210,12 @@ def _local_cluster_brokers(root: Path) -> set[str]:
     }
 
 
+def principal(bootstrap: str) -> str:
+    """Say who a client of `bootstrap` is to the cluster, for messages."""
+    user = security_for(bootstrap).settings.get("sasl.username")
+    return f"principal User:{user}" if user else "this client's principal"
+
+
 def security_for(bootstrap: str, service: str | None = None) -> ClientSecurity:
     """Return the security settings a client of `bootstrap` uses (see the module doc)."""
     if settings := _from_environment():
