@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ecom.errors import KafkaUnavailable
+from ecom.errors import KafkaRefused, KafkaUnavailable
 from ecom.kafka import BytesProducer, Delivery, Outcome, OutcomeCallback
+from ecom.kafka.admin import DENIED, MISSING
+from ecom.kafka.security import principal
 from ecom.topology import Topology
 from schemas import Codec, Event, headers
 
@@ -86,14 +88,30 @@ class EventProducer:
         self.producer.poll(timeout)
 
     def check_topics(self, event_types: set[str], timeout: float = 10.0) -> None:
-        """Fail fast, before sending anything, if a needed topic is missing."""
+        """Refuse, before sending anything, if a topic these events go to is missing or
+        this principal may not write it."""
         names = {self.topology.for_event(t).name: t for t in sorted(event_types)}
-        missing = self.producer.missing_topics(list(names), timeout)
-        if missing:
+        problems = self.producer.unwritable_topics(list(names), timeout)
+        if not problems:
+            return
+        where = {name: f"topic {name} (for {names[name]})" for name in problems}
+        who = principal(self.bootstrap)
+        if missing := [where[name] for name, why in problems.items() if why == MISSING]:
             raise KafkaUnavailable(
-                f"topic {missing[0]} (for {names[missing[0]]}) does not exist on "
-                f"{self.bootstrap}; create it with `ecom topics apply`"
+                f"{_listed(missing)} does not exist on {self.bootstrap}; create it with "
+                "`ecom topics apply`; nothing was sent"
             )
+        if denied := [where[name] for name, why in problems.items() if why == DENIED]:
+            raise KafkaRefused(
+                f"{_listed(denied)} does not exist on {self.bootstrap}, or {who} may not "
+                "use it (Topic authorization failed: Kafka does not tell a principal that "
+                "may not see a topic whether it exists); nothing was sent"
+            )
+        read_only = [where[name] for name in problems]
+        raise KafkaRefused(
+            f"{who} may not write {_listed(read_only)}: Topic authorization failed; "
+            "nothing was sent"
+        )
 
     def close(self, timeout: float = 120.0) -> None:
         """Flush; the producer must not be used afterwards."""
@@ -104,3 +122,7 @@ class EventProducer:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+def _listed(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"

@@ -19,6 +19,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from ecom import metrics
 from ecom.errors import DeliveryFailed, KafkaRefused, KafkaUnavailable
+from ecom.kafka.admin import Admin
 from ecom.kafka.config import producer_config
 from ecom.kafka.errors import fatal_cause, kafka_error, metadata, note_client_error
 from ecom.kafka.security import current_service, principal
@@ -136,16 +137,14 @@ class BytesProducer:
             return False
         return True
 
-    def missing_topics(self, names: list[str], timeout: float = 10.0) -> list[str]:
-        """Return the topics among names that do not exist (fail fast before sending)."""
+    def unwritable_topics(self, names: list[str], timeout: float = 10.0) -> dict[str, str]:
+        """Return why this producer may not write each topic among names it may not
+        (admin.MISSING, DENIED or READ_ONLY), to refuse before sending anything. Fails
+        fast when the cluster does not answer or refuses this client."""
         with self._librdkafka():
-            answer = metadata(self._producer, self.bootstrap, timeout, not self._answered)
+            metadata(self._producer, self.bootstrap, timeout, not self._answered)
         self._answered = True
-        return [
-            name
-            for name in names
-            if (found := answer.topics.get(name)) is None or found.error is not None
-        ]
+        return Admin(self.bootstrap, timeout).unwritable(names)
 
     def close(self, timeout: float = 120.0) -> None:
         """Flush; the producer must not be used afterwards."""

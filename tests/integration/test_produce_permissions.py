@@ -16,7 +16,7 @@ from ecom.kafka.security import credentials_file
 from ecom.topology import Topology
 from tests.conftest import KafkaCluster
 from tests.samples import SAMPLES
-from tests.support import run_cli
+from tests.support import run_cli, unique
 
 pytestmark = pytest.mark.kafka
 USER = json.dumps(SAMPLES["UserCreated"])
@@ -60,4 +60,41 @@ def test_a_principal_without_idempotent_write_is_told_so_in_one_line(
     ):
         result = run_cli(*command, env=env, timeout=60)
         _one_line_refusal(result, "principal User:monitor", "IdempotentWrite")
+    assert _written(kafka, topology) == 0
+
+
+def _order(number: int) -> str:
+    order = SAMPLES["OrderCreated"] | {"order_id": f"o-mix-{number}"}
+    return json.dumps({"type": "OrderCreated", **order})
+
+
+def test_a_file_with_a_record_for_a_topic_the_principal_may_not_write_sends_nothing(
+    kafka: KafkaCluster, topology: Topology, tmp_path: Path
+) -> None:
+    """inventory may write orders, not inventory: the whole file is refused, not 3 of 4."""
+    stock = json.dumps({"type": "StockAdjusted", "product_id": "p-mix", "quantity": 3})
+    events = tmp_path / "mixed.ndjson"
+    events.write_text("\n".join([_order(1), _order(2), stock, _order(3)]) + "\n")
+    result = run_cli("produce", "--file", str(events), env=_as(kafka, "inventory", topology))
+    inventory = topology.topic("inventory").name
+    _one_line_refusal(
+        result, f"principal User:inventory may not write topic {inventory} (for StockAdjusted)"
+    )
+    assert "Topic authorization failed" in result.stderr
+    assert _written(kafka, topology) == 0
+
+
+def test_a_topic_the_principal_may_not_see_is_not_called_missing(
+    kafka: KafkaCluster, topology: Topology
+) -> None:
+    users = topology.topic("users").name
+    hidden = run_cli("produce", "UserCreated", "--data", USER,
+                     env=_as(kafka, "inventory", topology))  # fmt: skip
+    _one_line_refusal(hidden, f"topic {users} (for UserCreated) does not exist", "or principal "
+                      "User:inventory may not use it")  # fmt: skip
+    nowhere = unique("none-") + "-"
+    as_admin = _as(kafka, "admin", topology) | {"ECOM_TOPIC_PREFIX": nowhere}
+    missing = run_cli("produce", "UserCreated", "--data", USER, env=as_admin)
+    _one_line_refusal(missing, f"topic {nowhere}users (for UserCreated) does not exist")
+    assert "may not use it" not in missing.stderr, "admin may see every topic: it is missing"
     assert _written(kafka, topology) == 0
