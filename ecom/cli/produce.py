@@ -6,6 +6,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import click
 
@@ -18,6 +19,13 @@ from producers.input import TYPE_FIELD, build_event, parse_data_option, read_ndj
 from producers.producer import EventProducer
 from producers.simulate import SIMULATED_ORDER_EVENTS, Shop, ShopPlan
 from schemas import Event
+
+# How long librdkafka tries to deliver a record of the CLI, as for the command API: once
+# it gave up, a record is never sent later, and the command waits a little longer than
+# that (WAIT_S) so that every record has its answer when it reports.
+DELIVERY_TIMEOUT_S = 30
+CLI_PRODUCER: dict[str, Any] = {"delivery.timeout.ms": DELIVERY_TIMEOUT_S * 1000}
+WAIT_S = DELIVERY_TIMEOUT_S + 10
 
 
 @click.command()
@@ -42,10 +50,10 @@ def produce(
     else:
         raise BadInput("give EVENT_TYPE --data JSON, or --file PATH (see `ecom produce --help`)")
     ctx = context(bootstrap)
-    with EventProducer(ctx.topology, ctx.bootstrap, source) as producer:
+    with EventProducer(ctx.topology, ctx.bootstrap, source, **CLI_PRODUCER) as producer:
         producer.check_topics({e.event_type for e in events})
         if len(events) == 1:
-            delivery = producer.publish_and_wait(events[0])
+            delivery = producer.publish_and_wait(events[0], WAIT_S)
             click.echo(
                 f"{events[0].event_type} {delivery.key} -> {delivery.topic} "
                 f"partition {delivery.partition} offset {delivery.offset}"
@@ -86,7 +94,8 @@ def simulate(
     reference = list(shop.reference_events())
     use_service("producer")
     ctx = context(bootstrap)
-    with EventProducer(ctx.topology, ctx.bootstrap, "/ecomstream/simulate") as producer:
+    source = "/ecomstream/simulate"
+    with EventProducer(ctx.topology, ctx.bootstrap, source, **CLI_PRODUCER) as producer:
         producer.check_topics({e.event_type for e in reference} | SIMULATED_ORDER_EVENTS)
         _publish_all(producer, reference, len(reference), quiet=True)
         paced = _paced(shop.order_events(), rate) if rate else shop.order_events()
@@ -117,7 +126,7 @@ def _publish_all(
             producer.publish(event)
             counts[event.event_type] += 1
             advance(1)
-        producer.flush()
+        producer.flush(WAIT_S)
     took = time.monotonic() - started
     total = sum(counts.values())
     kinds = ", ".join(f"{name} {n}" for name, n in counts.most_common())

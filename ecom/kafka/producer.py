@@ -10,6 +10,7 @@ The event producer (producers/), the dead letters and the order flow all send th
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,7 +59,9 @@ class BytesProducer:
         self.bootstrap = bootstrap
         self.service = current_service()  # the label of what it sends
         settings = {"error_cb": self._on_error} | overrides
-        self._producer = Producer(producer_config(bootstrap, **settings))
+        config = producer_config(bootstrap, **settings)
+        self.delivery_timeout_s = int(config["delivery.timeout.ms"]) / 1000
+        self._producer = Producer(config)
         self._lock = threading.Lock()
         self._failures: list[str] = []
         self.fatal: str | None = None
@@ -116,13 +119,16 @@ class BytesProducer:
 
     def flush(self, timeout: float = 120.0) -> None:
         """Wait for every queued record; raise DeliveryFailed if any was not acknowledged."""
+        started = time.monotonic()
         with self._librdkafka():
             remaining = self._producer.flush(timeout)
         self.raise_failures()
         if remaining:
+            waited = time.monotonic() - started
             raise DeliveryFailed(
-                f"{remaining} record(s) not acknowledged by Kafka within {timeout:.0f}s "
-                f"(is {self.bootstrap} reachable?)"
+                f"{remaining} record(s) not acknowledged by Kafka after {waited:.1f}s of "
+                f"waiting (is {self.bootstrap} reachable, with enough in-sync replicas?); "
+                "they may still be stored, now or later: a retry may publish them twice"
             )
 
     def in_flight(self) -> int:
@@ -162,7 +168,7 @@ class BytesProducer:
         self._count(error, message)
         if error is not None:
             with self._lock:
-                self._failures.append(_failure(error, message))
+                self._failures.append(_failure(error, message, self.delivery_timeout_s))
         else:
             self.acknowledged += 1
 
@@ -180,7 +186,8 @@ class BytesProducer:
         def report(error: KafkaError | None, message: Message) -> None:
             self._count(error, message)
             if error is not None:
-                on_outcome(DeliveryFailed(f"record not acknowledged: {_failure(error, message)}"))
+                failure = _failure(error, message, self.delivery_timeout_s)
+                on_outcome(DeliveryFailed(f"record not acknowledged: {failure}"))
                 return
             self.acknowledged += 1
             on_outcome(
@@ -241,8 +248,14 @@ class BytesProducer:
             raise DeliveryFailed(f"{len(failures)} record(s) not acknowledged: {failures[0]}{more}")
 
 
-def _failure(error: KafkaError, message: Message) -> str:
-    return f"{message.topic()} key {_key(message)}: {error.str()}"
+def _failure(error: KafkaError, message: Message, delivery_timeout_s: float) -> str:
+    failure = f"{message.topic()} key {_key(message)}: {error.str()}"
+    if error.code() == KafkaError._MSG_TIMED_OUT:  # librdkafka gave up: it never sends it later
+        failure += (
+            f" after {delivery_timeout_s:.0f}s (its delivery timeout); it may still have been "
+            "stored: a retry may publish it twice"
+        )
+    return failure
 
 
 def _key(message: Message) -> str:
