@@ -8,16 +8,17 @@ with CloudEvents headers, sent through the floor's delivery-tracked producer
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from ecom.errors import KafkaRefused, KafkaUnavailable
+from ecom.errors import DeliveryFailed, KafkaRefused, KafkaUnavailable
 from ecom.kafka import BytesProducer, Delivery, Outcome, OutcomeCallback
 from ecom.kafka.admin import DENIED, MISSING
 from ecom.kafka.security import principal
 from ecom.topology import Topology
 from schemas import Codec, Event, headers
 
-__all__ = ["Delivery", "EventProducer", "Outcome"]
+__all__ = ["Delivery", "EventProducer", "Outcome", "Receipts"]
 
 
 class EventProducer:
@@ -122,6 +123,62 @@ class EventProducer:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+class Receipts:
+    """Which of a batch's records Kafka acknowledged and which it did not, so that a
+    failure says what was published: a retry of the whole batch would publish that again.
+    `label` names a record by its place in the batch (a file's line, say)."""
+
+    SHOWN = 5
+    _SENT, _ACKNOWLEDGED, _FAILED = 0, 1, 2
+
+    def __init__(self, label: Callable[[int], str] = lambda index: f"record {index + 1}") -> None:
+        self.label = label
+        self._states = bytearray()  # one byte per record sent: compact for big batches
+        self.acknowledged = 0
+        self.failed: list[DeliveryFailed] = []
+
+    @property
+    def sent(self) -> int:
+        return len(self._states)
+
+    def track(self) -> Callable[[Outcome], None]:
+        """Return the outcome callback of the next record sent."""
+        index = len(self._states)
+        self._states.append(self._SENT)
+
+        def record(outcome: Outcome) -> None:
+            if isinstance(outcome, Delivery):
+                self._states[index] = self._ACKNOWLEDGED
+                self.acknowledged += 1
+            else:
+                self._states[index] = self._FAILED
+                self.failed.append(outcome)
+
+        return record
+
+    def check(self) -> None:
+        """Raise DeliveryFailed, with the report, if a record was not acknowledged."""
+        if self.failed:
+            raise DeliveryFailed(f"{self.failed[0]}; {self.report()}")
+
+    def report(self) -> str:
+        """Say how many records were published, and which were not."""
+        parts = [f"{self.acknowledged} of {self.sent} record(s) sent were acknowledged (published)"]
+        if self.failed:
+            parts.append(f"{len(self.failed)} not: {self._labels(self._FAILED)}")
+        unanswered = self.sent - self.acknowledged - len(self.failed)
+        if unanswered:
+            shown = self._labels(self._SENT)
+            parts.append(f"{unanswered} unanswered, which may still be stored: {shown}")
+        return "; ".join(parts)
+
+    def _labels(self, state: int) -> str:
+        indexes = [index for index, s in enumerate(self._states) if s == state]
+        shown = ", ".join(self.label(index) for index in indexes[: self.SHOWN])
+        more = len(indexes) - self.SHOWN
+        return f"{shown} and {more} more" if more > 0 else shown
 
 
 def _listed(items: list[str]) -> str:
