@@ -88,7 +88,7 @@ class BytesProducer:
         """
         self.raise_failures()
         report = self._report if on_outcome is None else self._reporter(on_outcome)
-        with self._librdkafka():
+        try:  # a try costs nothing on this hot path; a context manager would
             while True:
                 try:
                     self._producer.produce(
@@ -103,14 +103,16 @@ class BytesProducer:
                     break
                 except BufferError:
                     self._producer.poll(0.05)  # queue full: let deliveries drain first
-                except KafkaException as error:
-                    if fatal_cause(error) is not None:
-                        raise
-                    raise kafka_error(f"cannot publish to {topic}", error) from error
             self._unpolled += 1
             if self._unpolled >= POLL_EVERY:  # serve delivery reports now and then
                 self._unpolled = 0
                 self._producer.poll(0)
+        except (KafkaException, SystemError) as error:
+            if (fatal := self._fatal_from(error)) is not None:
+                raise fatal from error
+            if isinstance(error, KafkaException):
+                raise kafka_error(f"cannot publish to {topic}", error) from error
+            raise
 
     def poll(self, timeout: float = 0.0) -> None:
         """Serve delivery reports."""
@@ -218,11 +220,17 @@ class BytesProducer:
         try:
             yield
         except (KafkaException, SystemError) as error:
-            fatal = fatal_cause(error)
-            if fatal is None:
+            if (fatal := self._fatal_from(error)) is None:
                 raise
-            self._note_fatal(fatal)
-            raise self._fatal_error() from error
+            raise fatal from error
+
+    def _fatal_from(self, error: BaseException) -> KafkaUnavailable | None:
+        """Return our error for a fatal one behind `error` (None if it is not one)."""
+        fatal = fatal_cause(error)
+        if fatal is None:
+            return None
+        self._note_fatal(fatal)
+        return self._fatal_error()
 
     def _fatal_error(self) -> KafkaUnavailable:
         fatal = self._fatal
