@@ -115,9 +115,13 @@ class BytesProducer:
             raise
 
     def poll(self, timeout: float = 0.0) -> None:
-        """Serve delivery reports."""
-        with self._librdkafka():
+        """Serve delivery reports. A fatal error is kept (the next produce or flush raises
+        it), not raised here: whoever serves reports (the command API's thread) goes on."""
+        try:
             self._producer.poll(timeout)
+        except (KafkaException, SystemError) as error:
+            if self._fatal_from(error) is None:
+                raise
 
     def flush(self, timeout: float = 120.0) -> None:
         """Wait for every queued record; raise DeliveryFailed if any was not acknowledged."""

@@ -7,11 +7,13 @@ broker.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 
-from ecom.kafka import log_ends
+from ecom.errors import KafkaRefused
+from ecom.kafka import BytesProducer, log_ends
 from ecom.kafka.security import credentials_file
 from ecom.topology import Topology
 from tests.conftest import KafkaCluster
@@ -101,3 +103,20 @@ def test_a_topic_the_principal_may_not_see_is_not_called_missing(
     _one_line_refusal(missing, f"topic {nowhere}users (for UserCreated) does not exist")
     assert "may not use it" not in missing.stderr, "admin may see every topic: it is missing"
     assert _written(kafka, topology) == 0
+
+
+def test_serving_reports_goes_on_after_the_fatal_error_and_the_next_flush_raises_it(
+    kafka: KafkaCluster, topology: Topology, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """poll() keeps the fatal error (the command API's thread serves reports in a loop);
+    flush() raises it as one clear refusal."""
+    for name, value in _as(kafka, "monitor", topology).items():
+        monkeypatch.setenv(name, value)
+    producer = BytesProducer(kafka.bootstrap)
+    producer.produce(topology.topic("users").name, b"x", "u-1")
+    deadline = time.monotonic() + 30
+    while producer.fatal is None and time.monotonic() < deadline:
+        producer.poll(0.1)
+    assert producer.fatal is not None, "the producer id was never refused"
+    with pytest.raises(KafkaRefused, match=r"principal User:monitor write.*IdempotentWrite"):
+        producer.flush(5)
