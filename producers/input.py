@@ -54,14 +54,19 @@ def parse_data_option(text: str) -> Any:
 
 def read_ndjson(source: str) -> list[Event]:
     """Read and validate a whole NDJSON file (or `-` for stdin) before anything is sent."""
-    events: list[Event] = []
+    return [event for _, event in read_ndjson_lines(source)]
+
+
+def read_ndjson_lines(source: str) -> list[tuple[int, Event]]:
+    """Like read_ndjson, with each event's line number (to name it in a report)."""
+    events: list[tuple[int, Event]] = []
     errors: list[str] = []
     name = "<stdin>" if source == "-" else source
     for number, line in _lines(source):
         if not line.strip():
             continue
         try:
-            events.append(_parse_line(line))
+            events.append((number, _parse_line(line)))
         except BadInput as error:
             errors.append(f"{name}:{number}: {error}")
     if errors:

@@ -8,15 +8,18 @@ with CloudEvents headers, sent through the floor's delivery-tracked producer
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from ecom.errors import KafkaUnavailable
+from ecom.errors import DeliveryFailed, KafkaRefused, KafkaUnavailable
 from ecom.kafka import BytesProducer, Delivery, Outcome, OutcomeCallback
+from ecom.kafka.admin import DENIED, MISSING
+from ecom.kafka.security import principal
 from ecom.topology import Topology
 from schemas import Codec, Event, headers
 from schemas.codec import check_source
 
-__all__ = ["Delivery", "EventProducer", "Outcome", "OutcomeCallback"]
+__all__ = ["Delivery", "EventProducer", "Outcome", "OutcomeCallback", "Receipts"]
 
 
 class EventProducer:
@@ -87,14 +90,30 @@ class EventProducer:
         self.producer.poll(timeout)
 
     def check_topics(self, event_types: set[str], timeout: float = 10.0) -> None:
-        """Fail fast, before sending anything, if a needed topic is missing."""
+        """Refuse, before sending anything, if a topic these events go to is missing or
+        this principal may not write it."""
         names = {self.topology.for_event(t).name: t for t in sorted(event_types)}
-        missing = self.producer.missing_topics(list(names), timeout)
-        if missing:
+        problems = self.producer.unwritable_topics(list(names), timeout)
+        if not problems:
+            return
+        where = {name: f"topic {name} (for {names[name]})" for name in problems}
+        who = principal(self.bootstrap)
+        if missing := [where[name] for name, why in problems.items() if why == MISSING]:
             raise KafkaUnavailable(
-                f"topic {missing[0]} (for {names[missing[0]]}) does not exist on "
-                f"{self.bootstrap}; create it with `ecom topics apply`"
+                f"{_listed(missing)} does not exist on {self.bootstrap}; create it with "
+                "`ecom topics apply`; nothing was sent"
             )
+        if denied := [where[name] for name, why in problems.items() if why == DENIED]:
+            raise KafkaRefused(
+                f"{_listed(denied)} does not exist on {self.bootstrap}, or {who} may not "
+                "use it (Topic authorization failed: Kafka does not tell a principal that "
+                "may not see a topic whether it exists); nothing was sent"
+            )
+        read_only = [where[name] for name in problems]
+        raise KafkaRefused(
+            f"{who} may not write {_listed(read_only)}: Topic authorization failed; "
+            "nothing was sent"
+        )
 
     def close(self, timeout: float = 120.0) -> None:
         """Flush; the producer must not be used afterwards."""
@@ -105,3 +124,63 @@ class EventProducer:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+class Receipts:
+    """Which of a batch's records Kafka acknowledged and which it did not, so that a
+    failure says what was published: a retry of the whole batch would publish that again.
+    `label` names a record by its place in the batch (a file's line, say)."""
+
+    SHOWN = 5
+    _SENT, _ACKNOWLEDGED, _FAILED = 0, 1, 2
+
+    def __init__(self, label: Callable[[int], str] = lambda index: f"record {index + 1}") -> None:
+        self.label = label
+        self._states = bytearray()  # one byte per record sent: compact for big batches
+        self.acknowledged = 0
+        self.failed: list[DeliveryFailed] = []
+
+    @property
+    def sent(self) -> int:
+        return len(self._states)
+
+    def track(self) -> Callable[[Outcome], None]:
+        """Return the outcome callback of the next record sent."""
+        index = len(self._states)
+        self._states.append(self._SENT)
+
+        def record(outcome: Outcome) -> None:
+            if isinstance(outcome, Delivery):
+                self._states[index] = self._ACKNOWLEDGED
+                self.acknowledged += 1
+            else:
+                self._states[index] = self._FAILED
+                self.failed.append(outcome)
+
+        return record
+
+    def check(self) -> None:
+        """Raise DeliveryFailed, with the report, if a record was not acknowledged."""
+        if self.failed:
+            raise DeliveryFailed(f"{self.failed[0]}; {self.report()}")
+
+    def report(self) -> str:
+        """Say how many records were published, and which were not."""
+        parts = [f"{self.acknowledged} of {self.sent} record(s) sent were acknowledged (published)"]
+        if self.failed:
+            parts.append(f"{len(self.failed)} not: {self._labels(self._FAILED)}")
+        unanswered = self.sent - self.acknowledged - len(self.failed)
+        if unanswered:
+            shown = self._labels(self._SENT)
+            parts.append(f"{unanswered} unanswered, which may still be stored: {shown}")
+        return "; ".join(parts)
+
+    def _labels(self, state: int) -> str:
+        indexes = [index for index, s in enumerate(self._states) if s == state]
+        shown = ", ".join(self.label(index) for index in indexes[: self.SHOWN])
+        more = len(indexes) - self.SHOWN
+        return f"{shown} and {more} more" if more > 0 else shown
+
+
+def _listed(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"

@@ -59,8 +59,8 @@ def cli(verbose: bool) -> None:
         level=logging.INFO if verbose else logging.WARNING,
         format=LOG_FORMAT,
     )
-    if not verbose:
-        logging.getLogger("ecom.librdkafka").setLevel(logging.CRITICAL)
+    if not verbose:  # its fatal errors (CRITICAL) reach the caller too: they end in one line
+        logging.getLogger("ecom.librdkafka").setLevel(logging.CRITICAL + 1)
 
 
 cli.add_command(cluster)

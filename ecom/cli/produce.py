@@ -6,19 +6,27 @@ import json
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import click
 
 from ecom.cli.context import context
 from ecom.cli.output import FiniteRange, bootstrap_option
-from ecom.errors import BadInput
+from ecom.errors import BadInput, KafkaUnavailable
 from ecom.kafka import use_service
 from ecom.progress import progress
-from producers.input import TYPE_FIELD, build_event, parse_data_option, read_ndjson
-from producers.producer import EventProducer
+from producers.input import TYPE_FIELD, build_event, parse_data_option, read_ndjson_lines
+from producers.producer import EventProducer, Receipts
 from producers.simulate import SIMULATED_ORDER_EVENTS, Shop, ShopPlan
 from schemas import Event
 from schemas.codec import check_source
+
+# How long librdkafka tries to deliver a record of the CLI, as for the command API: once
+# it gave up, a record is never sent later, and the command waits a little longer than
+# that (WAIT_S) so that every record has its answer when it reports.
+DELIVERY_TIMEOUT_S = 30
+CLI_PRODUCER: dict[str, Any] = {"delivery.timeout.ms": DELIVERY_TIMEOUT_S * 1000}
+WAIT_S = DELIVERY_TIMEOUT_S + 10
 
 
 @click.command()
@@ -43,22 +51,24 @@ def produce(
     if path and (event_type or data):
         raise BadInput("give either EVENT_TYPE --data JSON or --file PATH, not both")
     if path:
-        events = read_ndjson(path)
+        lines = read_ndjson_lines(path)
+        events = [event for _, event in lines]
     elif event_type and data:
         events = [build_event(event_type, parse_data_option(data))]
     else:
         raise BadInput("give EVENT_TYPE --data JSON, or --file PATH (see `ecom produce --help`)")
     ctx = context(bootstrap)
-    with EventProducer(ctx.topology, ctx.bootstrap, source) as producer:
+    with EventProducer(ctx.topology, ctx.bootstrap, source, **CLI_PRODUCER) as producer:
         producer.check_topics({e.event_type for e in events})
         if len(events) == 1:
-            delivery = producer.publish_and_wait(events[0])
+            delivery = producer.publish_and_wait(events[0], WAIT_S)
             click.echo(
                 f"{events[0].event_type} {delivery.key} -> {delivery.topic} "
                 f"partition {delivery.partition} offset {delivery.offset}"
             )
             return
-        _publish_all(producer, events, len(events))
+        receipts = Receipts(lambda index: f"line {lines[index][0]}")
+        _publish_all(producer, events, len(events), receipts)
 
 
 @click.command()
@@ -93,11 +103,13 @@ def simulate(
     reference = list(shop.reference_events())
     use_service("producer")
     ctx = context(bootstrap)
-    with EventProducer(ctx.topology, ctx.bootstrap, "/ecomstream/simulate") as producer:
+    source = "/ecomstream/simulate"
+    with EventProducer(ctx.topology, ctx.bootstrap, source, **CLI_PRODUCER) as producer:
         producer.check_topics({e.event_type for e in reference} | SIMULATED_ORDER_EVENTS)
-        _publish_all(producer, reference, len(reference), quiet=True)
+        receipts = Receipts(lambda index: f"line {index + 1} of its --ndjson")
+        _publish_all(producer, reference, len(reference), receipts, quiet=True)
         paced = _paced(shop.order_events(), rate) if rate else shop.order_events()
-        _publish_all(producer, paced, orders + round(orders * cancel_share))
+        _publish_all(producer, paced, orders + round(orders * cancel_share), receipts)
 
 
 def _paced(events: Iterator[Event], orders_per_second: float) -> Iterator[Event]:
@@ -114,17 +126,26 @@ def _paced(events: Iterator[Event], orders_per_second: float) -> Iterator[Event]
 
 
 def _publish_all(
-    producer: EventProducer, events: Iterable[Event], expected: int, quiet: bool = False
+    producer: EventProducer,
+    events: Iterable[Event],
+    expected: int,
+    receipts: Receipts,
+    quiet: bool = False,
 ) -> None:
-    """Publish events with a progress bar on a terminal, then print a summary."""
+    """Publish events with a progress bar on a terminal, then print a summary. A failure
+    says which records were published and which not (a retry of all would repeat them)."""
     started = time.monotonic()
     counts: Counter[str] = Counter()
-    with progress("publishing", expected, shown=not quiet) as advance:
-        for event in events:
-            producer.publish(event)
-            counts[event.event_type] += 1
-            advance(1)
-        producer.flush()
+    try:
+        with progress("publishing", expected, shown=not quiet) as advance:
+            for event in events:
+                producer.publish(event, receipts.track())
+                counts[event.event_type] += 1
+                advance(1)
+            producer.flush(WAIT_S)
+    except KafkaUnavailable as error:
+        raise type(error)(f"{error}; {receipts.report()}") from error
+    receipts.check()
     took = time.monotonic() - started
     total = sum(counts.values())
     kinds = ", ".join(f"{name} {n}" for name, n in counts.most_common())

@@ -8,8 +8,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from confluent_kafka import KafkaException, TopicCollection, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicCollection, TopicPartition
 from confluent_kafka.admin import (
+    AclOperation,
     AdminClient,
     OffsetSpec,
     ScramCredentialInfo,
@@ -24,6 +25,11 @@ from ecom.kafka.errors import is_refusal, is_transient, kafka_error, metadata, r
 T = TypeVar("T")
 Partition = tuple[str, int]
 METADATA_TIMEOUT_S = 10.0
+# Why a client may not write a topic (Admin.unwritable).
+MISSING = "missing"  # Kafka says it does not exist
+DENIED = "denied"  # not authorized to see it: Kafka does not say whether it exists
+READ_ONLY = "read-only"  # it may see the topic, not WRITE it
+_WRITES = {AclOperation.WRITE, AclOperation.ALL}
 
 
 class Admin:
@@ -108,6 +114,34 @@ class Admin:
 
         return self.call("describe topics", request)
 
+    def unwritable(self, names: Iterable[str]) -> dict[str, str]:
+        """Return why this client may not write each topic among names it may not write
+        (MISSING, DENIED or READ_ONLY): asked of Kafka, with the operations the topic
+        grants this principal. A cluster without an authorizer grants them all."""
+        wanted = list(names)
+
+        def request() -> dict[str, str]:
+            found = self.admin.describe_topics(
+                TopicCollection(wanted),
+                include_authorized_operations=True,
+                request_timeout=self.timeout,
+            )
+            problems: dict[str, str] = {}
+            for name, future in found.items():
+                try:
+                    granted = future.result().authorized_operations
+                except KafkaException as error:
+                    problem = _DESCRIBE_PROBLEMS.get(error.args[0].code() if error.args else 0)
+                    if problem is None:
+                        raise
+                    problems[name] = problem
+                    continue
+                if granted and not _WRITES & set(granted):
+                    problems[name] = READ_ONLY
+            return problems
+
+        return self.call("describe topics", request)
+
     def require_topics(self, names: Iterable[str]) -> None:
         """Raise KafkaRefused, naming it, for a topic this client cannot see: missing, or
         not granted (a secure cluster shows a client only the topics it may describe).
@@ -187,6 +221,12 @@ class Admin:
                 future.result()
 
         self.call("delete records", request)
+
+
+_DESCRIBE_PROBLEMS = {
+    KafkaError.UNKNOWN_TOPIC_OR_PART: MISSING,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED: DENIED,
+}
 
 
 def log_ends(bootstrap: str, topics: Iterable[str], timeout: float = 15.0) -> dict[Partition, int]:

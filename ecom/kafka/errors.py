@@ -57,6 +57,20 @@ def is_fatal(error: KafkaError) -> bool:
     return bool(error.fatal()) or error.code() == KafkaError._FATAL
 
 
+def fatal_cause(error: BaseException) -> KafkaError | None:
+    """Return the fatal KafkaError behind an exception (itself, its cause or context):
+    confluent-kafka raises a producer's fatal error from poll() or flush(), and a
+    delivery report served in that call fails with a SystemError caused by it."""
+    seen: BaseException | None = error
+    for _ in range(3):
+        if seen is None:
+            return None
+        if isinstance(seen, KafkaException) and seen.args and isinstance(seen.args[0], KafkaError):
+            return seen.args[0] if is_fatal(seen.args[0]) else None
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _refused(error: KafkaError) -> bool:
     """An authentication or TLS failure, unless the connection broke during the handshake
     (a broker dying or starting: "... handshake failed: Local: Broker transport failure"),

@@ -10,17 +10,20 @@ The event producer (producers/), the dead letters and the order flow all send th
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from ecom import metrics
-from ecom.errors import DeliveryFailed
+from ecom.errors import DeliveryFailed, KafkaRefused, KafkaUnavailable
+from ecom.kafka.admin import Admin
 from ecom.kafka.config import producer_config
-from ecom.kafka.errors import is_fatal, kafka_error, metadata, note_client_error, reason
-from ecom.kafka.security import current_service
+from ecom.kafka.errors import fatal_cause, kafka_error, metadata, note_client_error
+from ecom.kafka.security import current_service, principal
 
 Headers = list[tuple[str, str | bytes | None]]
 
@@ -41,6 +44,12 @@ DeliveryReport = Callable[[KafkaError | None, Message], None]
 
 
 POLL_EVERY = 100
+# A producer's fatal errors that mean its principal may not write at all.
+_NOT_ALLOWED = {
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+}
 
 
 class BytesProducer:
@@ -50,10 +59,13 @@ class BytesProducer:
         self.bootstrap = bootstrap
         self.service = current_service()  # the label of what it sends
         settings = {"error_cb": self._on_error} | overrides
-        self._producer = Producer(producer_config(bootstrap, **settings))
+        config = producer_config(bootstrap, **settings)
+        self.delivery_timeout_s = int(config["delivery.timeout.ms"]) / 1000
+        self._producer = Producer(config)
         self._lock = threading.Lock()
         self._failures: list[str] = []
         self.fatal: str | None = None
+        self._fatal: KafkaError | None = None
         self.acknowledged = 0
         self._produced: dict[str, Any] = {}  # topic -> its counter (labels() costs ~2 us)
         self._unpolled = 0
@@ -76,59 +88,53 @@ class BytesProducer:
         """
         self.raise_failures()
         report = self._report if on_outcome is None else self._reporter(on_outcome)
-        while True:
-            try:
-                self._producer.produce(
-                    topic,
-                    value,
-                    key,
-                    partition=partition,
-                    on_delivery=report,
-                    timestamp=timestamp,
-                    headers=headers,
-                )
-                break
-            except BufferError:
-                self._poll(0.05)  # queue full: let deliveries drain first
-                self.raise_failures()
-            except KafkaException as error:
+        try:  # a try costs nothing on this hot path; a context manager would
+            while True:
+                try:
+                    self._producer.produce(
+                        topic,
+                        value,
+                        key,
+                        partition=partition,
+                        on_delivery=report,
+                        timestamp=timestamp,
+                        headers=headers,
+                    )
+                    break
+                except BufferError:
+                    self._producer.poll(0.05)  # queue full: let deliveries drain first
+            self._unpolled += 1
+            if self._unpolled >= POLL_EVERY:  # serve delivery reports now and then
+                self._unpolled = 0
+                self._producer.poll(0)
+        except (KafkaException, SystemError) as error:
+            if (fatal := self._fatal_from(error)) is not None:
+                raise fatal from error
+            if isinstance(error, KafkaException):
                 raise kafka_error(f"cannot publish to {topic}", error) from error
-        self._unpolled += 1
-        if self._unpolled >= POLL_EVERY:  # serve delivery reports now and then, not per record
-            self._unpolled = 0
-            self._poll(0)
+            raise
 
     def poll(self, timeout: float = 0.0) -> None:
-        """Serve delivery reports. A fatal error is kept in `fatal` (the next produce or
-        flush raises it), not raised here: whoever serves reports goes on serving them."""
-        self._poll(timeout)
-
-    def _poll(self, timeout: float) -> None:
+        """Serve delivery reports. A fatal error is kept (the next produce or flush raises
+        it), not raised here: whoever serves reports (the command API's thread) goes on."""
         try:
             self._producer.poll(timeout)
-        except KafkaException as error:
-            self._note_fatal(error)
-
-    def _note_fatal(self, error: KafkaException) -> None:
-        """Keep a fatal error confluent-kafka raised (an idempotent producer refused its
-        producer id, say); raise any other."""
-        cause = error.args[0] if error.args else None
-        if not isinstance(cause, KafkaError) or not is_fatal(cause):
-            raise error
-        self.fatal = reason(cause)
+        except (KafkaException, SystemError) as error:
+            if self._fatal_from(error) is None:
+                raise
 
     def flush(self, timeout: float = 120.0) -> None:
         """Wait for every queued record; raise DeliveryFailed if any was not acknowledged."""
-        try:
+        started = time.monotonic()
+        with self._librdkafka():
             remaining = self._producer.flush(timeout)
-        except KafkaException as error:
-            self._note_fatal(error)
-            remaining = len(self._producer)
         self.raise_failures()
         if remaining:
+            waited = time.monotonic() - started
             raise DeliveryFailed(
-                f"{remaining} record(s) not acknowledged by Kafka within {timeout:.0f}s "
-                f"(is {self.bootstrap} reachable?)"
+                f"{remaining} record(s) not acknowledged by Kafka after {waited:.1f}s of "
+                f"waiting (is {self.bootstrap} reachable, with enough in-sync replicas?); "
+                "they may still be stored, now or later: a retry may publish them twice"
             )
 
     def in_flight(self) -> int:
@@ -143,15 +149,14 @@ class BytesProducer:
             return False
         return True
 
-    def missing_topics(self, names: list[str], timeout: float = 10.0) -> list[str]:
-        """Return the topics among names that do not exist (fail fast before sending)."""
-        answer = metadata(self._producer, self.bootstrap, timeout, not self._answered)
+    def unwritable_topics(self, names: list[str], timeout: float = 10.0) -> dict[str, str]:
+        """Return why this producer may not write each topic among names it may not
+        (admin.MISSING, DENIED or READ_ONLY), to refuse before sending anything. Fails
+        fast when the cluster does not answer or refuses this client."""
+        with self._librdkafka():
+            metadata(self._producer, self.bootstrap, timeout, not self._answered)
         self._answered = True
-        return [
-            name
-            for name in names
-            if (found := answer.topics.get(name)) is None or found.error is not None
-        ]
+        return Admin(self.bootstrap, timeout).unwritable(names)
 
     def close(self, timeout: float = 120.0) -> None:
         """Flush; the producer must not be used afterwards."""
@@ -169,7 +174,7 @@ class BytesProducer:
         self._count(error, message)
         if error is not None:
             with self._lock:
-                self._failures.append(_failure(error, message))
+                self._failures.append(_failure(error, message, self.delivery_timeout_s))
         else:
             self.acknowledged += 1
 
@@ -187,7 +192,8 @@ class BytesProducer:
         def report(error: KafkaError | None, message: Message) -> None:
             self._count(error, message)
             if error is not None:
-                on_outcome(DeliveryFailed(f"record not acknowledged: {_failure(error, message)}"))
+                failure = _failure(error, message, self.delivery_timeout_s)
+                on_outcome(DeliveryFailed(f"record not acknowledged: {failure}"))
                 return
             self.acknowledged += 1
             on_outcome(
@@ -204,12 +210,47 @@ class BytesProducer:
     def _on_error(self, error: KafkaError) -> None:
         note_client_error(self.bootstrap, error)
         if error.fatal():
-            self.fatal = error.str()
+            self._note_fatal(error)
+
+    def _note_fatal(self, error: KafkaError) -> None:
+        self._fatal = error
+        self.fatal = str(error.str())
+
+    @contextmanager
+    def _librdkafka(self) -> Iterator[None]:
+        """Map the fatal error confluent-kafka raises from a call (an idempotent producer
+        refused its producer id, say) to ours. A delivery report served in the same
+        call then fails with a SystemError caused by it: that is the same error."""
+        try:
+            yield
+        except (KafkaException, SystemError) as error:
+            if (fatal := self._fatal_from(error)) is None:
+                raise
+            raise fatal from error
+
+    def _fatal_from(self, error: BaseException) -> KafkaUnavailable | None:
+        """Return our error for a fatal one behind `error` (None if it is not one)."""
+        fatal = fatal_cause(error)
+        if fatal is None:
+            return None
+        self._note_fatal(fatal)
+        return self._fatal_error()
+
+    def _fatal_error(self) -> KafkaUnavailable:
+        fatal = self._fatal
+        if fatal is not None and fatal.code() in _NOT_ALLOWED:
+            return KafkaRefused(
+                f"Kafka at {self.bootstrap} does not let {principal(self.bootstrap)} write: "
+                "an idempotent "
+                f"producer needs IdempotentWrite on the cluster or WRITE on a topic "
+                f"({fatal.str()})"
+            )
+        return DeliveryFailed(f"the producer hit a fatal error: {self.fatal}")
 
     def raise_failures(self) -> None:
         """Raise DeliveryFailed for deliveries that failed since the last call."""
         if self.fatal:
-            raise DeliveryFailed(f"the producer hit a fatal error: {self.fatal}")
+            raise self._fatal_error()
         if not self._failures:
             return
         with self._lock:
@@ -219,8 +260,14 @@ class BytesProducer:
             raise DeliveryFailed(f"{len(failures)} record(s) not acknowledged: {failures[0]}{more}")
 
 
-def _failure(error: KafkaError, message: Message) -> str:
-    return f"{message.topic()} key {_key(message)}: {error.str()}"
+def _failure(error: KafkaError, message: Message, delivery_timeout_s: float) -> str:
+    failure = f"{message.topic()} key {_key(message)}: {error.str()}"
+    if error.code() == KafkaError._MSG_TIMED_OUT:  # librdkafka gave up: it never sends it later
+        failure += (
+            f" after {delivery_timeout_s:.0f}s (its delivery timeout); it may still have been "
+            "stored: a retry may publish it twice"
+        )
+    return failure
 
 
 def _key(message: Message) -> str:

@@ -22,7 +22,9 @@ import json
 import os
 import ssl
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from ecom.errors import BadInput
@@ -44,6 +46,8 @@ _ENV_KEYS = {
     "sasl.password": "ECOM_KAFKA_SASL_PASSWORD",
     "ssl.ca.location": "ECOM_KAFKA_SSL_CA_LOCATION",
 }
+PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHBEARER")
 _current = {"service": os.environ.get("ECOM_KAFKA_SERVICE", "admin")}
 
 
@@ -137,7 +141,69 @@ class ClientSecurity:
 
 
 def _from_environment() -> dict[str, str]:
-    return {key: os.environ[env] for key, env in _ENV_KEYS.items() if os.environ.get(env)}
+    settings = {key: os.environ[env] for key, env in _ENV_KEYS.items() if os.environ.get(env)}
+    if settings:
+        _check(settings, _ENV_KEYS.get, complete=True)
+    return settings
+
+
+def _check(settings: dict[str, str], named: Callable[[str], str | None], complete: bool) -> None:
+    """Refuse settings librdkafka would refuse with a traceback, or that would quietly
+    mean something else (SASL variables without a SASL protocol, a protocol without its
+    credentials). `named` says what the user calls a setting (its variable)."""
+
+    def name(key: str) -> str:
+        return named(key) or key
+
+    protocol = settings.get("security.protocol", "PLAINTEXT").upper()
+    if complete:
+        missing = [key for key in _needed(protocol, settings) if key not in settings]
+        if missing:
+            given = ", ".join(name(key) for key in settings)
+            raise BadInput(
+                f"{given} set, but not {', '.join(name(key) for key in missing)}: set them "
+                "all, or none (then ECOM_KAFKA_CREDENTIALS or the local cluster's are used)"
+            )
+        unused = [key for key in settings if key.startswith("sasl.") and "SASL" not in protocol]
+        if unused:
+            raise BadInput(
+                f"{', '.join(name(key) for key in unused)} set, but "
+                f"{name('security.protocol')}={protocol} does not use SASL "
+                "(SASL_SSL or SASL_PLAINTEXT does)"
+            )
+    if protocol not in PROTOCOLS:
+        raise BadInput(
+            f"{name('security.protocol')} is {settings['security.protocol']!r}; "
+            f"one of {', '.join(PROTOCOLS)}"
+        )
+    mechanism = settings.get("sasl.mechanisms")
+    if mechanism is not None and mechanism.upper() not in MECHANISMS:
+        known = ", ".join(MECHANISMS)
+        raise BadInput(f"{name('sasl.mechanisms')} is {mechanism!r}; one of {known}")
+    ca = settings.get("ssl.ca.location")
+    if ca is not None and "SSL" in protocol and (problem := _ca_problem(ca)):
+        raise BadInput(f"{name('ssl.ca.location')} {ca}: {problem}")
+
+
+def _needed(protocol: str, given: dict[str, str]) -> list[str]:
+    """The settings a protocol (or SASL settings given) cannot do without; a CA is
+    optional (the system's)."""
+    needed = ["security.protocol"]
+    if "SASL" in protocol or any(key.startswith("sasl.") for key in given):
+        needed += ["sasl.mechanisms", "sasl.username", "sasl.password"]
+    return needed
+
+
+@lru_cache(maxsize=8)
+def _ca_problem(path: str) -> str | None:
+    """Return why a CA file cannot be used (librdkafka would fail to build the client)."""
+    try:
+        ssl.create_default_context(cafile=path)
+    except FileNotFoundError:
+        return "no such file"
+    except OSError as error:  # ssl.SSLError is one: not PEM certificates
+        return f"cannot be read as PEM CA certificates ({error.strerror or error})"
+    return None
 
 
 def _local_cluster_brokers(root: Path) -> set[str]:
@@ -151,16 +217,24 @@ def _local_cluster_brokers(root: Path) -> set[str]:
     }
 
 
+def principal(bootstrap: str) -> str:
+    """Say who a client of `bootstrap` is to the cluster, for messages."""
+    user = security_for(bootstrap).settings.get("sasl.username")
+    return f"principal User:{user}" if user else "this client's principal"
+
+
 def security_for(bootstrap: str, service: str | None = None) -> ClientSecurity:
     """Return the security settings a client of `bootstrap` uses (see the module doc)."""
     if settings := _from_environment():
         return ClientSecurity(settings)
     if path := os.environ.get("ECOM_KAFKA_CREDENTIALS"):
         try:
-            return ClientSecurity(read_properties(Path(path)))
+            settings = read_properties(Path(path))
         except OSError as error:
             why = error.strerror
             raise BadInput(f"cannot read ECOM_KAFKA_CREDENTIALS {path}: {why}") from error
+        _check(settings, lambda key: f"{key} in ECOM_KAFKA_CREDENTIALS {path}", complete=False)
+        return ClientSecurity(settings)
     root = get_settings().cluster_path
     servers = {s.strip() for s in bootstrap.split(",") if s.strip()}
     local = credentials_file(root, service or current_service())

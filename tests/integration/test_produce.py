@@ -7,6 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 
 from ecom.errors import DeliveryFailed
 from ecom.kafka import log_ends
@@ -204,3 +205,30 @@ def test_keys_land_where_java_and_faust_clients_put_them(
             landed[delivery.key] = delivery.partition
     java_like = DefaultPartitioner()
     assert landed == {key: java_like(key.encode(), partitions, partitions) for key in landed}
+
+
+def _order_line(number: int) -> str:
+    return json.dumps({"type": "OrderCreated", **ORDER, "order_id": f"o-part-{number}"})
+
+
+def test_a_record_refused_mid_file_is_named_with_what_was_published(
+    kafka: KafkaCluster, topology: Topology, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The broker refuses the inventory record (too big for its topic, set so here):
+    the error says which line failed and that the other three were published."""
+    inventory = topology.topic("inventory").name
+    small = ConfigEntry("max.message.bytes", "64", incremental_operation=AlterConfigOpType.SET)
+    tiny = ConfigResource(ConfigResource.Type.TOPIC, inventory, incremental_configs=[small])
+    admin = kafka.admin()  # kept: its client must outlive the request
+    for future in admin.admin.incremental_alter_configs([tiny]).values():
+        future.result()
+    stock = json.dumps({"type": "StockAdjusted", "product_id": "p-part", "quantity": 3})
+    path = tmp_path / "events.ndjson"
+    path.write_text("\n".join([_order_line(1), _order_line(2), stock, _order_line(3)]) + "\n")
+    result = run_cli("produce", "--file", str(path), env=_env(cli_env, topology))
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.count("\n") == 1
+    assert f"{inventory} key p-part" in result.stderr
+    assert "3 of 4 record(s) sent were acknowledged (published); 1 not: line 3" in result.stderr
+    orders = topology.topic("orders").name
+    assert sum(v for (topic, _), v in _offsets(kafka, topology).items() if topic == orders) == 3
