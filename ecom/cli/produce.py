@@ -13,8 +13,10 @@ import click
 from ecom.cli.context import context
 from ecom.cli.output import FiniteRange, bootstrap_option
 from ecom.errors import BadInput, KafkaUnavailable
-from ecom.kafka import use_service
+from ecom.kafka import security_for, use_service
+from ecom.kafka.security import current_service
 from ecom.progress import progress
+from ecom.topology import Topology
 from producers.input import TYPE_FIELD, build_event, parse_data_option, read_ndjson_lines
 from producers.producer import EventProducer, Receipts
 from producers.simulate import SIMULATED_ORDER_EVENTS, Shop, ShopPlan
@@ -58,6 +60,7 @@ def produce(
     else:
         raise BadInput("give EVENT_TYPE --data JSON, or --file PATH (see `ecom produce --help`)")
     ctx = context(bootstrap)
+    _check_sends(ctx.topology, ctx.bootstrap, {e.event_type for e in events})
     with EventProducer(ctx.topology, ctx.bootstrap, source, **CLI_PRODUCER) as producer:
         producer.check_topics({e.event_type for e in events})
         if len(events) == 1:
@@ -69,6 +72,26 @@ def produce(
             return
         receipts = Receipts(lambda index: f"line {lines[index][0]}")
         _publish_all(producer, events, len(events), receipts)
+
+
+def _check_sends(topology: Topology, bootstrap: str, event_types: set[str]) -> None:
+    """Refuse events the principal's services do not send (topics.yaml `sends`): the
+    ACLs are per topic, and the CLI's own principal may write the orders topic, where
+    the workers' decisions go too (an OrderConfirmed from the CLI confirmed an unpaid
+    order). With another principal's credentials (ECOM_KAFKA_CREDENTIALS, say), its
+    ACLs decide, as they would for any client."""
+    user = security_for(bootstrap).settings.get("sasl.username") or current_service()
+    services = [s for s in topology.services if user in s.principals]
+    allowed = {event for service in services for event in service.sends}
+    if user != current_service() or not services:
+        return
+    for event_type in sorted(event_types - allowed):
+        senders = [s.name for s in topology.services if event_type in s.sends] or ["no service"]
+        raise BadInput(
+            f"{event_type} is sent by {', '.join(senders)}, not by "
+            f"{', '.join(s.name for s in services)} (User:{user}): topics.yaml `sends` "
+            "says who publishes what; nothing was sent"
+        )
 
 
 @click.command()

@@ -122,6 +122,11 @@ BAD_INPUT = [
         ["StockAdjusted", "--source", "/shop\nX-Evil: 1", "--data", json.dumps(STOCK)],
         "is not a URI-reference",
     ),
+    # The CLI's principal may write the orders topic, but not the workers' decisions.
+    (
+        ["OrderConfirmed", "--data", json.dumps(SAMPLES["OrderConfirmed"])],
+        "OrderConfirmed is sent by order-flow-order, not by command-api",
+    ),
 ]
 
 
