@@ -34,11 +34,13 @@ class Pulse:
         now = time.time()
         if now - self._last < self.every:
             return
-        self._last = now
+        previous, self._last = self._last, now
         if kafka_answers():
             self.kafka_down_since = None
         elif self.kafka_down_since is None:
-            self.kafka_down_since = now
+            # Not heard since the last beat: one that comes late came from a loop that
+            # waited on Kafka meanwhile (counting from now made /readyz say "ready" then).
+            self.kafka_down_since = previous or now
         lag = sum(self.lags.values())
         if lag <= self.max_lag:
             self.caught_up_at = now
