@@ -15,6 +15,7 @@ import fcntl
 import hashlib
 import itertools
 import json
+import os
 import re
 import sqlite3
 import threading
@@ -624,16 +625,21 @@ class SqliteStore(Store):
 
     @contextmanager
     def replay_lock(self, projection: str) -> Iterator[None]:
-        # flock, not fcntl's record locks: SQLite's own are those, and a process loses
-        # all of them when it closes any descriptor of the file. One lock per database.
-        self.connection  # noqa: B018 (opened first: the file exists then)
-        with self.path.open("rb") as held:
+        # A file of its own: closing any descriptor of the database would drop SQLite's
+        # own locks in this process, and another could then checkpoint away its commits.
+        lock = self.path.with_name(f"{self.path.name}.replay-{projection}.lock")
+        try:
+            held = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as error:
+            raise StoreError(f"cannot open the replay lock {lock}: {error.strerror}") from error
+        try:
             try:
                 fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise ReplayRunning(projection, f"{self.path} (one replay per SQLite view "
-                                    "database at a time)") from None  # fmt: skip
+                raise ReplayRunning(projection, str(self.path)) from None
             yield
+        finally:
+            os.close(held)
 
     def version(self, read: Callable[[str, Sequence[Any]], list[dict[str, Any]]]) -> Any:
         # data_version moves when another connection commits, total_changes when this one

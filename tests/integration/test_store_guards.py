@@ -156,5 +156,7 @@ def test_one_replay_of_a_projection_at_a_time(view: Store, store_url: str) -> No
             assert result.returncode == 2, result.stderr
             assert result.stderr.startswith("error: a replay of orders is running on ")
         assert view.generations("orders") == []
+        other = run_cli("replay", "inventory", "--store", store_url, "--bootstrap", "127.0.0.1:1")
+        assert other.stderr.startswith("error: cannot reach Kafka"), "another projection's own"
     with view.replay_lock("orders"):  # given back at the end of the block
         pass
