@@ -177,7 +177,7 @@ def _check(settings: dict[str, str], named: Callable[[str], str | None], complet
             f"one of {', '.join(PROTOCOLS)}"
         )
     mechanism = settings.get("sasl.mechanisms")
-    if mechanism is not None and mechanism.upper() not in MECHANISMS:
+    if mechanism is not None and mechanism not in MECHANISMS:  # librdkafka minds the case
         known = ", ".join(MECHANISMS)
         raise BadInput(f"{name('sasl.mechanisms')} is {mechanism!r}; one of {known}")
     ca = settings.get("ssl.ca.location")
@@ -196,9 +196,15 @@ def _needed(protocol: str, given: dict[str, str]) -> list[str]:
 
 @lru_cache(maxsize=8)
 def _ca_problem(path: str) -> str | None:
-    """Return why a CA file cannot be used (librdkafka would fail to build the client)."""
+    """Return why a CA file (or folder of them) cannot be used (librdkafka would fail to
+    build the client); "probe" asks librdkafka to find the system's."""
+    if path == "probe":
+        return None
     try:
-        ssl.create_default_context(cafile=path)
+        if Path(path).is_dir():
+            ssl.create_default_context(capath=path)
+        else:
+            ssl.create_default_context(cafile=path)
     except FileNotFoundError:
         return "no such file"
     except OSError as error:  # ssl.SSLError is one: not PEM certificates

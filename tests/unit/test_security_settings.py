@@ -57,6 +57,8 @@ def test_sasl_settings_without_a_sasl_protocol_are_refused(
          "ECOM_KAFKA_SSL_CA_LOCATION /nonexist.pem: no such file"),
         (SASL | {"SECURITY_PROTOCOL": "SASL_SSL", "SASL_MECHANISM": "MD5"},
          "ECOM_KAFKA_SASL_MECHANISM is 'MD5'"),
+        (SASL | {"SECURITY_PROTOCOL": "SASL_SSL", "SASL_MECHANISM": "scram-sha-512"},
+         "ECOM_KAFKA_SASL_MECHANISM is 'scram-sha-512'"),  # librdkafka minds the case
     ],
 )  # fmt: skip
 def test_values_librdkafka_refuses_are_named(
@@ -75,6 +77,13 @@ def test_a_ca_file_that_is_not_pem_is_named(
     _set(monkeypatch, {"SECURITY_PROTOCOL": "SSL", "SSL_CA_LOCATION": str(ca)})
     with pytest.raises(BadInput, match=f"ECOM_KAFKA_SSL_CA_LOCATION {ca}: cannot be read"):
         security_for(BOOTSTRAP)
+
+
+@pytest.mark.parametrize("ca", ["probe", "/etc/ssl/certs"])
+def test_the_systems_ca_folder_or_probe_are_taken(monkeypatch: pytest.MonkeyPatch, ca: str) -> None:
+    """librdkafka takes both; the check refused them."""
+    _set(monkeypatch, {"SECURITY_PROTOCOL": "SSL", "SSL_CA_LOCATION": ca})
+    assert security_for(BOOTSTRAP).settings["ssl.ca.location"] == ca
 
 
 def test_a_bad_ca_in_a_credentials_file_is_named(
