@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
+
+from pydantic import BaseModel
 
 from schemas.base import EVENT_TYPES
 from schemas.compat import full_compatibility
@@ -45,22 +48,53 @@ def check(registry: SchemaRegistry) -> Report:
 
 
 def unlike_models(registry: SchemaRegistry) -> list[str]:
-    """The current schemas whose fields are not their models' (the code writes what a
-    model holds): compatible as schemas, they were released and then could not be
-    written (a field the model lacks)."""
+    """The current schemas whose fields, nested records' too, are not their models'
+    (the code writes what a model holds): compatible as schemas, they were released and
+    then could not be written (a field the model lacks)."""
     problems = []
     for event_type, current in sorted(registry.current.items()):
         model = EVENT_TYPES.get(event_type)
-        if model is None:
-            continue
-        written = list(model.model_fields)
-        declared = [f["name"] for f in current.raw.get("fields", [])]
-        if written != declared:
-            problems.append(
-                f"{event_type}: the schema's fields {declared} are not the model's {written} "
-                f"({model.__module__.replace('.', '/')}.py): change both together"
-            )
+        if model is not None:
+            problems += _unlike(event_type, current.raw, model)
     return problems
+
+
+def _unlike(where: str, record: dict[str, Any], model: type[BaseModel]) -> list[str]:
+    declared = {f["name"]: f["type"] for f in record.get("fields", [])}
+    written = model.model_fields
+    if set(declared) != set(written):
+        return [
+            f"{where}: the schema's fields {sorted(declared)} are not the model's "
+            f"{sorted(written)} ({model.__module__.replace('.', '/')}.py): change both together"
+        ]
+    problems = []
+    for name, avro_type in declared.items():
+        records, models = list(_records(avro_type)), list(_models(written[name].annotation))
+        if len(records) == 1 and len(models) == 1:
+            problems += _unlike(f"{where}.{name}", records[0], models[0])
+    return problems
+
+
+def _records(avro_type: Any) -> Iterator[dict[str, Any]]:
+    """The records a field's type holds: itself, or in a union, an array or a map."""
+    if isinstance(avro_type, list):
+        for branch in avro_type:
+            yield from _records(branch)
+    elif isinstance(avro_type, dict):
+        kind = avro_type.get("type")
+        if kind == "record":
+            yield avro_type
+        elif kind in ("array", "map"):
+            yield from _records(avro_type["items" if kind == "array" else "values"])
+
+
+def _models(annotation: Any) -> Iterator[type[BaseModel]]:
+    """The models a field's annotation holds: itself, or inside Optional, tuple, ..."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+        return
+    for argument in get_args(annotation):
+        yield from _models(argument)
 
 
 def release(registry: SchemaRegistry, released_dir: Path) -> list[Path]:
