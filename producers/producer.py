@@ -9,9 +9,10 @@ with CloudEvents headers, sent through the floor's delivery-tracked producer
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
-from ecom.errors import DeliveryFailed, KafkaRefused, KafkaUnavailable
+from ecom.errors import DeliveryFailed, EcomError, KafkaRefused, KafkaUnavailable
 from ecom.kafka import BytesProducer, Delivery, Outcome, OutcomeCallback
 from ecom.kafka.admin import DENIED, MISSING
 from ecom.kafka.security import principal
@@ -122,8 +123,12 @@ class EventProducer:
     def __enter__(self) -> EventProducer:
         return self
 
-    def __exit__(self, *_: object) -> None:
-        self.close()
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is None:
+            self.close()
+            return
+        with suppress(EcomError):  # what was queued gets its answer; the error in flight is news
+            self.close()
 
 
 class Receipts:

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
 import pytest
 
 from ecom.cli.produce import CLI_PRODUCER, WAIT_S
-from ecom.errors import DeliveryFailed
+from ecom.errors import DeliveryFailed, KafkaUnavailable
 from ecom.kafka import BytesProducer
+from ecom.topology import Topology
 from producers.api import DELIVERY_TIMEOUT_MS
+from producers.producer import EventProducer
+from schemas import StockAdjusted
+from tests.support import REPO
 
 NOWHERE = "127.0.0.1:1"  # nothing listens: librdkafka gives up after its delivery timeout
 
@@ -45,3 +50,18 @@ def test_the_cli_waits_for_librdkafka_answer_as_long_as_the_command_api() -> Non
     of bulk producers), and the CLI waits past it: every record has its answer."""
     assert CLI_PRODUCER["delivery.timeout.ms"] == DELIVERY_TIMEOUT_MS
     assert WAIT_S * 1000 > DELIVERY_TIMEOUT_MS
+
+
+def test_an_error_in_flight_is_not_replaced_by_the_close_after_it() -> None:
+    """A file that failed part-way raised its report of what was published, and the
+    producer's close then raised its own failure instead: the report was lost."""
+    topology = Topology.load(REPO / "topics.yaml")
+    settings: dict[str, Any] = {"delivery.timeout.ms": 300, "linger.ms": 0, "log_level": 0}
+    with pytest.raises(KafkaUnavailable, match=r"^the report$"):
+        _publish_then_fail(EventProducer(topology, NOWHERE, "/test", **settings))
+
+
+def _publish_then_fail(producer: EventProducer) -> None:
+    with producer:
+        producer.publish(StockAdjusted(product_id="p-1", quantity=1))  # never delivered
+        raise KafkaUnavailable("the report")
