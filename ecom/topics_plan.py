@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ecom.kafka.security import SERVICES
 from ecom.topology import Topic, Topology
 
 Action = Literal["create", "add-partitions", "alter-configs", "add-acl", "remove-acl"]
@@ -156,22 +155,23 @@ def make_plan(
     return Plan(changes, refusals, notes)
 
 
-# The users ecom makes on a secure cluster; admin is a super user and needs no ACL.
-OWN_PRINCIPALS = {f"User:{user}" for user in SERVICES if user != "admin"}
+def _own_principals() -> set[str]:
+    """The users ecom makes on a secure cluster; admin is a super user and needs no ACL."""
+    from ecom.kafka.security import SERVICES  # here: ecom.kafka's package imports this one
+
+    return {f"User:{user}" for user in SERVICES if user != "admin"}
 
 
 def _governed(topology: Topology, acl: Acl) -> bool:
     """Tell whether topics.yaml decides this ACL: one of its principals, or one of the
     users ecom makes that it no longer names, on one of its topics or on one of the
     groups its services name (under this prefix only, so other environments on the
-    cluster keep theirs); a user it no longer names keeps no group under the prefix."""
+    cluster keep theirs)."""
     listed = {f"User:{p}" for s in topology.services for p in s.principals}
-    if acl.principal not in listed | OWN_PRINCIPALS:
+    if acl.principal not in listed | _own_principals():
         return False
     if acl.resource == "topic":
         return acl.name in {t.name for t in topology.topics()}
-    if acl.principal not in listed:
-        return acl.name.startswith(topology.prefix)
     groups = {
         topology.prefix + group.rstrip("*")
         for service in topology.services

@@ -26,7 +26,7 @@ from ecom.cli.context import context
 from ecom.cli.keys import open_keys
 from ecom.cli.output import FiniteRange, bootstrap_option
 from ecom.cli.projections import METRICS_PORT
-from ecom.cli.worker import metrics_port_of
+from ecom.cli.worker import check_metrics_ports
 from ecom.errors import PortInUse, ProcessFailed
 from ecom.kafka import GroupAdmin, GroupInfo, TopicAdmin, security_for
 from ecom.process import Children, Spec
@@ -289,9 +289,8 @@ def _check_ports(settings: Settings) -> None:
                                 f"({error.strerror}; another demo?)") from error  # fmt: skip
     given = os.environ.get("ECOM_METRICS_PORT", "")
     base = int(given) if given.isdigit() else None  # a bad one: the child says so
+    check_metrics_ports(base)
     metrics.check_free(METRICS_PORT if base is None else base)
-    for service in FLOW_SERVICES:
-        metrics.check_free(metrics_port_of(service, base))
 
 
 def _wait_flow_joined(topology: Topology, bootstrap: str, report: Report, check: Check,

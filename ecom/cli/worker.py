@@ -39,11 +39,7 @@ def worker(name: str, bootstrap: str | None, verbose: bool, metrics_port: int | 
     process, restarting one that dies (and giving up, naming it, if it keeps dying)."""
     ctx = context(bootstrap)
     if name == "all":
-        if metrics_port and metrics_port + len(SERVICES) > 65535:
-            raise BadInput(f"--metrics-port {metrics_port}: `worker all` serves the four on "
-                           "the next four ports, which must be 65535 or below")  # fmt: skip
-        for service in SERVICES:  # said once, here, not by four children failing on it
-            metrics.check_free(metrics_port_of(service, metrics_port))
+        check_metrics_ports(metrics_port)
         _require_topics(ctx.topology, ctx.bootstrap, SERVICES)
         _run_all(ctx.bootstrap, verbose, metrics_port, ctx.settings.restart_backoff_s)
         return
@@ -97,6 +93,17 @@ def _require_topics(topology: Topology, bootstrap: str, services: Iterable[str])
     exit 3 now (faust would log it once and wait for good, looking ready)."""
     names = {name for s in services for name in topology.topics_of(f"order-flow-{s}")}
     Admin(bootstrap).require_topics(sorted(names))
+
+
+def check_metrics_ports(given: int | None) -> None:
+    """Refuse the four metrics ports of `worker all` now, out of range or taken: said
+    once, here, not by four children failing on them."""
+    if given and given + len(SERVICES) > 65535:
+        raise BadInput(f"metrics port {given} (--metrics-port, ECOM_METRICS_PORT): `worker "
+                       "all` serves the four on the next four ports, which must be 65535 "
+                       "or below")  # fmt: skip
+    for service in SERVICES:
+        metrics.check_free(metrics_port_of(service, given))
 
 
 def metrics_port_of(service: str, given: int | None) -> int:

@@ -266,6 +266,9 @@ def test_a_demo_on_taken_ports_refuses_before_touching_anything(tmp_path: Path) 
         "another demo?)"
     )
     assert list(tmp_path.iterdir()) == []  # no keys made
+    high = run_cli("demo", "--bootstrap", "127.0.0.1:1", env=env | {"ECOM_METRICS_PORT": "65533"})
+    assert high.returncode == 2, high.stderr  # was an OverflowError's traceback
+    assert "which must be 65535 or below" in _one_line_error(high.stderr)
 
 
 @pytest.mark.parametrize(

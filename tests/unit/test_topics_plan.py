@@ -148,6 +148,7 @@ def test_a_principal_taken_out_of_the_file_loses_its_acls() -> None:
     kept = {
         Acl("User:alice", "topic", "orders", "literal", "write"),  # not one of ecom's users
         Acl("User:producer", "topic", "elsewhere", "literal", "write"),  # not our topic
+        Acl("User:producer", "group", "staging-ecom-watch", "literal", "read"),  # not ours
     }
     plan = make_plan(shop, live, 3, live_acls=set(wanted_acls(shop)) | dropped | kept)
     assert sorted(c.detail for c in plan.changes) == [
