@@ -91,11 +91,7 @@ def test_demo_runs_the_shop_shows_it_live_and_stops(kafka: KafkaCluster, tmp_pat
         demo.send_signal(signal.SIGTERM)
         assert demo.wait(120) == 0, err.read_text()[-3000:] + out.read_text()[-2000:]
     finally:
-        if demo.poll() is None:
-            demo.kill()
-            demo.wait(30)
-        topology = Topology.load(REPO / "topics.yaml", prefix)
-        TopicAdmin(kafka.bootstrap).delete([t.name for t in topology.topics()])
+        _clean_up(demo, kafka, prefix)
     _check_report(out.read_text(), tmp_path)
 
 
@@ -116,16 +112,21 @@ def test_a_service_that_dies_stops_the_demo_naming_it(kafka: KafkaCluster, tmp_p
         os.kill(int(started.group(1)), signal.SIGKILL)
         _, errors = demo.communicate(timeout=300)
     finally:
-        if demo.poll() is None:
-            demo.kill()
-            demo.wait(30)
-        topology = Topology.load(REPO / "topics.yaml", prefix)
-        TopicAdmin(kafka.bootstrap).delete([t.name for t in topology.topics()])
+        _clean_up(demo, kafka, prefix)
     assert demo.returncode == 7, errors[-2000:] + out.read_text()[-2000:]
     assert errors.startswith("error: the demo's command-api exited (code -9)"), errors
     assert out.read_text().strip().splitlines()[-1] == (
         "stopped workers, projections, query-api, command-api"
     )
+
+
+def _clean_up(demo: subprocess.Popen[str], kafka: KafkaCluster, prefix: str) -> None:
+    """Reap a demo a failed test left running, and delete the test's topics."""
+    if demo.poll() is None:
+        demo.kill()
+        demo.wait(30)
+    topology = Topology.load(REPO / "topics.yaml", prefix)
+    TopicAdmin(kafka.bootstrap).delete([t.name for t in topology.topics()])
 
 
 def _demo_env(kafka: KafkaCluster, home: Path, prefix: str, commands_port: int) -> dict[str, str]:
