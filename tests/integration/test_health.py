@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import httpx
@@ -120,35 +119,27 @@ def test_the_command_api_is_not_ready_when_kafka_is_gone_or_its_producer_failed(
 
 
 @pytest.mark.kafka
-def test_a_command_api_whose_producer_was_refused_says_so_and_answers_503_at_once(
+def test_a_command_api_whose_principal_may_not_write_answers_503_and_goes_on(
     kafka: KafkaCluster, topology: Topology, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if kafka.local is None or not kafka.local.is_secure():
-        pytest.skip("needs the secure local cluster's monitor credentials")
-    # The monitor may not write (no IdempotentWrite): its idempotent producer's first
-    # request for a producer id is refused, a fatal error.
+    """Its delivery reports' thread died on the producer's fatal error. Kafka refuses the
+    monitor (it may not write) either its producer id, a fatal error, or the record's
+    topic, whichever it answers first: both are 503s naming the refusal, and the API goes
+    on. (Readiness on a fatal error: the test above and test_publisher.)"""
+    needs = "needs the secure local cluster's monitor credentials (ecom cluster up)"
+    assert kafka.local is not None, needs
+    assert kafka.local.is_secure(), needs
     monitor = credentials_file(kafka.local.root, "monitor")
     monkeypatch.setenv("ECOM_KAFKA_CREDENTIALS", str(monitor))
     keys, auth = keyed("commands")
     user = {"email": "a@b.de", "name": "A", "country": "DE"}
     with TestClient(command_app(topology, kafka.bootstrap, keys), headers=auth) as client:
         publisher = client.app.state.services["publisher"]  # type: ignore[attr-defined]
-        posted = time.monotonic()
-        answer = client.post("/users", json=user)
-        assert time.monotonic() - posted < 15, "not the delivery timeout's wait (60 s)"
-        assert answer.status_code == 503
-        assert "the producer hit a fatal error" in answer.json()["detail"]
-        assert "Cluster authorization failed" in answer.json()["detail"]
-        ready = client.get("/readyz")
-        assert ready.status_code == 503
-        (reason,) = ready.json()["reasons"]
-        assert reason.startswith("the producer hit a fatal error: ")
-        assert "Cluster authorization failed" in reason
-        assert "://" not in reason, "an open route names no broker"
-        assert publisher._thread.is_alive(), "the delivery reports' thread goes on"
-        again = time.monotonic()
-        assert client.post("/users", json=user).status_code == 503
-        assert time.monotonic() - again < 2
+        for _ in range(2):
+            answer = client.post("/users", json=user)
+            assert answer.status_code == 503
+            assert "authorization failed" in answer.json()["detail"]
+            assert publisher._thread.is_alive(), "the delivery reports' thread goes on"
 
 
 @pytest.mark.local_cluster
