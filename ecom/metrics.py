@@ -148,12 +148,19 @@ def check_free(port: int) -> None:
     children that would each fail on it."""
     if not port:
         return
+    if (error := bind_refused(port)) is not None:
+        raise _taken(port, error) from error
+
+
+def bind_refused(port: int) -> OSError | None:
+    """Return why a server could not listen on 127.0.0.1:port now (None: it could)."""
     with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
         try:
             probe.bind(("127.0.0.1", port))
         except OSError as error:
-            raise _taken(port, error) from error
+            return error
+    return None
 
 
 def _taken(port: int, error: OSError) -> PortInUse:

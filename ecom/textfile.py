@@ -21,4 +21,8 @@ def read_text(path: Path, what: str = "", refusal: type[BadInput] = BadInput) ->
 
 
 def not_utf8(label: str, error: UnicodeDecodeError) -> str:
-    return f"{label} is not UTF-8 text (byte {error.start}: {error.reason})"
+    return f"{label} is {why_not_utf8(error)}"
+
+
+def why_not_utf8(error: UnicodeDecodeError) -> str:
+    return f"not UTF-8 text (byte {error.start}: {error.reason})"

@@ -12,7 +12,7 @@ from typing import Any, BinaryIO
 from pydantic import ValidationError
 
 from ecom.errors import BadInput, InvalidEvent
-from ecom.textfile import read_text
+from ecom.textfile import read_text, why_not_utf8
 from schemas import EVENT_TYPES, Event
 from schemas.codec import describe
 
@@ -87,8 +87,7 @@ def _lines(source: str) -> Iterator[tuple[int, str]]:
                     yield number, line.decode("utf-8")
                 except UnicodeDecodeError as error:
                     raise BadInput(
-                        f"{name}:{number}: not UTF-8 text (byte {error.start}: {error.reason}); "
-                        "nothing was sent"
+                        f"{name}:{number}: {why_not_utf8(error)}; nothing was sent"
                     ) from error
     except OSError as error:
         raise BadInput(f"cannot read {name}: {error.strerror or error}") from error

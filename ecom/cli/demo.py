@@ -10,7 +10,6 @@ the report) it stops everything it started.
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -280,13 +279,9 @@ def _check_ports(settings: Settings) -> None:
     """Refuse at once when a port the services would listen on is taken: a second demo
     went on to replace the first one's keys and send its orders into the first shop."""
     for port in (int(_port(settings.query_url)), settings.commands_port):
-        with socket.socket() as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the APIs bind
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError as error:
-                raise PortInUse(f"cannot run the demo: 127.0.0.1:{port} is taken "
-                                f"({error.strerror}; another demo?)") from error  # fmt: skip
+        if (error := metrics.bind_refused(port)) is not None:
+            raise PortInUse(f"cannot run the demo: 127.0.0.1:{port} is taken "
+                            f"({error.strerror}; another demo?)") from error  # fmt: skip
     given = os.environ.get("ECOM_METRICS_PORT", "")
     base = int(given) if given.isdigit() else None  # a bad one: the child says so
     check_metrics_ports(base)
